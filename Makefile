@@ -1,0 +1,63 @@
+# flwr-stellar: `make demo` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Re-install only when the dependency list changes (a second `make test` installs nothing).
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
+FMNIST_FILE := $(FMNIST_DIR)/train-images-idx3-ubyte.gz
+PYTEST_ARGS ?=
+export FLWR_TELEMETRY_ENABLED := 0
+
+.PHONY: install dataset demo test test-fast bench lint flwr-run clean
+
+install: $(STAMP)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "flwr-stellar needs Python 3.11"' \
+		|| { echo "Python 3.11 is required (set PYTHON=/path/to/python3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# torch/torchvision first, with pip, from the pinned releases (FACTS.md), then the project.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PIP) install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist; no silent fallback to fake data.
+dataset:
+	@if [ -f "$(FMNIST_FILE)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+	elif sudo -n true 2>/dev/null; then SUDO="sudo"; \
+	else echo "Fashion-MNIST is missing ($(FMNIST_FILE)). Run:"; \
+	     echo "    sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"; \
+	     echo "or point FMNIST_DIR / dataset.root at a folder holding the four IDX files."; exit 1; fi; \
+	echo "Installing Debian package dataset-fashion-mnist ..."; \
+	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist
+
+demo: install dataset
+	$(PY) -m flwr_stellar.experiment $(ARGS)
+
+test: install dataset
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install dataset
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: install dataset
+	$(PY) benchmarks/bench_baseline.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# `flwr run .` on a local simulation federation (config in .flwr-home/, see README).
+flwr-run: install dataset
+	FLWR_HOME=$(CURDIR)/.flwr-home $(PY) -m flwr_stellar.cli flwr-run $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs multirun .flwr-home .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,60 @@
+"""ClientApp: local training and evaluation on this node's partition."""
+
+from __future__ import annotations
+
+import torch
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from flwr_stellar.app.task import node_partition
+from flwr_stellar.config import AppConfig
+from flwr_stellar.data import load_client_data, round_sample
+from flwr_stellar.models import build_model, evaluate, train
+
+app = ClientApp()
+
+
+def _setup(msg: Message, context: Context) -> tuple[AppConfig, torch.nn.Module, int, int]:
+    torch.set_num_threads(1)  # one core per simulated node; Ray gives each one CPU
+    cfg = AppConfig.from_run_config(context.run_config)
+    model = build_model(cfg.model.name)
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    pid, num_partitions = node_partition(context)
+    return cfg, model, pid, num_partitions
+
+
+@app.train()
+def train_fn(msg: Message, context: Context) -> Message:
+    cfg, model, pid, n = _setup(msg, context)
+    local_train, _ = load_client_data(cfg.dataset, cfg.seed, pid, n)
+    config = msg.content["config"]
+    server_round = int(config["server-round"])
+    rows = round_sample(len(local_train), cfg.dataset.max_train_examples, cfg.seed, pid, server_round)
+    result = train(
+        model,
+        local_train.subset(rows),
+        epochs=cfg.train.local_epochs,
+        batch_size=cfg.train.batch_size,
+        lr=cfg.train.lr,
+        momentum=cfg.train.momentum,
+        seed=cfg.seed * 1_000_003 + pid * 1009 + server_round,
+        proximal_mu=float(config.get("proximal-mu", 0.0)),
+    )
+    metrics = MetricRecord(
+        {
+            "train_loss": result.loss,
+            "train_accuracy": result.accuracy,
+            "num-examples": result.num_examples,
+        }
+    )
+    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
+    return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate_fn(msg: Message, context: Context) -> Message:
+    cfg, model, pid, n = _setup(msg, context)
+    _, local_val = load_client_data(cfg.dataset, cfg.seed, pid, n)
+    loss, acc = evaluate(model, local_val, cfg.evaluation.batch_size)
+    metrics = MetricRecord({"loss": loss, "accuracy": acc, "num-examples": len(local_val)})
+    return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)

@@ -1,0 +1,49 @@
+"""Build the inner Flower strategy named by ``strategy.name`` in the run config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flwr.serverapp.strategy import (
+    FedAdam,
+    FedAvg,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    Krum,
+    MultiKrum,
+    Strategy,
+)
+
+from flwr_stellar.config import StrategyConfig
+
+
+def _common(cfg: StrategyConfig) -> dict[str, float | int]:
+    return {
+        "fraction_train": cfg.fraction_train,
+        "fraction_evaluate": cfg.fraction_evaluate,
+        "min_train_nodes": cfg.min_nodes,
+        "min_evaluate_nodes": cfg.min_nodes if cfg.fraction_evaluate > 0 else 0,
+        "min_available_nodes": cfg.min_nodes,
+    }
+
+
+STRATEGIES: dict[str, Callable[[StrategyConfig], Strategy]] = {
+    "fedavg": lambda c: FedAvg(**_common(c)),
+    "fedprox": lambda c: FedProx(**_common(c), proximal_mu=c.proximal_mu),
+    "fedadam": lambda c: FedAdam(**_common(c), eta=c.server_lr),
+    "fedmedian": lambda c: FedMedian(**_common(c)),
+    "fedtrimmedavg": lambda c: FedTrimmedAvg(**_common(c), beta=c.trim_beta),
+    "krum": lambda c: Krum(**_common(c), num_malicious_nodes=c.num_malicious),
+    "multikrum": lambda c: MultiKrum(
+        **_common(c), num_malicious_nodes=c.num_malicious, num_nodes_to_select=c.num_to_select
+    ),
+}
+
+
+def build_strategy(cfg: StrategyConfig) -> Strategy:
+    try:
+        factory = STRATEGIES[cfg.name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {cfg.name!r}; choose one of {tuple(STRATEGIES)}") from None
+    return factory(cfg)

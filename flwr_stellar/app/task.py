@@ -1,0 +1,106 @@
+"""Glue between Flower's Context / records and the data, model and training code."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from logging import INFO
+from pathlib import Path
+from typing import Any
+
+import torch
+from flwr.app import ArrayRecord, Context, MetricRecord
+from flwr.common.logger import log
+
+from flwr_stellar.config import AppConfig
+from flwr_stellar.data import load_server_data
+from flwr_stellar.models import build_model, evaluate
+
+
+def node_partition(context: Context) -> tuple[int, int]:
+    """(partition-id, num-partitions) from the node config, with a fix-it message."""
+    try:
+        return int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
+    except KeyError as err:
+        raise ValueError(
+            f"node config lacks {err.args[0]!r}: start the SuperNode with "
+            "--node-config 'partition-id=<i> num-partitions=<n>'"
+        ) from None
+
+
+def resolve_output_dir(output_dir: str, run_id: int) -> Path:
+    path = Path(output_dir) if output_dir else Path("outputs") / f"run-{run_id}"
+    path = path.expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Readers never see a half-written file, even if the process dies mid-write."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class RoundLog:
+    """Per-round metrics, rewritten to metrics.json after every round so nothing is lost."""
+
+    path: Path
+    run_id: int
+    config: Mapping[str, Any]
+    started: float = field(default_factory=time.perf_counter)
+    rounds: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    def record(self, server_round: int, values: Mapping[str, float]) -> None:
+        row = self.rounds.setdefault(server_round, {})
+        row.update(values)
+        row["elapsed_s"] = round(time.perf_counter() - self.started, 3)
+        self.flush()
+
+    def flush(self, **extra: Any) -> None:
+        write_json_atomic(
+            self.path,
+            {
+                "run_id": self.run_id,
+                "config": dict(self.config),
+                "rounds": [{"round": r, **v} for r, v in sorted(self.rounds.items())],
+                **extra,
+            },
+        )
+
+
+class CentralEvaluator:
+    """Evaluates the global model on the 10k test set (never used for training)."""
+
+    def __init__(self, cfg: AppConfig, round_log: RoundLog) -> None:
+        _, self.test = load_server_data(cfg.dataset, cfg.seed)
+        self.cfg = cfg
+        self.round_log = round_log
+        self.model = build_model(cfg.model.name)
+
+    def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        self.model.load_state_dict(arrays.to_torch_state_dict())
+        loss, acc = evaluate(self.model, self.test, self.cfg.evaluation.batch_size)
+        self.round_log.record(server_round, {"central_loss": loss, "central_accuracy": acc})
+        log(
+            INFO,
+            "round %d/%d: central accuracy %.4f, loss %.4f (%.1f s elapsed)",
+            server_round, self.cfg.num_rounds, acc, loss,
+            self.round_log.rounds[server_round]["elapsed_s"],
+        )
+        return MetricRecord({"accuracy": acc, "loss": loss})
+
+
+def save_model(arrays: ArrayRecord, path: Path) -> None:
+    torch.save(arrays.to_torch_state_dict(), path)

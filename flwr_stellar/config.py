@@ -1,0 +1,218 @@
+"""Run-config schema: the types and rules of the flat keys Flower hands to the App.
+
+Defaults live in exactly one place, ``[tool.flwr.app.config]`` of pyproject.toml, because
+that is where ``flwr run`` reads them. This module gives those keys types and rules, so both
+front doors (``flwr run --run-config`` and the Hydra entry point) reject a bad value the same
+way, naming the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+Scalar = bool | int | float | str
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DATASETS = ("fashion_mnist",)
+PARTITIONERS = ("dirichlet", "iid")
+
+
+class ConfigError(ValueError):
+    """A run-config key is unknown, missing, of the wrong type or out of range."""
+
+
+@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
+class DatasetConfig:
+    name: str
+    root: str
+    cache_dir: str
+    partitioner: str
+    alpha: float
+    min_partition_size: int
+    val_fraction: float
+    server_val_size: int
+    max_train_examples: int
+
+
+@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
+class ModelConfig:
+    name: str
+
+
+@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
+class TrainConfig:
+    local_epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+
+
+@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
+class StrategyConfig:
+    name: str
+    fraction_train: float
+    fraction_evaluate: float
+    min_nodes: int
+    proximal_mu: float
+    trim_beta: float
+    num_malicious: int
+    num_to_select: int
+    server_lr: float
+
+
+@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
+class EvaluationConfig:
+    central: bool
+    batch_size: int
+
+
+@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
+class AppConfig:
+    """Everything a run of the Flower App needs; one field per run-config key."""
+
+    seed: int
+    num_rounds: int
+    output_dir: str
+    dataset: DatasetConfig
+    model: ModelConfig
+    train: TrainConfig
+    strategy: StrategyConfig
+    evaluation: EvaluationConfig
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> AppConfig:
+        """Build and validate from Flower's flat ``context.run_config``."""
+        known = set(_flat_types(cls))
+        unknown = sorted(set(run_config) - known)
+        if unknown:
+            raise ConfigError(f"unknown run-config key(s): {', '.join(unknown)}")
+        missing = sorted(known - set(run_config))
+        if missing:
+            raise ConfigError(f"missing run-config key(s): {', '.join(missing)}")
+        config = _build(cls, run_config, prefix="")
+        config.validate()
+        return config
+
+    def to_run_config(self) -> dict[str, Scalar]:
+        """Flatten to Flower's ``"section.key"`` form (the inverse of from_run_config)."""
+        return flatten(asdict(self))
+
+    def validate(self) -> None:
+        """Check value ranges; raise ConfigError naming the first offending key."""
+        from flwr_stellar.app.strategy_factory import STRATEGIES
+        from flwr_stellar.models import MODELS
+
+        d, s, t = self.dataset, self.strategy, self.train
+        rules: list[tuple[str, bool, str]] = [
+            ("seed", self.seed >= 0, "must be >= 0"),
+            ("num_rounds", self.num_rounds >= 1, "must be >= 1"),
+            ("dataset.name", d.name in DATASETS, f"must be one of {DATASETS}"),
+            ("dataset.partitioner", d.partitioner in PARTITIONERS,
+             f"must be one of {PARTITIONERS}"),
+            ("dataset.alpha", d.alpha > 0, "must be > 0"),
+            ("dataset.min_partition_size", d.min_partition_size >= 0, "must be >= 0"),
+            ("dataset.val_fraction", 0 <= d.val_fraction < 1, "must be in [0, 1)"),
+            ("dataset.server_val_size", 0 <= d.server_val_size <= 30000,
+             "must be in [0, 30000]"),
+            ("dataset.max_train_examples", d.max_train_examples >= 0, "must be >= 0"),
+            ("model.name", self.model.name in MODELS, f"must be one of {tuple(MODELS)}"),
+            ("train.local_epochs", t.local_epochs >= 1, "must be >= 1"),
+            ("train.batch_size", t.batch_size >= 1, "must be >= 1"),
+            ("train.lr", t.lr > 0, "must be > 0"),
+            ("train.momentum", 0 <= t.momentum < 1, "must be in [0, 1)"),
+            ("strategy.name", s.name in STRATEGIES, f"must be one of {tuple(STRATEGIES)}"),
+            ("strategy.fraction_train", 0 < s.fraction_train <= 1, "must be in (0, 1]"),
+            ("strategy.fraction_evaluate", 0 <= s.fraction_evaluate <= 1,
+             "must be in [0, 1] (0 disables client-side evaluation)"),
+            ("strategy.min_nodes", s.min_nodes >= 1, "must be >= 1"),
+            ("strategy.proximal_mu", s.proximal_mu >= 0, "must be >= 0"),
+            ("strategy.trim_beta", 0 <= s.trim_beta < 0.5, "must be in [0, 0.5)"),
+            ("strategy.num_malicious", s.num_malicious >= 0, "must be >= 0"),
+            ("strategy.num_to_select", s.num_to_select >= 1, "must be >= 1"),
+            ("strategy.server_lr", s.server_lr > 0, "must be > 0"),
+            ("evaluation.batch_size", self.evaluation.batch_size >= 1, "must be >= 1"),
+        ]
+        for key, ok, why in rules:
+            if not ok:
+                raise ConfigError(f"{key} {why}, got {_lookup(self, key)!r}")
+
+
+def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
+    """Join nested keys with dots, as Flower's run config does."""
+    flat: dict[str, Scalar] = {}
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_default_run_config(project_dir: Path = PROJECT_DIR) -> dict[str, Scalar]:
+    """The defaults from ``[tool.flwr.app.config]``, flattened like Flower does."""
+    pyproject = project_dir / "pyproject.toml"
+    try:
+        with pyproject.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as err:
+        raise ConfigError(
+            f"{pyproject} not found: run from a flwr-stellar checkout (the Flower App folder)"
+        ) from err
+    return flatten(data["tool"]["flwr"]["app"]["config"])
+
+
+def default_config(project_dir: Path = PROJECT_DIR) -> AppConfig:
+    return AppConfig.from_run_config(load_default_run_config(project_dir))
+
+
+def _flat_types(cls: type, prefix: str = "") -> dict[str, type]:
+    out: dict[str, type] = {}
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        typ = hints[f.name]
+        if is_dataclass(typ):
+            out.update(_flat_types(typ, prefix=f"{prefix}{f.name}."))  # type: ignore[arg-type]
+        else:
+            out[f"{prefix}{f.name}"] = typ
+    return out
+
+
+def _build(cls: type, flat: Mapping[str, Any], prefix: str) -> Any:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        typ = hints[f.name]
+        key = f"{prefix}{f.name}"
+        if is_dataclass(typ):
+            kwargs[f.name] = _build(typ, flat, prefix=f"{key}.")  # type: ignore[arg-type]
+        else:
+            kwargs[f.name] = _coerce(key, flat[key], typ)
+    return cls(**kwargs)
+
+
+def _coerce(key: str, value: Any, typ: type) -> Scalar:
+    """Accept exactly the TOML type (ints widen to float); never parse strings."""
+    if typ is bool:
+        ok = isinstance(value, bool)
+    elif typ is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif typ is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"{key} must be of type {typ.__name__}, got {value!r}")
+    return value  # type: ignore[no-any-return]
+
+
+def _lookup(config: AppConfig, dotted: str) -> Any:
+    obj: Any = config
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
