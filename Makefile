@@ -57,7 +57,7 @@ lint: install
 
 # `flwr run .` on a local simulation federation (config in .flwr-home/, see README).
 flwr-run: install dataset
-	FLWR_HOME=$(CURDIR)/.flwr-home $(PY) -m flwr_stellar.cli flwr-run $(ARGS)
+	$(VENV)/bin/flwr-stellar flwr-run $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .flwr-home .pytest_cache .ruff_cache .hypothesis
