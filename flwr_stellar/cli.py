@@ -47,14 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
         "unless it completed) and stop the local SuperLink afterwards.",
     )
     run.add_argument("--app-dir", type=Path, default=PROJECT_DIR, help="Flower App folder")
-    run.add_argument("--flwr-home", type=Path, default=None,
-                     help="FLWR_HOME to use (default: <app-dir>/.flwr-home)")
+    run.add_argument(
+        "--flwr-home",
+        type=Path,
+        default=None,
+        help="FLWR_HOME to use (default: <app-dir>/.flwr-home)",
+    )
     run.add_argument("--num-supernodes", type=int, default=10)
     run.add_argument("--cpus-per-client", type=int, default=1)
-    run.add_argument("--run-config", nargs="*", default=[], metavar="KEY=VALUE",
-                     help='run-config overrides, e.g. num_rounds=3 strategy.name="fedprox"')
-    run.add_argument("--keep-superlink", action="store_true",
-                     help="leave the local SuperLink running for further `flwr` commands")
+    run.add_argument(
+        "--run-config",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help='run-config overrides, e.g. num_rounds=3 strategy.name="fedprox"',
+    )
+    run.add_argument(
+        "--keep-superlink",
+        action="store_true",
+        help="leave the local SuperLink running for further `flwr` commands",
+    )
     run.set_defaults(func=_cmd_flwr_run)
     return parser
 

@@ -84,6 +84,7 @@ def prepare_raw_files(root: Path, cache_dir: Path) -> Path:
         if plain.is_file():
             opener = plain.open
         elif packed.is_file():
+
             def opener(mode: str, _p: Path = packed):  # type: ignore[no-untyped-def]
                 return gzip.open(_p, mode)
         else:
@@ -165,8 +166,13 @@ def split_indices(
     part: Partitioner
     if partitioner == "dirichlet":
         part = DirichletPartitioner(
-            num_partitions, "label", alpha, min_partition_size=min_partition_size,
-            self_balancing=False, shuffle=True, seed=seed,
+            num_partitions,
+            "label",
+            alpha,
+            min_partition_size=min_partition_size,
+            self_balancing=False,
+            shuffle=True,
+            seed=seed,
         )
     elif partitioner == "iid":
         part = IidPartitioner(num_partitions)  # contiguous shards of an already shuffled pool
@@ -185,18 +191,27 @@ def federated_split(cfg: DatasetConfig, seed: int, num_partitions: int) -> Feder
     """The split for this config, kept on disk: every node process would otherwise redo it."""
     train, _ = load_fashion_mnist(cfg.root, cfg.cache_dir)
     labels = train.y.numpy()
-    params = [cfg.partitioner, cfg.alpha, cfg.min_partition_size, cfg.server_val_size, seed,
-              num_partitions, hashlib.sha256(labels.tobytes()).hexdigest()]
+    params = [
+        cfg.partitioner,
+        cfg.alpha,
+        cfg.min_partition_size,
+        cfg.server_val_size,
+        seed,
+        num_partitions,
+        hashlib.sha256(labels.tobytes()).hexdigest(),
+    ]
     key = hashlib.sha256(json.dumps(params).encode()).hexdigest()[:24]
     path = resolve_cache_dir(cfg.cache_dir) / "splits" / f"{key}.npz"
     if path.exists():
         with np.load(path) as f:
-            return FederatedSplit(
-                f["server_val"], tuple(f[f"p{i}"] for i in range(num_partitions))
-            )
+            return FederatedSplit(f["server_val"], tuple(f[f"p{i}"] for i in range(num_partitions)))
     split = split_indices(
-        labels, num_partitions, partitioner=cfg.partitioner, alpha=cfg.alpha,
-        min_partition_size=cfg.min_partition_size, server_val_size=cfg.server_val_size,
+        labels,
+        num_partitions,
+        partitioner=cfg.partitioner,
+        alpha=cfg.alpha,
+        min_partition_size=cfg.min_partition_size,
+        server_val_size=cfg.server_val_size,
         seed=seed,
     )
     _save_npz_atomic(
@@ -210,7 +225,7 @@ def train_val_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A node's local train/validation split, fixed by (seed, partition id)."""
     perm = np.random.default_rng([seed, partition_id]).permutation(indices)
-    n_val = int(round(len(perm) * val_fraction))
+    n_val = round(len(perm) * val_fraction)
     return perm[n_val:], perm[:n_val]
 
 

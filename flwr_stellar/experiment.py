@@ -10,6 +10,7 @@ metrics.json and model.pt into its own job folder.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,12 +18,12 @@ from typing import Any
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
-import hydra  # noqa: E402
-from hydra.core.config_store import ConfigStore  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import MISSING, DictConfig, OmegaConf  # noqa: E402
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from flwr_stellar.config import (  # noqa: E402
+from flwr_stellar.config import (
     PROJECT_DIR,
     AppConfig,
     ConfigError,
@@ -66,6 +67,7 @@ register_schema()
 
 @hydra.main(version_base=None, config_path=str(PROJECT_DIR / "conf"), config_name="config")
 def main(cfg: DictConfig) -> float:
+    logging.getLogger("flwr").propagate = False  # flwr prints its own lines; no Hydra echo
     try:
         run_config = to_run_config(cfg)
     except ConfigError as err:

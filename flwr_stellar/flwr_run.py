@@ -8,6 +8,7 @@ process outlives the command (a leftover would hold CI's stdout open).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -47,13 +48,21 @@ def ensure_federation(flwr_home: Path) -> Path:
 
 
 def flwr_env(flwr_home: Path) -> dict[str, str]:
+    """Environment for ``flwr``: this interpreter's bin/ first, so its SuperLink is found."""
     env = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
     env.update(
+        PATH=os.pathsep.join([bin_dir, env.get("PATH", "")]),
         FLWR_HOME=str(flwr_home),
         FLWR_TELEMETRY_ENABLED=env.get("FLWR_TELEMETRY_ENABLED", "0"),
         FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
     )
     return env
+
+
+def _flwr() -> str:
+    beside = Path(sys.executable).parent / "flwr"
+    return str(beside) if beside.exists() else "flwr"
 
 
 def local_superlink_pids(flwr_home: Path) -> list[int]:
@@ -76,10 +85,8 @@ def stop_local_superlink(flwr_home: Path, grace_s: float = 10.0) -> list[int]:
     pids = local_superlink_pids(flwr_home)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
             time.sleep(0.1)
@@ -91,14 +98,19 @@ def stop_local_superlink(flwr_home: Path, grace_s: float = 10.0) -> list[int]:
 
 def run_status(run_id: str, flwr_home: Path) -> str:
     out = subprocess.run(
-        ["flwr", "ls", "local", "--run-id", run_id, "--format", "json"],
-        env=flwr_env(flwr_home), capture_output=True, text=True, check=False,
+        [_flwr(), "ls", "local", "--run-id", run_id, "--format", "json"],
+        env=flwr_env(flwr_home),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     try:
         runs = json.loads(out.stdout)["runs"]
         return str(runs[0]["status"])
     except (ValueError, KeyError, IndexError):
-        raise FlwrRunError(f"cannot read status of run {run_id}: {out.stdout}{out.stderr}") from None
+        raise FlwrRunError(
+            f"cannot read status of run {run_id}: {out.stdout}{out.stderr}"
+        ) from None
 
 
 def flwr_run(
@@ -114,7 +126,11 @@ def flwr_run(
     home = (flwr_home or app_dir / ".flwr-home").resolve()
     ensure_federation(home)
     cmd = [
-        "flwr", "run", str(app_dir), "local", "--stream",
+        _flwr(),
+        "run",
+        str(app_dir),
+        "local",
+        "--stream",
         "--federation-config",
         f"num-supernodes={num_supernodes} client-resources-num-cpus={cpus_per_client}",
     ]
@@ -123,8 +139,12 @@ def flwr_run(
     run_id = None
     try:
         with subprocess.Popen(
-            cmd, env=flwr_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1,
+            cmd,
+            env=flwr_env(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
         ) as proc:
             assert proc.stdout is not None
             for line in proc.stdout:

@@ -80,7 +80,9 @@ def train(
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             if anchor:
-                prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
+                prox = sum(
+                    ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
+                )
                 (loss + 0.5 * proximal_mu * prox).backward()
             else:
                 loss.backward()

@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # CPU-only; silence Ray's tip
 
-from flwr.app import Context, RecordDict  # noqa: E402
-from flwr.common.config import get_fused_config_from_dir, get_project_config  # noqa: E402
-from flwr.common.constant import RUN_ID_NUM_BYTES, SUPERLINK_NODE_ID  # noqa: E402
-from flwr.server.superlink.linkstate.utils import generate_rand_int_from_bytes  # noqa: E402
-from flwr.simulation.run_simulation import _run_simulation  # noqa: E402
-from flwr.supercore.constant import NOOP_FEDERATION_ID  # noqa: E402
-from flwr.supercore.run import Run  # noqa: E402
-from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
-from flwr.supercore.telemetry import EventType  # noqa: E402
+from flwr.app import Context, RecordDict
+from flwr.common.config import get_fused_config_from_dir, get_project_config
+from flwr.common.constant import RUN_ID_NUM_BYTES, SUPERLINK_NODE_ID
+from flwr.server.superlink.linkstate.utils import generate_rand_int_from_bytes
+from flwr.simulation.run_simulation import _run_simulation
+from flwr.supercore.constant import NOOP_FEDERATION_ID
+from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
+from flwr.supercore.telemetry import EventType
 
-from flwr_stellar.config import PROJECT_DIR, AppConfig, ConfigError  # noqa: E402
+from flwr_stellar.config import PROJECT_DIR, AppConfig, ConfigError
 
 
 def fuse_run_config(overrides: Mapping[str, Any], app_dir: Path = PROJECT_DIR) -> dict[str, Any]:
@@ -64,7 +65,10 @@ def run_app_simulation(
     TaskIdentity.run_id = run_id
     TaskIdentity.node_id = SUPERLINK_NODE_ID
     context = Context(
-        run_id=run_id, node_id=SUPERLINK_NODE_ID, node_config={}, state=RecordDict(),
+        run_id=run_id,
+        node_id=SUPERLINK_NODE_ID,
+        node_config={},
+        state=RecordDict(),
         run_config=fused,
     )
     result = _run_simulation(

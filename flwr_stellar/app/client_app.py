@@ -29,7 +29,9 @@ def train_fn(msg: Message, context: Context) -> Message:
     local_train, _ = load_client_data(cfg.dataset, cfg.seed, pid, n)
     config = msg.content["config"]
     server_round = int(config["server-round"])
-    rows = round_sample(len(local_train), cfg.dataset.max_train_examples, cfg.seed, pid, server_round)
+    rows = round_sample(
+        len(local_train), cfg.dataset.max_train_examples, cfg.seed, pid, server_round
+    )
     result = train(
         model,
         local_train.subset(rows),

@@ -45,5 +45,7 @@ def build_strategy(cfg: StrategyConfig) -> Strategy:
     try:
         factory = STRATEGIES[cfg.name]
     except KeyError:
-        raise ValueError(f"unknown strategy {cfg.name!r}; choose one of {tuple(STRATEGIES)}") from None
+        raise ValueError(
+            f"unknown strategy {cfg.name!r}; choose one of {tuple(STRATEGIES)}"
+        ) from None
     return factory(cfg)

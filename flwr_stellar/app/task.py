@@ -96,7 +96,10 @@ class CentralEvaluator:
         log(
             INFO,
             "round %d/%d: central accuracy %.4f, loss %.4f (%.1f s elapsed)",
-            server_round, self.cfg.num_rounds, acc, loss,
+            server_round,
+            self.cfg.num_rounds,
+            acc,
+            loss,
             self.round_log.rounds[server_round]["elapsed_s"],
         )
         return MetricRecord({"accuracy": acc, "loss": loss})

@@ -1,0 +1,64 @@
+"""End-to-end: a Hydra multirun of two jobs, each a real simulation with its own folder."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_multirun_two_jobs(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flwr_stellar.experiment",
+            "-m",
+            "seed=1,2",
+            "federation=local4",
+            "federation.num_supernodes=2",
+            "num_rounds=1",
+            "dataset.max_train_examples=100",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(jobs) == 2
+    assert jobs[0].name.startswith("0_") and jobs[0].name.endswith("seed=1")
+    assert jobs[1].name.startswith("1_") and jobs[1].name.endswith("seed=2")
+    finals = []
+    for job, seed in zip(jobs, (1, 2), strict=True):
+        config = json.loads((job / "config.json").read_text())
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert config["seed"] == seed and config["output_dir"] == str(job)
+        assert metrics["status"] == "completed"
+        assert (job / "model.pt").stat().st_size > 100_000
+        finals.append(metrics["rounds"][-1]["central_accuracy"])
+    assert finals[0] != finals[1]  # different seeds, different runs
+
+
+def test_invalid_config_fails_before_training(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flwr_stellar.experiment",
+            "dataset.alpha=0",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "dataset.alpha must be > 0" in proc.stderr
