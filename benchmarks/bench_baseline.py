@@ -11,6 +11,7 @@ benchmarks/results/baseline_fedavg.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -58,7 +59,7 @@ def main() -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     rounds = metrics["rounds"]
     elapsed = [r["elapsed_s"] for r in rounds]
-    per_round = [b - a for a, b in zip(elapsed[1:-1], elapsed[2:], strict=True)]
+    per_round = [b - a for a, b in itertools.pairwise(elapsed[1:])]
     reached = [r["round"] for r in rounds if r.get("central_accuracy", 0) >= 0.85]
     result = {
         "benchmark": args.name,

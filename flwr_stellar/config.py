@@ -71,6 +71,23 @@ class EvaluationConfig:
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
+class IdentityConfig:
+    enabled: bool
+    strict: bool
+    dev_keystores: bool
+    federation: str
+
+
+@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
+class AttackConfig:
+    kind: str
+    nodes: str
+
+    def partitions(self) -> frozenset[int]:
+        return frozenset(int(p) for p in self.nodes.replace(" ", "").split(",") if p)
+
+
+@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
 class AppConfig:
     """Everything a run of the Flower App needs; one field per run-config key."""
 
@@ -81,6 +98,8 @@ class AppConfig:
     model: ModelConfig
     train: TrainConfig
     strategy: StrategyConfig
+    identity: IdentityConfig
+    attack: AttackConfig
     evaluation: EvaluationConfig
 
     @classmethod
@@ -104,6 +123,7 @@ class AppConfig:
     def validate(self) -> None:
         """Check value ranges; raise ConfigError naming the first offending key."""
         from flwr_stellar.app.strategy_factory import STRATEGIES
+        from flwr_stellar.attacks import ATTACKS
         from flwr_stellar.models import MODELS
 
         d, s, t = self.dataset, self.strategy, self.train
@@ -139,6 +159,13 @@ class AppConfig:
             ("strategy.num_malicious", s.num_malicious >= 0, "must be >= 0"),
             ("strategy.num_to_select", s.num_to_select >= 1, "must be >= 1"),
             ("strategy.server_lr", s.server_lr > 0, "must be > 0"),
+            ("identity.federation", bool(self.identity.federation), "must not be empty"),
+            ("attack.kind", self.attack.kind in ATTACKS, f"must be one of {tuple(ATTACKS)}"),
+            (
+                "attack.nodes",
+                _is_id_list(self.attack.nodes),
+                'must be comma-separated partition ids, e.g. "0,3"',
+            ),
             ("evaluation.batch_size", self.evaluation.batch_size >= 1, "must be >= 1"),
         ]
         for key, ok, why in rules:
@@ -214,6 +241,11 @@ def _coerce(key: str, value: Any, typ: type) -> Scalar:
     if not ok:
         raise ConfigError(f"{key} must be of type {typ.__name__}, got {value!r}")
     return value  # type: ignore[no-any-return]
+
+
+def _is_id_list(text: str) -> bool:
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    return all(p.isdigit() for p in parts) and (not parts or "" not in text.split(","))
 
 
 def _lookup(config: AppConfig, dotted: str) -> Any:

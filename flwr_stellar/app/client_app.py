@@ -7,11 +7,14 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from flwr_stellar.app.task import node_partition
+from flwr_stellar.attacks import attack_mod
+from flwr_stellar.client import signing_mod
 from flwr_stellar.config import AppConfig
 from flwr_stellar.data import load_client_data, round_sample
 from flwr_stellar.models import build_model, evaluate, train
 
-app = ClientApp()
+# Order matters: the attack Mod wraps the signing Mod, so it meddles with signed replies.
+app = ClientApp(mods=[attack_mod, signing_mod])
 
 
 def _setup(msg: Message, context: Context) -> tuple[AppConfig, torch.nn.Module, int, int]:

@@ -10,9 +10,16 @@ from flwr.serverapp import Grid, ServerApp
 
 from flwr_stellar.app.strategy_factory import build_strategy
 from flwr_stellar.app.summary import render_summary
-from flwr_stellar.app.task import CentralEvaluator, RoundLog, resolve_output_dir, save_model
+from flwr_stellar.app.task import (
+    CentralEvaluator,
+    RoundLog,
+    record_verdicts,
+    resolve_output_dir,
+    save_model,
+)
 from flwr_stellar.config import AppConfig
 from flwr_stellar.models import build_model
+from strategies.verified import VerifiedStrategy
 
 app = ServerApp()
 
@@ -27,6 +34,8 @@ def main(grid: Grid, context: Context) -> None:
 
     initial = ArrayRecord(build_model(cfg.model.name, seed=cfg.seed).state_dict())
     strategy = build_strategy(cfg.strategy)
+    if cfg.identity.enabled:
+        strategy = VerifiedStrategy(strategy)
     result = strategy.start(
         grid=grid,
         initial_arrays=initial,
@@ -43,6 +52,8 @@ def main(grid: Grid, context: Context) -> None:
         round_log.rounds.setdefault(server_round, {}).update(
             {f"client_{k}": float(v) for k, v in metrics.items() if k != "num-examples"}
         )
+    if isinstance(strategy, VerifiedStrategy):
+        record_verdicts(round_log, strategy)
     save_model(result.arrays, out / "model.pt")
     round_log.flush(status="completed", model="model.pt")
     log(INFO, "%s", render_summary(round_log.rounds, out))

@@ -19,6 +19,7 @@ from flwr.common.logger import log
 from flwr_stellar.config import AppConfig
 from flwr_stellar.data import load_server_data
 from flwr_stellar.models import build_model, evaluate
+from strategies.verified import VerifiedStrategy
 
 
 def node_partition(context: Context) -> tuple[int, int]:
@@ -61,6 +62,7 @@ class RoundLog:
     config: Mapping[str, Any]
     started: float = field(default_factory=time.perf_counter)
     rounds: dict[int, dict[str, float]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def record(self, server_round: int, values: Mapping[str, float]) -> None:
         row = self.rounds.setdefault(server_round, {})
@@ -75,6 +77,7 @@ class RoundLog:
                 "run_id": self.run_id,
                 "config": dict(self.config),
                 "rounds": [{"round": r, **v} for r, v in sorted(self.rounds.items())],
+                **self.extra,
                 **extra,
             },
         )
@@ -103,6 +106,20 @@ class CentralEvaluator:
             self.round_log.rounds[server_round]["elapsed_s"],
         )
         return MetricRecord({"accuracy": acc, "loss": loss})
+
+
+def record_verdicts(round_log: RoundLog, strategy: VerifiedStrategy) -> None:
+    """Per round: which pseudonym each node used, and every rejection with its reason."""
+    verdicts = {}
+    for (server_round, kind), v in sorted(strategy.verdicts.items()):
+        verdicts.setdefault(str(server_round), {})[kind] = {
+            "accepted": {str(node): pseudonym for node, pseudonym in v.accepted.items()},
+            "rejected": [
+                {"node": node, "reason": reason, "detail": detail}
+                for node, reason, detail in v.rejected
+            ],
+        }
+    round_log.extra["verification"] = verdicts
 
 
 def save_model(arrays: ArrayRecord, path: Path) -> None:

@@ -1,0 +1,35 @@
+"""Node identities: encrypted keystore, per-run pseudonyms, ownership proofs."""
+
+from flwr_stellar.identity.keystore import (
+    CorruptKeystoreError,
+    InsecurePermissionsError,
+    KdfParams,
+    KeystoreError,
+    KeystoreNotFoundError,
+    MasterSecret,
+    UnsupportedVersionError,
+    WrongPassphraseError,
+)
+from flwr_stellar.identity.pseudonym import (
+    OwnershipError,
+    OwnershipProof,
+    derive_pseudonym,
+    prove_ownership,
+    verify_ownership,
+)
+
+__all__ = [
+    "CorruptKeystoreError",
+    "InsecurePermissionsError",
+    "KdfParams",
+    "KeystoreError",
+    "KeystoreNotFoundError",
+    "MasterSecret",
+    "OwnershipError",
+    "OwnershipProof",
+    "UnsupportedVersionError",
+    "WrongPassphraseError",
+    "derive_pseudonym",
+    "prove_ownership",
+    "verify_ownership",
+]
