@@ -23,18 +23,22 @@ from strategies.verified import VerifiedStrategy
 
 
 def train_content(with_challenge: bool = True, server_round: int = 1) -> RecordDict:
-    content = RecordDict({"arrays": ArrayRecord({"w": Array(np.zeros(3, np.float32))}),
-                          "config": ConfigRecord({"server-round": server_round})})
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({"w": Array(np.zeros(3, np.float32))}),
+            "config": ConfigRecord({"server-round": server_round}),
+        }
+    )
     if with_challenge:
         content[CHALLENGE_RECORD] = new_challenge(RUN_ID, server_round)
     return content
 
 
 def honest_app(msg: Message, context) -> Message:
-    arrays = ArrayRecord({"w": Array(np.full(3, context.node_config["partition-id"],
-                                              np.float32))})
-    return Message(RecordDict({"arrays": arrays, "metrics": MetricRecord({"num-examples": 5})}),
-                   reply_to=msg)
+    arrays = ArrayRecord({"w": Array(np.full(3, context.node_config["partition-id"], np.float32))})
+    return Message(
+        RecordDict({"arrays": arrays, "metrics": MetricRecord({"num-examples": 5})}), reply_to=msg
+    )
 
 
 def test_mod_signs_with_the_nodes_run_pseudonym(tmp_path: Path) -> None:
@@ -65,8 +69,9 @@ def test_strict_mod_refuses_instruction_without_nonce(
 
 def test_lenient_mod_signs_without_nonce_and_skips_queries(tmp_path: Path) -> None:
     ctx = node_context(tmp_path, **{"identity.strict": False})
-    reply = signing_mod(instruction(train_content(with_challenge=False, server_round=5)), ctx,
-                        honest_app)
+    reply = signing_mod(
+        instruction(train_content(with_challenge=False, server_round=5)), ctx, honest_app
+    )
     assert reply.content[SIGNATURE_RECORD]["server-round"] == 5
     assert reply.content[SIGNATURE_RECORD]["nonce"] == b""
     query = instruction(RecordDict(), message_type="query")
@@ -74,11 +79,13 @@ def test_lenient_mod_signs_without_nonce_and_skips_queries(tmp_path: Path) -> No
     assert SIGNATURE_RECORD not in passthrough.content
 
 
-def test_deployment_keystore_from_node_config(tmp_path: Path,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_deployment_keystore_from_node_config(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     master = keystore.MasterSecret.generate()
-    path = keystore.save(tmp_path / "node.json", master, "s3cret-pass",
-                         kdf=keystore.KdfParams(n=2**10))
+    path = keystore.save(
+        tmp_path / "node.json", master, "s3cret-pass", kdf=keystore.KdfParams(n=2**10)
+    )
     pass_file = tmp_path / "pass"
     pass_file.write_text("s3cret-pass\n")
     pass_file.chmod(0o600)
@@ -90,8 +97,9 @@ def test_deployment_keystore_from_node_config(tmp_path: Path,
 
     caplog.set_level(logging.DEBUG)
     bad = node_context(tmp_path / "other", **{"identity.dev_keystores": False})
-    bad.node_config.update({"keystore": str(tmp_path / "missing.json"),
-                            "passphrase-file": str(pass_file)})
+    bad.node_config.update(
+        {"keystore": str(tmp_path / "missing.json"), "passphrase-file": str(pass_file)}
+    )
     refused = signing_mod(instruction(train_content()), bad, honest_app)
     assert refused.has_error() and "identity unavailable" in refused.error.reason
     nothing = node_context(tmp_path / "none", **{"identity.dev_keystores": False})
@@ -122,14 +130,19 @@ def test_verified_strategy_screens_before_fedavg(tmp_path: Path) -> None:
         reply.metadata.__dict__["_src_node_id"] = m.metadata.dst_node_id
         replies.append(reply)
     replies[1].content["arrays"]["w"] = Array(np.full(3, 1e6, np.float32))  # forged update
-    replies[2].content = RecordDict({"arrays": replies[2].content["arrays"],  # FedAvg-killer:
-                                     "metrics": MetricRecord({"num-examples": 5}),
-                                     "extra": MetricRecord({"x": 1.0})})  # second MetricRecord
+    replies[2].content = RecordDict(
+        {
+            "arrays": replies[2].content["arrays"],  # FedAvg-killer:
+            "metrics": MetricRecord({"num-examples": 5}),
+            "extra": MetricRecord({"x": 1.0}),
+        }
+    )  # second MetricRecord
     replies.append(replies[0])  # the same pseudonym answering twice
     agg, metrics = strategy.aggregate_train(1, replies)
     verdicts = strategy.verdicts[(1, "train")]
     reasons = sorted(reason for _, reason, _ in verdicts.rejected)
-    assert reasons == sorted([Reason.BAD_SIGNATURE, Reason.MISSING_SIGNATURE, "duplicate-pseudonym"])
+    expected = [Reason.BAD_SIGNATURE, Reason.MISSING_SIGNATURE, "duplicate-pseudonym"]
+    assert reasons == sorted(expected)
     assert len(verdicts.accepted) == 2
     # FedAvg saw only nodes 0 and 3: their mean is 1.5, the forged 1e6 never got in
     np.testing.assert_allclose(agg["w"].numpy(), np.full(3, 1.5, np.float32))

@@ -41,18 +41,25 @@ def test_ownership_proof_verifies_and_rejects_foreign_keys() -> None:
     challenge = secrets.token_bytes(32)
     proof = OwnershipProof.from_json(prove_ownership(owner, pseudonym, challenge).to_json())
     verify_ownership(proof, pseudonym=pseudonym.public_key, challenge=challenge)
-    verify_ownership(proof, pseudonym=pseudonym.public_key, challenge=challenge,
-                     master=owner.public_key)
+    verify_ownership(
+        proof, pseudonym=pseudonym.public_key, challenge=challenge, master=owner.public_key
+    )
 
     with pytest.raises(OwnershipError, match="different master"):
-        verify_ownership(proof, pseudonym=pseudonym.public_key, challenge=challenge,
-                         master=stranger.public_key)
+        verify_ownership(
+            proof, pseudonym=pseudonym.public_key, challenge=challenge, master=stranger.public_key
+        )
     with pytest.raises(OwnershipError, match="different challenge"):
         verify_ownership(proof, pseudonym=pseudonym.public_key, challenge=b"x" * 32)
     # A stranger claiming the pseudonym cannot produce the pseudonym's signature.
     forged = prove_ownership(stranger, derive_pseudonym(stranger, 99), challenge)
-    forged = OwnershipProof(stranger.public_key, pseudonym.public_key, challenge,
-                            forged.master_signature, forged.pseudonym_signature)
+    forged = OwnershipProof(
+        stranger.public_key,
+        pseudonym.public_key,
+        challenge,
+        forged.master_signature,
+        forged.pseudonym_signature,
+    )
     with pytest.raises(OwnershipError, match="signature does not verify"):
         verify_ownership(forged, pseudonym=pseudonym.public_key, challenge=challenge)
     with pytest.raises(OwnershipError, match="malformed"):

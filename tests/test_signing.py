@@ -16,8 +16,9 @@ from flwr_stellar.signing import (
     verify_content,
 )
 
-BINDING = Binding(run_id=11, server_round=3, nonce=b"n" * 32, instruction_id="abc",
-                  message_type="train")
+BINDING = Binding(
+    run_id=11, server_round=3, nonce=b"n" * 32, instruction_id="abc", message_type="train"
+)
 
 
 def reply(arrays: list[np.ndarray], metrics: dict, order: str = "am") -> RecordDict:
@@ -31,9 +32,11 @@ def reply(arrays: list[np.ndarray], metrics: dict, order: str = "am") -> RecordD
 arrays_st = st.lists(
     st.builds(
         lambda n, seed: np.random.default_rng(seed).standard_normal(n).astype(np.float32),
-        st.integers(1, 64), st.integers(0, 2**32 - 1),
+        st.integers(1, 64),
+        st.integers(0, 2**32 - 1),
     ),
-    min_size=1, max_size=4,
+    min_size=1,
+    max_size=4,
 )
 metrics_st = st.dictionaries(
     st.text("abcdef_", min_size=1, max_size=8),
@@ -57,8 +60,12 @@ def test_any_array_byte_change_changes_digest(arrays, metrics, data) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(arrays=arrays_st, metrics=metrics_st, key=st.text("xyz", min_size=1, max_size=3),
-       value=st.floats(allow_nan=False) | st.integers())
+@given(
+    arrays=arrays_st,
+    metrics=metrics_st,
+    key=st.text("xyz", min_size=1, max_size=3),
+    value=st.floats(allow_nan=False) | st.integers(),
+)
 def test_metric_change_changes_digest(arrays, metrics, key, value) -> None:
     base = reply_digest(reply(arrays, metrics), BINDING)
     assert reply_digest(reply(arrays, {**metrics, key: value}), BINDING) != base
@@ -66,8 +73,13 @@ def test_metric_change_changes_digest(arrays, metrics, key, value) -> None:
 
 @pytest.mark.parametrize(
     "field, value",
-    [("run_id", 12), ("server_round", 4), ("nonce", b"m" * 32), ("instruction_id", "abd"),
-     ("message_type", "evaluate")],
+    [
+        ("run_id", 12),
+        ("server_round", 4),
+        ("nonce", b"m" * 32),
+        ("instruction_id", "abd"),
+        ("message_type", "evaluate"),
+    ],
 )
 def test_binding_fields_change_digest(field: str, value: object) -> None:
     content = reply([np.ones(3, np.float32)], {"loss": 0.5})
@@ -95,8 +107,9 @@ def test_signature_cross_checks_with_stellar_sdk() -> None:
     sign_reply(content, BINDING, kp)
     record = content[SIGNATURE_RECORD]
     # the signature record itself is not part of the digest
-    Keypair.from_public_key(kp.public_key).verify(reply_digest(content, BINDING),
-                                                   record["signature"])
+    Keypair.from_public_key(kp.public_key).verify(
+        reply_digest(content, BINDING), record["signature"]
+    )
     assert verify_content(content, BINDING).pseudonym == kp.public_key
     assert verify_content(content, BINDING).ok
 
