@@ -68,12 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave the local SuperLink running for further `flwr` commands",
     )
     run.set_defaults(func=_cmd_flwr_run)
+
+    from flwr_stellar.identity.cli import add_keys_parser
+
+    add_keys_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from flwr_stellar.identity.cli import KEY_ERRORS
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KEY_ERRORS as err:  # expected failures: one clear line, no traceback
+        print(f"flwr-stellar: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
