@@ -49,7 +49,8 @@ test-fast: install dataset
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: install dataset
-	$(PY) benchmarks/bench_baseline.py
+	cd benchmarks && $(abspath $(PY)) bench_baseline.py && $(abspath $(PY)) bench_signing.py \
+		&& $(abspath $(PY)) bench_identity.py
 
 lint: install
 	$(VENV)/bin/ruff check .

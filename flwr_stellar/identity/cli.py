@@ -166,7 +166,7 @@ def add_keys_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         (
             "import-mnemonic",
             cmd_import_mnemonic,
-            "create a keystore from an existing SEP-5 mnemonic (read from stdin, a prompt or a file)",
+            "create a keystore from a SEP-5 mnemonic (read from stdin, a prompt or a file)",
         ),
     ):
         p = cmd(name, func, help_)
