@@ -96,9 +96,9 @@ def stop_local_superlink(flwr_home: Path, grace_s: float = 10.0) -> list[int]:
     return pids
 
 
-def run_status(run_id: str, flwr_home: Path) -> str:
+def run_status(run_id: str, flwr_home: Path, federation: str = "local") -> str:
     out = subprocess.run(
-        [_flwr(), "ls", "local", "--run-id", run_id, "--format", "json"],
+        [_flwr(), "ls", federation, "--run-id", run_id, "--format", "json"],
         env=flwr_env(flwr_home),
         capture_output=True,
         text=True,
