@@ -53,30 +53,68 @@ def test_deployment_with_node_keystores(tmp_path: Path) -> None:
     def spawn(name: str, *cmd: str) -> None:
         log = (tmp_path / f"{name}.log").open("w")
         logs.append(log)
-        procs.append(subprocess.Popen(list(cmd), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      cwd=tmp_path, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                list(cmd),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
+                start_new_session=True,
+            )
+        )
 
     try:
-        spawn("superlink", str(BIN / "flower-superlink"), "--insecure", "--host", "127.0.0.1",
-              "--port", str(link), "--database", str(tmp_path / "state.db"),
-              "--disable-runtime-dependency-installation")
+        spawn(
+            "superlink",
+            str(BIN / "flower-superlink"),
+            "--insecure",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(link),
+            "--database",
+            str(tmp_path / "state.db"),
+            "--disable-runtime-dependency-installation",
+        )
         wait_for_port(link)
         for pid in range(2):
             master = keystore.MasterSecret.generate()
-            store = keystore.save(tmp_path / f"node{pid}.json", master, "node-pass",
-                                  kdf=keystore.KdfParams(n=2**10))
+            store = keystore.save(
+                tmp_path / f"node{pid}.json", master, "node-pass", kdf=keystore.KdfParams(n=2**10)
+            )
             masters.append(master)
-            spawn(f"supernode{pid}", str(BIN / "flower-supernode"), "--insecure",
-                  "--superlink", f"127.0.0.1:{link}", "--host", "127.0.0.1",
-                  "--port", str(free_port()), "--node-config",
-                  f"partition-id={pid} num-partitions=2 keystore='{store}' "
-                  f"passphrase-file='{pass_file}'")
+            spawn(
+                f"supernode{pid}",
+                str(BIN / "flower-supernode"),
+                "--insecure",
+                "--superlink",
+                f"127.0.0.1:{link}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(free_port()),
+                "--node-config",
+                f"partition-id={pid} num-partitions=2 keystore='{store}' "
+                f"passphrase-file='{pass_file}'",
+            )
         out = tmp_path / "out"
         run = subprocess.run(
-            [str(BIN / "flwr"), "run", str(PROJECT_DIR), "deploy", "--stream", "--run-config",
-             f'num_rounds=2 dataset.max_train_examples=100 identity.dev_keystores=false '
-             f'output_dir="{out}"'],
-            env=env, capture_output=True, text=True, timeout=400, check=False,
+            [
+                str(BIN / "flwr"),
+                "run",
+                str(PROJECT_DIR),
+                "deploy",
+                "--stream",
+                "--run-config",
+                f"num_rounds=2 dataset.max_train_examples=100 identity.dev_keystores=false "
+                f'output_dir="{out}"',
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+            check=False,
         )
         assert "Successfully started run" in run.stdout, run.stdout + run.stderr
         run_id = run.stdout.split("Successfully started run ")[1].split()[0]
