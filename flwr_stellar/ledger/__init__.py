@@ -1,0 +1,1 @@
+"""Ledgers: one protocol (base.Ledger), an embedded Stellar-rules ledger, and more to come."""

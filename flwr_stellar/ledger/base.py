@@ -1,0 +1,148 @@
+"""The Ledger protocol the rest of flwr-stellar uses, whatever the backend.
+
+The embedded ledger, the Horizon-compatible server in front of it, and HorizonLedger (any
+Horizon URL: a private network, testnet, pubnet) all speak it, so strategy code never knows
+which one it talks to. Amounts are int64 stroops (1 XLM = 10,000,000 stroops) everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+STROOPS_PER_UNIT = 10_000_000
+NATIVE = "native"
+
+
+def asset_id(code: str | None, issuer: str | None) -> str:
+    """``native`` or ``CODE:ISSUER`` (Horizon's canonical asset string)."""
+    return NATIVE if code is None else f"{code}:{issuer}"
+
+
+@dataclass(frozen=True)
+class Balance:
+    asset: str  # "native" or "CODE:ISSUER"
+    balance: int  # stroops
+    limit: int | None = None  # trustlines only
+    flags: int = 0  # trustline flags: 1 authorized, 2 maintain liabilities, 4 clawback
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    account_id: str
+    sequence: int
+    balances: tuple[Balance, ...]
+    thresholds: tuple[int, int, int]  # low, med, high
+    master_weight: int
+    signers: tuple[tuple[str, int], ...]  # (ed25519 account id, weight), master excluded
+    flags: int
+    num_subentries: int
+    home_domain: str = ""
+    data: tuple[tuple[str, bytes], ...] = ()
+    num_sponsoring: int = 0
+    num_sponsored: int = 0
+
+    def balance(self, asset: str = NATIVE) -> int:
+        return next((b.balance for b in self.balances if b.asset == asset), 0)
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What a submission came to; ``applied`` tells charged (in a ledger) from rejected."""
+
+    hash: str
+    successful: bool
+    applied: bool
+    ledger: int | None
+    fee_charged: int
+    tx_code: str  # Horizon's string, e.g. "tx_success", "tx_bad_seq", "tx_failed"
+    op_codes: tuple[str, ...] = ()  # e.g. ("op_success", "op_underfunded")
+    envelope_xdr: str = ""
+    result_xdr: str = ""
+
+
+@dataclass(frozen=True)
+class TxRecord:
+    hash: str
+    ledger: int
+    source: str
+    fee_charged: int
+    successful: bool
+    memo_type: str
+    memo: str | None  # base64 for hash memos, text for text memos
+    operation_count: int
+    envelope_xdr: str
+    created_at: int  # ledger close time, unix seconds
+    tx_code: str = "tx_success"
+    op_codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PaymentRecord:
+    id: str  # "<ledger>-<tx index>-<op index>", sortable
+    tx_hash: str
+    ledger: int
+    type: str  # "payment" | "create_account" | "clawback"
+    source: str
+    destination: str
+    asset: str
+    amount: int
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    records: tuple[T, ...]
+    next_cursor: str | None = None
+
+
+@dataclass
+class LedgerError(Exception):
+    """A request the ledger cannot serve (unknown account, bad input); not a tx failure."""
+
+    message: str
+    status: int = 400
+    extras: dict[str, object] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFoundError(LedgerError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=404)
+
+
+class Ledger(Protocol):
+    @property
+    def network_passphrase(self) -> str: ...
+
+    def load_account(self, account_id: str) -> AccountInfo: ...
+
+    def submit(self, envelope_xdr: str) -> SubmitResult: ...
+
+    def transaction(self, tx_hash: str) -> TxRecord: ...
+
+    def account_transactions(
+        self,
+        account_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 10,
+        order: str = "asc",
+    ) -> Page[TxRecord]: ...
+
+    def account_payments(
+        self,
+        account_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 10,
+        order: str = "asc",
+    ) -> Page[PaymentRecord]: ...
+
+    def fund(self, account_id: str) -> SubmitResult:
+        """Create and fund ``account_id`` on a development network (friendbot)."""
+        ...

@@ -1,0 +1,562 @@
+"""EmbeddedLedger: applies real signed Stellar envelopes by Stellar's rules, on SQLite.
+
+Zero set-up (a file or ``:memory:``), its own network passphrase so its envelopes can never be
+replayed on a real network, and the checks stellar-core makes, in the same two classes:
+
+- rejected, nothing applied, nothing charged: malformed XDR, tx_no_source_account,
+  tx_missing_operation, tx_too_early / tx_too_late, tx_insufficient_fee, tx_bad_seq,
+  tx_bad_auth / tx_bad_auth_extra (signatures against signer weights and thresholds),
+  op_bad_auth / op_no_source_account / op_not_supported (as tx_failed), tx_insufficient_balance;
+- applied: the fee (min(bid, base fee x ops)) goes to the fee pool and the sequence number is
+  consumed, then all operations apply or, if any fails, none does (tx_failed + op codes).
+
+Every accepted transaction closes one ledger whose header hash chains to the previous one and
+commits to the transaction set; ``verify_chain`` re-derives all of it from the stored
+envelopes. One SQLite transaction per ledger: a crash never leaves half a ledger behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import struct
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+from stellar_sdk import Account as SdkAccount
+from stellar_sdk import Keypair, StrKey, TransactionBuilder
+from stellar_sdk.xdr import (
+    EnvelopeType,
+    MemoType,
+    OperationType,
+    PreconditionType,
+    TransactionEnvelope,
+)
+
+from flwr_stellar.ledger.base import (
+    NATIVE,
+    STROOPS_PER_UNIT,
+    AccountInfo,
+    Balance,
+    LedgerError,
+    NotFoundError,
+    Page,
+    PaymentRecord,
+    SubmitResult,
+    TxRecord,
+)
+from flwr_stellar.ledger.embedded.entries import (
+    BASE_FEE,
+    BASE_RESERVE,
+    Account,
+    DataEntry,
+    TrustLine,
+)
+from flwr_stellar.ledger.embedded.ops import OPERATIONS, ApplyContext, set_options
+from flwr_stellar.ledger.embedded.ops.xdr_util import muxed_id
+from flwr_stellar.ledger.embedded.state import Overlay
+from flwr_stellar.ledger.embedded.store import Store
+
+DEFAULT_PASSPHRASE = "flwr-stellar embedded ; 2026"
+TOTAL_COINS = 100_000_000_000 * STROOPS_PER_UNIT  # like pubnet's genesis supply
+FRIENDBOT_STARTING_BALANCE = 10_000 * STROOPS_PER_UNIT
+MAX_ENVELOPE_BYTES = 256 * 1024
+ZERO_HASH = "0" * 64
+_TX_TYPE = struct.pack(">i", EnvelopeType.ENVELOPE_TYPE_TX.value)
+
+
+class ChainError(Exception):
+    """The stored ledger history does not verify; the message names the first bad ledger."""
+
+
+class _Rejected(Exception):
+    def __init__(self, tx_code: str, op_codes: tuple[str, ...] = ()) -> None:
+        super().__init__(tx_code)
+        self.tx_code, self.op_codes = tx_code, op_codes
+
+
+def _pad4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def header_hash(header: dict[str, Any]) -> str:
+    body = {k: v for k, v in header.items() if k != "hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def toid(ledger: int, tx_index: int, op_index: int = 0) -> int:
+    """Horizon's total order id: the paging token of transactions and operations."""
+    return (ledger << 32) | (tx_index << 12) | op_index
+
+
+class EmbeddedLedger:
+    def __init__(
+        self, path: str | Path = ":memory:", network_passphrase: str = DEFAULT_PASSPHRASE
+    ) -> None:
+        self.store = Store(path)
+        stored = self.store.meta("network_passphrase")
+        if stored is not None and stored != network_passphrase:
+            raise LedgerError(
+                f"{path} holds a ledger of network {stored!r}, not {network_passphrase!r}"
+            )
+        self._passphrase = network_passphrase
+        self.network_id = hashlib.sha256(network_passphrase.encode()).digest()
+        # Like stellar-core: the root account's seed is the network id.
+        self.root = Keypair.from_raw_ed25519_seed(self.network_id)
+        self._lock = threading.Lock()
+        if stored is None:
+            self._genesis()
+
+    @property
+    def network_passphrase(self) -> str:
+        return self._passphrase
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ------------------------------------------------------------------ genesis
+    def _genesis(self) -> None:
+        with self._lock:
+            self.store.begin()
+            try:
+                if self.store.meta("network_passphrase") is None:
+                    self.store.set_meta("network_passphrase", self._passphrase)
+                    root = Account(account_id=self.root.public_key, balance=TOTAL_COINS, seq_num=0)
+                    self.store.write_entries([(("acct", root.account_id), root)])
+                    header = {
+                        "seq": 1,
+                        "close_time": int(time.time()),
+                        "prev_hash": ZERO_HASH,
+                        "tx_set_hash": hashlib.sha256(b"").hexdigest(),
+                        "total_coins": TOTAL_COINS,
+                        "fee_pool": 0,
+                        "base_fee": BASE_FEE,
+                        "base_reserve": BASE_RESERVE,
+                        "tx_count": 0,
+                        "op_count": 0,
+                    }
+                    header["hash"] = header_hash(header)
+                    self.store.write_header(header)
+                self.store.commit()
+            except BaseException:
+                self.store.rollback()
+                raise
+
+    # ------------------------------------------------------------------ submit
+    def submit(self, envelope_xdr: str) -> SubmitResult:
+        raw, env, tx_bytes = self._decode(envelope_xdr)
+        tx_hash = hashlib.sha256(self.network_id + _TX_TYPE + tx_bytes).digest()
+        with self._lock:
+            self.store.begin()
+            try:
+                result = self._apply(env, raw, tx_hash)
+                self.store.commit()
+            except _Rejected as rej:
+                self.store.rollback()
+                return SubmitResult(
+                    hash=tx_hash.hex(),
+                    successful=False,
+                    applied=False,
+                    ledger=None,
+                    fee_charged=0,
+                    tx_code=rej.tx_code,
+                    op_codes=rej.op_codes,
+                    envelope_xdr=envelope_xdr,
+                )
+            except BaseException:
+                self.store.rollback()
+                raise
+        return replace(result, envelope_xdr=envelope_xdr)
+
+    def _decode(self, envelope_xdr: str) -> tuple[bytes, TransactionEnvelope, bytes]:
+        """Decode once; the tx hash is taken over the received bytes, not a re-encoding."""
+        if not isinstance(envelope_xdr, str) or len(envelope_xdr) > MAX_ENVELOPE_BYTES * 4 // 3:
+            raise LedgerError("transaction envelope missing or too large")
+        try:
+            raw = base64.b64decode(envelope_xdr, validate=True)
+            env = TransactionEnvelope.from_xdr_bytes(raw)
+        except (binascii.Error, ValueError, EOFError, struct.error, IndexError, TypeError) as err:
+            raise LedgerError(f"malformed transaction envelope: {type(err).__name__}") from None
+        except Exception as err:  # the XDR unpacker raises assorted types on garbage
+            raise LedgerError(f"malformed transaction envelope: {type(err).__name__}") from None
+        if env.type != EnvelopeType.ENVELOPE_TYPE_TX or env.v1 is None:
+            raise LedgerError("only v1 transaction envelopes are supported (no v0, no fee bump)")
+        sig_len = 4 + sum(8 + _pad4(len(s.signature.signature)) for s in env.v1.signatures)
+        return raw, env, raw[4 : len(raw) - sig_len]
+
+    def _apply(self, env: TransactionEnvelope, raw: bytes, tx_hash: bytes) -> SubmitResult:
+        assert env.v1 is not None
+        tx, signatures = env.v1.tx, env.v1.signatures
+        last = self.store.last_header()
+        assert last is not None
+        ledger_seq, close_time = last["seq"] + 1, max(last["close_time"], int(time.time()))
+        root = Overlay(self.store)
+        source = muxed_id(tx.source_account)
+        src = root.account(source)
+        if src is None:
+            raise _Rejected("tx_no_source_account")
+        ops = tx.operations
+        if not ops:
+            raise _Rejected("tx_missing_operation")
+        unsupported = tuple(
+            "op_success" if op.body.type in OPERATIONS else "op_not_supported" for op in ops
+        )
+        if "op_not_supported" in unsupported:
+            raise _Rejected("tx_failed", unsupported)
+        self._check_time_bounds(tx.cond, close_time)
+        bid, min_fee = tx.fee.uint32, BASE_FEE * len(ops)
+        if bid < min_fee:
+            raise _Rejected("tx_insufficient_fee")
+        if tx.seq_num.sequence_number.int64 != src.seq_num + 1:
+            raise _Rejected("tx_bad_seq")
+        self._check_signatures(root, src, ops, signatures, tx_hash)
+        fee = min(bid, min_fee)
+        if src.available(BASE_RESERVE) < fee:
+            raise _Rejected("tx_insufficient_balance")
+
+        # Applied from here on: the fee and the sequence number are taken whatever happens.
+        charged = Overlay(root)
+        charged.put(
+            replace(src, balance=src.balance - fee, seq_num=tx.seq_num.sequence_number.int64)
+        )
+        ops_state = Overlay(charged)
+        ctx = ApplyContext(ledger_seq=ledger_seq, base_reserve=BASE_RESERVE)
+        codes = []
+        for op in ops:
+            op_source = muxed_id(op.source_account) if op.source_account else source
+            codes.append(OPERATIONS[op.body.type].apply(op, op_source, ops_state, ctx))
+        successful = all(c == "op_success" for c in codes)
+        if successful:
+            ops_state.merge_into(charged)
+        self.store.write_entries(charged.items())
+
+        tx_hex = tx_hash.hex()
+        header = {
+            "seq": ledger_seq,
+            "close_time": close_time,
+            "prev_hash": last["hash"],
+            "tx_set_hash": hashlib.sha256(tx_hash).hexdigest(),
+            "total_coins": last["total_coins"],
+            "fee_pool": last["fee_pool"] + fee,
+            "base_fee": BASE_FEE,
+            "base_reserve": BASE_RESERVE,
+            "tx_count": 1,
+            "op_count": len(ops),
+        }
+        header["hash"] = header_hash(header)
+        self.store.write_header(header)
+        memo_type, memo = _memo(tx.memo)
+        participants = {source} | {muxed_id(op.source_account) for op in ops if op.source_account}
+        payments = []
+        if successful:
+            for i, (kind, frm, to, asset, amount) in enumerate(ctx.payments, start=1):
+                pid = str(toid(ledger_seq, 1, i))
+                for account in {frm, to}:
+                    payments.append(
+                        (pid, account, ledger_seq, 1, i, tx_hex, kind, frm, to, asset, amount)
+                    )
+                participants |= {frm, to}
+        self.store.write_tx(
+            {
+                "hash": tx_hex,
+                "ledger": ledger_seq,
+                "idx": 1,
+                "source": source,
+                "fee_charged": fee,
+                "successful": int(successful),
+                "tx_code": "tx_success" if successful else "tx_failed",
+                "op_codes": codes,
+                "memo_type": memo_type,
+                "memo": memo,
+                "op_count": len(ops),
+                "envelope": base64.b64encode(raw).decode(),
+                "created_at": close_time,
+            },
+            participants,
+            payments,
+        )
+        return SubmitResult(
+            hash=tx_hex,
+            successful=successful,
+            applied=True,
+            ledger=ledger_seq,
+            fee_charged=fee,
+            tx_code="tx_success" if successful else "tx_failed",
+            op_codes=tuple(codes),
+        )
+
+    @staticmethod
+    def _check_time_bounds(cond: Any, close_time: int) -> None:
+        if cond.type == PreconditionType.PRECOND_NONE:
+            return
+        if cond.type == PreconditionType.PRECOND_V2:
+            v2 = cond.v2
+            if (
+                v2.ledger_bounds is not None
+                or v2.min_seq_num is not None
+                or v2.min_seq_age.duration.uint64
+                or v2.min_seq_ledger_gap.uint32
+                or v2.extra_signers
+            ):
+                raise _Rejected("tx_not_supported")
+            bounds = v2.time_bounds
+        else:
+            bounds = cond.time_bounds
+        if bounds is None:
+            return
+        if bounds.min_time.time_point.uint64 > close_time:
+            raise _Rejected("tx_too_early")
+        max_time = bounds.max_time.time_point.uint64
+        if max_time and max_time < close_time:
+            raise _Rejected("tx_too_late")
+
+    @staticmethod
+    def _check_signatures(
+        st: Overlay, src: Account, ops: list[Any], signatures: list[Any], tx_hash: bytes
+    ) -> None:
+        """Weights of valid signatures against each needed threshold; no signature unused."""
+        accounts = {src.account_id: src}
+        for op in ops:
+            if op.source_account is not None:
+                op_src = muxed_id(op.source_account)
+                account = st.account(op_src)
+                if account is None:
+                    codes = tuple("op_no_source_account" if o is op else "op_success" for o in ops)
+                    raise _Rejected("tx_failed", codes)
+                accounts[op_src] = account
+        candidates = set()
+        for account in accounts.values():
+            candidates.add(account.account_id)
+            candidates.update(s for s, _ in account.signers)
+        signed_by: dict[str, int] = {}  # key -> index of the signature it made
+        for index, dsig in enumerate(signatures):
+            hint, sig = dsig.hint.signature_hint, dsig.signature.signature
+            for key in candidates:
+                if key in signed_by:
+                    continue
+                raw_key = StrKey.decode_ed25519_public_key(key)
+                if raw_key[-4:] != hint:
+                    continue
+                try:
+                    VerifyKey(raw_key).verify(tx_hash, sig)
+                except (BadSignatureError, ValueError):
+                    continue
+                signed_by[key] = index
+                break
+        used: set[int] = set()
+
+        def authorized(account: Account, level: str) -> bool:
+            needed = max(1, {"low": account.low, "med": account.med, "high": account.high}[level])
+            keys = [k for k in signed_by if account.weight_of(k) > 0]
+            weight = sum(account.weight_of(k) for k in keys)
+            if weight >= needed:
+                used.update(signed_by[k] for k in keys)
+                return True
+            return False
+
+        if not authorized(src, "low"):
+            raise _Rejected("tx_bad_auth")
+        codes = []
+        for op in ops:
+            account = accounts[muxed_id(op.source_account) if op.source_account else src.account_id]
+            module = OPERATIONS[op.body.type]
+            level = set_options.threshold(op) if module is set_options else module.THRESHOLD
+            codes.append("op_success" if authorized(account, level) else "op_bad_auth")
+        if "op_bad_auth" in codes:
+            raise _Rejected("tx_failed", tuple(codes))
+        if len(used) != len(signatures):
+            raise _Rejected("tx_bad_auth_extra")
+
+    # ------------------------------------------------------------------ queries
+    def load_account(self, account_id: str) -> AccountInfo:
+        if not StrKey.is_valid_ed25519_public_key(account_id):
+            raise LedgerError(f"invalid account id {account_id!r}")
+        acct = self.store.get(("acct", account_id))
+        if not isinstance(acct, Account):
+            raise NotFoundError(f"account {account_id} not found")
+        lines = [
+            e for e in self.store.entries_with_prefix("tl", account_id) if isinstance(e, TrustLine)
+        ]
+        data = [
+            e
+            for e in self.store.entries_with_prefix("data", account_id)
+            if isinstance(e, DataEntry)
+        ]
+        return AccountInfo(
+            account_id=account_id,
+            sequence=acct.seq_num,
+            balances=(
+                *(Balance(line.asset, line.balance, line.limit, line.flags) for line in lines),
+                Balance(NATIVE, acct.balance),
+            ),
+            thresholds=(acct.low, acct.med, acct.high),
+            master_weight=acct.master_weight,
+            signers=acct.signers,
+            flags=acct.flags,
+            num_subentries=acct.num_subentries,
+            home_domain=acct.home_domain,
+            data=tuple((d.name, d.value) for d in data),
+            num_sponsoring=acct.num_sponsoring,
+            num_sponsored=acct.num_sponsored,
+        )
+
+    def latest_ledger(self) -> dict[str, Any]:
+        header = self.store.last_header()
+        assert header is not None
+        return header
+
+    def transaction(self, tx_hash: str) -> TxRecord:
+        row = self.store.db.execute(
+            f"SELECT {_TX_COLS} FROM txs WHERE hash = ?", (tx_hash.lower(),)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"transaction {tx_hash} not found")
+        return _tx_record(row)
+
+    def account_transactions(
+        self, account_id: str, *, cursor: str | None = None, limit: int = 10, order: str = "asc"
+    ) -> Page[TxRecord]:
+        where, args, direction = _paging(cursor, order, "(a.ledger << 32) | (a.idx << 12)")
+        rows = self.store.db.execute(
+            f"SELECT {', '.join('t.' + c for c in _TX_COLS.split(', '))} FROM tx_accounts a "
+            f"JOIN txs t ON t.hash = a.hash WHERE a.account = ? {where} "
+            f"ORDER BY a.ledger {direction}, a.idx {direction} LIMIT ?",
+            (account_id, *args, _limit(limit)),
+        ).fetchall()
+        records = tuple(_tx_record(r) for r in rows)
+        token = str(toid(records[-1].ledger, 1)) if records else cursor
+        return Page(records, token)
+
+    def account_payments(
+        self, account_id: str, *, cursor: str | None = None, limit: int = 10, order: str = "asc"
+    ) -> Page[PaymentRecord]:
+        where, args, direction = _paging(cursor, order, "CAST(id AS INTEGER)")
+        rows = self.store.db.execute(
+            "SELECT id, hash, ledger, type, source, destination, asset, amount FROM payments "
+            f"WHERE account = ? {where} ORDER BY ledger {direction}, idx {direction}, "
+            f"op_index {direction} LIMIT ?",
+            (account_id, *args, _limit(limit)),
+        ).fetchall()
+        records = tuple(PaymentRecord(*r) for r in rows)
+        return Page(records, records[-1].id if records else cursor)
+
+    # ------------------------------------------------------------------ friendbot
+    def fund(self, account_id: str, amount: int = FRIENDBOT_STARTING_BALANCE) -> SubmitResult:
+        """Development faucet: the root account creates ``account_id`` (like friendbot)."""
+        if not StrKey.is_valid_ed25519_public_key(account_id):
+            raise LedgerError(f"invalid account id {account_id!r}")
+        with self._lock:
+            root = self.store.get(("acct", self.root.public_key))
+            assert isinstance(root, Account)
+            seq = root.seq_num
+        tx = (
+            TransactionBuilder(
+                SdkAccount(self.root.public_key, seq), self._passphrase, base_fee=BASE_FEE
+            )
+            .append_create_account_op(account_id, str(amount / STROOPS_PER_UNIT))
+            .set_timeout(300)
+            .build()
+        )
+        tx.sign(self.root)
+        return self.submit(tx.to_xdr())
+
+    # ------------------------------------------------------------------ audit
+    def verify_chain(self) -> int:
+        """Re-derive every header hash, link and tx-set hash; return the number of ledgers."""
+        previous: dict[str, Any] | None = None
+        count = 0
+        for header in self.store.headers():
+            seq = header["seq"]
+            if header_hash(header) != header["hash"]:
+                raise ChainError(f"ledger {seq}: header hash mismatch")
+            expected_prev = previous["hash"] if previous else ZERO_HASH
+            if header["prev_hash"] != expected_prev or (previous and previous["seq"] != seq - 1):
+                raise ChainError(f"ledger {seq}: does not link to ledger {seq - 1}")
+            envelopes = [
+                r[0]
+                for r in self.store.db.execute(
+                    "SELECT envelope, hash FROM txs WHERE ledger = ? ORDER BY idx", (seq,)
+                )
+            ]
+            hashes = b""
+            for envelope in envelopes:
+                _, _, tx_bytes = self._decode(envelope)
+                hashes += hashlib.sha256(self.network_id + _TX_TYPE + tx_bytes).digest()
+            stored = [
+                r[0]
+                for r in self.store.db.execute(
+                    "SELECT hash FROM txs WHERE ledger = ? ORDER BY idx", (seq,)
+                )
+            ]
+            if [bytes.fromhex(h) for h in stored] != [
+                hashes[i : i + 32] for i in range(0, len(hashes), 32)
+            ]:
+                raise ChainError(f"ledger {seq}: a transaction's hash does not match its envelope")
+            if header["tx_set_hash"] != hashlib.sha256(hashes).hexdigest():
+                raise ChainError(f"ledger {seq}: transaction set hash mismatch")
+            previous, count = header, count + 1
+        return count
+
+
+_TX_COLS = (
+    "hash, ledger, source, fee_charged, successful, memo_type, memo, op_count, "
+    "envelope, created_at, tx_code, op_codes"
+)
+
+
+def _tx_record(row: tuple[Any, ...]) -> TxRecord:
+    (h, ledger, source, fee, ok, memo_type, memo, op_count, envelope, created, code, op_codes) = row
+    return TxRecord(
+        hash=h,
+        ledger=ledger,
+        source=source,
+        fee_charged=fee,
+        successful=bool(ok),
+        memo_type=memo_type,
+        memo=memo,
+        operation_count=op_count,
+        envelope_xdr=envelope,
+        created_at=created,
+        tx_code=code,
+        op_codes=tuple(json.loads(op_codes)),
+    )
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= 200:
+        raise LedgerError(f"limit must be in [1, 200], got {limit}")
+    return limit
+
+
+def _paging(cursor: str | None, order: str, key_sql: str) -> tuple[str, tuple[int, ...], str]:
+    if order not in ("asc", "desc"):
+        raise LedgerError(f"order must be asc or desc, got {order!r}")
+    if cursor in (None, ""):
+        return "", (), order.upper()
+    if not str(cursor).isdigit() or int(str(cursor)) >= 2**63:
+        raise LedgerError(f"invalid cursor {cursor!r}")
+    op = ">" if order == "asc" else "<"
+    return f"AND {key_sql} {op} ?", (int(str(cursor)),), order.upper()
+
+
+def _memo(memo: Any) -> tuple[str, str | None]:
+    if memo.type == MemoType.MEMO_TEXT:
+        text = memo.text
+        return "text", text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+    if memo.type == MemoType.MEMO_ID:
+        return "id", str(memo.id.uint64)
+    if memo.type == MemoType.MEMO_HASH:
+        return "hash", base64.b64encode(memo.hash.hash).decode()
+    if memo.type == MemoType.MEMO_RETURN:
+        return "return", base64.b64encode(memo.ret_hash.hash).decode()
+    return "none", None
+
+
+__all__ = ["DEFAULT_PASSPHRASE", "ChainError", "EmbeddedLedger", "OperationType"]

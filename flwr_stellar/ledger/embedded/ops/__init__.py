@@ -1,0 +1,41 @@
+"""One module per Stellar operation, like stellar_sdk/operation/: its threshold and its rules.
+
+Each module exposes ``THRESHOLD`` ("low" | "med" | "high", the signing weight its source
+account must reach) and ``apply(op, source, state, ctx) -> str`` returning Horizon's result
+code ("op_success", "op_underfunded", ...). ``apply`` only changes the state when it succeeds
+(the caller drops the whole overlay otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from stellar_sdk.xdr import OperationType
+
+from flwr_stellar.ledger.embedded.ops import (
+    bump_sequence,
+    change_trust,
+    create_account,
+    manage_data,
+    payment,
+    set_options,
+)
+
+
+@dataclass
+class ApplyContext:
+    ledger_seq: int
+    base_reserve: int
+    payments: list[tuple[str, str, str, str, int]] = field(default_factory=list)
+    # (type, source, destination, asset, amount) for the payments history
+
+
+OPERATIONS: dict[OperationType, ModuleType] = {
+    OperationType.CREATE_ACCOUNT: create_account,
+    OperationType.PAYMENT: payment,
+    OperationType.SET_OPTIONS: set_options,
+    OperationType.CHANGE_TRUST: change_trust,
+    OperationType.MANAGE_DATA: manage_data,
+    OperationType.BUMP_SEQUENCE: bump_sequence,
+}

@@ -1,0 +1,156 @@
+"""SQLite (WAL) persistence: entries, the hash-chained ledger headers, transactions, payments.
+
+Each closed ledger is written in one SQLite transaction, so a crash (even SIGKILL) leaves
+either the whole ledger or none of it. Entries are stored as JSON keyed by their ledger key.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from flwr_stellar.ledger.embedded.entries import Entry, decode, encode
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries(key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ledgers(
+    seq INTEGER PRIMARY KEY, close_time INTEGER NOT NULL, prev_hash TEXT NOT NULL,
+    tx_set_hash TEXT NOT NULL, hash TEXT NOT NULL, total_coins INTEGER NOT NULL,
+    fee_pool INTEGER NOT NULL, base_fee INTEGER NOT NULL, base_reserve INTEGER NOT NULL,
+    tx_count INTEGER NOT NULL, op_count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS txs(
+    hash TEXT PRIMARY KEY, ledger INTEGER NOT NULL, idx INTEGER NOT NULL, source TEXT NOT NULL,
+    fee_charged INTEGER NOT NULL, successful INTEGER NOT NULL, tx_code TEXT NOT NULL,
+    op_codes TEXT NOT NULL, memo_type TEXT NOT NULL, memo TEXT, op_count INTEGER NOT NULL,
+    envelope TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS txs_ledger ON txs(ledger, idx);
+CREATE TABLE IF NOT EXISTS tx_accounts(
+    account TEXT NOT NULL, ledger INTEGER NOT NULL, idx INTEGER NOT NULL, hash TEXT NOT NULL,
+    PRIMARY KEY(account, ledger, idx));
+CREATE TABLE IF NOT EXISTS payments(
+    id TEXT NOT NULL, account TEXT NOT NULL, ledger INTEGER NOT NULL, idx INTEGER NOT NULL,
+    op_index INTEGER NOT NULL, hash TEXT NOT NULL, type TEXT NOT NULL, source TEXT NOT NULL,
+    destination TEXT NOT NULL, asset TEXT NOT NULL, amount INTEGER NOT NULL,
+    PRIMARY KEY(account, id));
+CREATE INDEX IF NOT EXISTS payments_account ON payments(account, ledger, idx, op_index);
+"""
+
+HEADER_FIELDS = (
+    "seq",
+    "close_time",
+    "prev_hash",
+    "tx_set_hash",
+    "hash",
+    "total_coins",
+    "fee_pool",
+    "base_fee",
+    "base_reserve",
+    "tx_count",
+    "op_count",
+)
+
+
+def _key_text(key: tuple[str, ...]) -> str:
+    return "\x1f".join(key)
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: survives process kills
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # reading ----------------------------------------------------------------
+    def get(self, key: tuple[str, ...]) -> Entry | None:
+        row = self.db.execute(
+            "SELECT kind, value FROM entries WHERE key = ?", (_key_text(key),)
+        ).fetchone()
+        return decode(row[0], row[1]) if row else None
+
+    def entries_with_prefix(self, kind: str, account_id: str) -> list[Entry]:
+        prefix = _key_text((kind, account_id)) + "\x1f"
+        rows = self.db.execute(
+            "SELECT kind, value FROM entries WHERE key >= ? AND key < ? ORDER BY key",
+            (prefix, prefix + "\U0010ffff"),
+        ).fetchall()
+        return [decode(k, v) for k, v in rows]
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def last_header(self) -> dict[str, Any] | None:
+        row = self.db.execute(
+            f"SELECT {', '.join(HEADER_FIELDS)} FROM ledgers ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return dict(zip(HEADER_FIELDS, row, strict=True)) if row else None
+
+    def headers(self) -> Iterable[dict[str, Any]]:
+        for row in self.db.execute(f"SELECT {', '.join(HEADER_FIELDS)} FROM ledgers ORDER BY seq"):
+            yield dict(zip(HEADER_FIELDS, row, strict=True))
+
+    # writing (inside begin() ... commit()) -----------------------------------
+    def begin(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def write_entries(self, changes: Iterable[tuple[tuple[str, ...], Entry | None]]) -> None:
+        puts, deletes = [], []
+        for key, entry in changes:
+            if entry is None:
+                deletes.append((_key_text(key),))
+            else:
+                puts.append((_key_text(key), key[0], encode(entry)))
+        if puts:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO entries(key, kind, value) VALUES (?, ?, ?)", puts
+            )
+        if deletes:
+            self.db.executemany("DELETE FROM entries WHERE key = ?", deletes)
+
+    def write_header(self, header: dict[str, Any]) -> None:
+        self.db.execute(
+            f"INSERT INTO ledgers({', '.join(HEADER_FIELDS)}) VALUES "
+            f"({', '.join('?' for _ in HEADER_FIELDS)})",
+            tuple(header[f] for f in HEADER_FIELDS),
+        )
+
+    def write_tx(
+        self, row: dict[str, Any], accounts: Iterable[str], payments: Iterable[tuple[Any, ...]]
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO txs(hash, ledger, idx, source, fee_charged, successful, tx_code, "
+            "op_codes, memo_type, memo, op_count, envelope, created_at) VALUES "
+            "(:hash, :ledger, :idx, :source, :fee_charged, :successful, :tx_code, :op_codes, "
+            ":memo_type, :memo, :op_count, :envelope, :created_at)",
+            row | {"op_codes": json.dumps(row["op_codes"])},
+        )
+        self.db.executemany(
+            "INSERT OR IGNORE INTO tx_accounts(account, ledger, idx, hash) VALUES (?, ?, ?, ?)",
+            [(a, row["ledger"], row["idx"], row["hash"]) for a in set(accounts)],
+        )
+        self.db.executemany(
+            "INSERT INTO payments(id, account, ledger, idx, op_index, hash, type, source, "
+            "destination, asset, amount) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            payments,
+        )
