@@ -65,7 +65,7 @@ def test_no_source_account_and_malformed(chain: Chain) -> None:
     result = chain.ledger.submit(chain.build(ghost, pay(b, "1"), seq=1))
     assert result.tx_code == "tx_no_source_account" and not result.applied
     for garbage in ("", "AAAA", "not base64!", "A" * 64):
-        with pytest.raises(LedgerError, match="malformed|missing"):
+        with pytest.raises(LedgerError, match=r"malformed|missing"):
             chain.ledger.submit(garbage)
     # the same account on another network: its envelopes are signed for that network only
     kp = chain.funded()
