@@ -70,18 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_flwr_run)
 
     from flwr_stellar.identity.cli import add_keys_parser
+    from flwr_stellar.ledger.cli import add_ledger_parser
 
     add_keys_parser(sub)
+    add_ledger_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from flwr_stellar.identity.cli import KEY_ERRORS
+    from flwr_stellar.ledger.base import LedgerError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except KEY_ERRORS as err:  # expected failures: one clear line, no traceback
+    except (*KEY_ERRORS, LedgerError) as err:  # expected failures: one clear line, no traceback
         print(f"flwr-stellar: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,207 @@
+"""HorizonLedger: the Ledger protocol over stellar_sdk.Server, for any Horizon URL.
+
+The embedded server (``flwr-stellar ledger serve``), a private network, Stellar testnet,
+futurenet or pubnet: the same client code. Pubnet moves real money, so it needs an explicit
+confirmation. Submissions skip the SDK's SEP-29 memo-required check (it costs one request per
+destination; payouts name accounts this product created).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from stellar_sdk import Network, Server
+from stellar_sdk.client.requests_client import RequestsClient
+from stellar_sdk.exceptions import BadRequestError
+from stellar_sdk.exceptions import NotFoundError as SdkNotFound
+
+from flwr_stellar.ledger.base import (
+    AccountInfo,
+    LedgerError,
+    NotFoundError,
+    Page,
+    PaymentRecord,
+    SubmitResult,
+    TxRecord,
+)
+from flwr_stellar.ledger.horizon_json import (
+    account_from_json,
+    payment_from_json,
+    tx_from_json,
+)
+
+
+@dataclass(frozen=True)
+class NetworkPreset:
+    horizon_url: str
+    network_passphrase: str
+    friendbot_url: str | None = None
+    real_money: bool = False
+
+
+PRESETS = {
+    "local": NetworkPreset(
+        "http://127.0.0.1:8000", "flwr-stellar embedded ; 2026", "http://127.0.0.1:8000/friendbot"
+    ),
+    "testnet": NetworkPreset(
+        "https://horizon-testnet.stellar.org",
+        Network.TESTNET_NETWORK_PASSPHRASE,
+        "https://friendbot.stellar.org",
+    ),
+    "futurenet": NetworkPreset(
+        "https://horizon-futurenet.stellar.org",
+        Network.FUTURENET_NETWORK_PASSPHRASE,
+        "https://friendbot-futurenet.stellar.org",
+    ),
+    "pubnet": NetworkPreset(
+        "https://horizon.stellar.org", Network.PUBLIC_NETWORK_PASSPHRASE, None, real_money=True
+    ),
+}
+
+
+class HorizonLedger:
+    def __init__(
+        self,
+        horizon_url: str,
+        network_passphrase: str,
+        *,
+        friendbot_url: str | None = None,
+        allow_real_money: bool = False,
+        timeout: int = 30,
+    ) -> None:
+        if network_passphrase == Network.PUBLIC_NETWORK_PASSPHRASE and not allow_real_money:
+            raise LedgerError(
+                "refusing to use Stellar pubnet (real money) without "
+                "allow_real_money=True (ledger.allow_pubnet in config)"
+            )
+        # A retried POST is harmless on Stellar: the same signed envelope (same sequence
+        # number) can be applied at most once.
+        client = RequestsClient(request_timeout=timeout, post_timeout=float(timeout))
+        self.server = Server(horizon_url, client=client)
+        self._passphrase = network_passphrase
+        self.friendbot_url = friendbot_url
+
+    @classmethod
+    def preset(cls, name: str, **kw: Any) -> HorizonLedger:
+        try:
+            p = PRESETS[name]
+        except KeyError:
+            raise LedgerError(f"unknown network preset {name!r}; one of {tuple(PRESETS)}") from None
+        return cls(p.horizon_url, p.network_passphrase, friendbot_url=p.friendbot_url, **kw)
+
+    @property
+    def network_passphrase(self) -> str:
+        return self._passphrase
+
+    def _call(self, builder: Any) -> dict[str, Any]:
+        try:
+            return builder.call()  # type: ignore[no-any-return]
+        except SdkNotFound as err:
+            raise NotFoundError(_detail(err)) from None
+        except BadRequestError as err:
+            raise LedgerError(_detail(err), status=err.status) from None
+
+    def load_account(self, account_id: str) -> AccountInfo:
+        return account_from_json(self._call(self.server.accounts().account_id(account_id)))
+
+    def submit(self, envelope_xdr: str) -> SubmitResult:
+        try:
+            resp = self.server.submit_transaction(envelope_xdr, skip_memo_required_check=True)
+        except BadRequestError as err:
+            extras = err.extras or {}
+            codes = extras.get("result_codes") or {}
+            if not codes:
+                raise LedgerError(_detail(err), status=err.status) from None
+            tx_code = codes.get("transaction", "tx_failed")
+            return SubmitResult(
+                hash=str(extras.get("hash", "")),
+                successful=False,
+                applied=bool(
+                    extras.get("applied", tx_code == "tx_failed")
+                    and "op_bad_auth" not in codes.get("operations", ())
+                ),
+                ledger=None,
+                fee_charged=int(extras.get("fee_charged", 0) or 0),
+                tx_code=tx_code,
+                op_codes=tuple(codes.get("operations", ())),
+                envelope_xdr=envelope_xdr,
+                result_xdr=str(extras.get("result_xdr", "")),
+            )
+        return SubmitResult(
+            hash=resp["hash"],
+            successful=bool(resp.get("successful", True)),
+            applied=True,
+            ledger=int(resp["ledger"]),
+            fee_charged=int(resp.get("fee_charged", 0)),
+            tx_code="tx_success",
+            op_codes=(),
+            envelope_xdr=envelope_xdr,
+            result_xdr=resp.get("result_xdr", ""),
+        )
+
+    def transaction(self, tx_hash: str) -> TxRecord:
+        return tx_from_json(self._call(self.server.transactions().transaction(tx_hash)))
+
+    def _paged(
+        self, builder: Any, cursor: str | None, limit: int, order: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        if cursor:
+            builder = builder.cursor(cursor)
+        records = self._call(builder.limit(limit).order(desc=order == "desc"))["_embedded"][
+            "records"
+        ]
+        return records, (records[-1]["paging_token"] if records else cursor)
+
+    def account_transactions(
+        self, account_id: str, *, cursor: str | None = None, limit: int = 10, order: str = "asc"
+    ) -> Page[TxRecord]:
+        records, nxt = self._paged(
+            self.server.transactions().for_account(account_id), cursor, limit, order
+        )
+        return Page(tuple(tx_from_json(r) for r in records), nxt)
+
+    def account_payments(
+        self, account_id: str, *, cursor: str | None = None, limit: int = 10, order: str = "asc"
+    ) -> Page[PaymentRecord]:
+        records, nxt = self._paged(
+            self.server.payments().for_account(account_id), cursor, limit, order
+        )
+        kinds = ("payment", "create_account")
+        return Page(tuple(payment_from_json(r) for r in records if r["type"] in kinds), nxt)
+
+    def fund(self, account_id: str) -> SubmitResult:
+        if not self.friendbot_url:
+            raise LedgerError("this network has no friendbot: fund the account yourself")
+        import requests
+
+        resp = requests.get(self.friendbot_url, params={"addr": account_id}, timeout=60)
+        body = (
+            resp.json()
+            if resp.headers.get("content-type", "").startswith("application/json")
+            else {}
+        )
+        if resp.status_code != 200:
+            codes = (body.get("extras") or {}).get("result_codes") or {}
+            return SubmitResult(
+                hash="",
+                successful=False,
+                applied=False,
+                ledger=None,
+                fee_charged=0,
+                tx_code=codes.get("transaction", "tx_failed"),
+                op_codes=tuple(codes.get("operations", ())),
+            )
+        return SubmitResult(
+            hash=body.get("hash", ""),
+            successful=True,
+            applied=True,
+            ledger=body.get("ledger"),
+            fee_charged=0,
+            tx_code="tx_success",
+        )
+
+
+def _detail(err: Any) -> str:
+    body = getattr(err, "message", None) or getattr(err, "detail", None) or str(err)
+    return str(body)

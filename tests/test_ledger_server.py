@@ -1,0 +1,201 @@
+"""`flwr-stellar ledger serve` on 127.0.0.1, used by the real stellar_sdk.Server (through
+HorizonLedger) and hammered with 10,000 malformed requests."""
+
+import base64
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from stellar_sdk import Asset, Keypair, Server, TransactionBuilder
+from stellar_sdk.exceptions import BadRequestError, NotFoundError
+
+from flwr_stellar.ledger.base import NotFoundError as LedgerNotFound
+from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE
+from flwr_stellar.ledger.horizon import HorizonLedger
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("ledger")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp / "server.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flwr_stellar.cli",
+            "ledger",
+            "serve",
+            "--db",
+            str(tmp / "ledger.db"),
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    else:
+        raise RuntimeError((tmp / "server.log").read_text())
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=10)
+    log.close()
+
+
+def test_sdk_and_horizon_ledger_against_server(served: str) -> None:
+    ledger = HorizonLedger(served, DEFAULT_PASSPHRASE, friendbot_url=f"{served}/friendbot")
+    sdk = Server(served)
+    issuer, distributor, node = Keypair.random(), Keypair.random(), Keypair.random()
+    for kp in (issuer, distributor, node):
+        assert ledger.fund(kp.public_key).successful
+    assert not ledger.fund(node.public_key).successful  # exists already
+    dlc = Asset("DLC", issuer.public_key)
+
+    def send(kp: Keypair, build) -> dict:  # type: ignore[no-untyped-def]
+        tx = (
+            build(
+                TransactionBuilder(
+                    sdk.load_account(kp.public_key), DEFAULT_PASSPHRASE, sdk.fetch_base_fee()
+                )
+            )
+            .set_timeout(60)
+            .build()
+        )
+        tx.sign(kp)
+        return sdk.submit_transaction(tx, skip_memo_required_check=True)
+
+    send(distributor, lambda t: t.append_change_trust_op(dlc))
+    send(node, lambda t: t.append_change_trust_op(dlc))
+    send(issuer, lambda t: t.append_payment_op(distributor.public_key, dlc, "1000"))
+    ok = send(
+        distributor,
+        lambda t: t.add_hash_memo(b"\x07" * 32).append_payment_op(node.public_key, dlc, "12.5"),
+    )
+    assert ok["successful"]
+    with pytest.raises(BadRequestError) as info:
+        send(node, lambda t: t.append_payment_op(distributor.public_key, dlc, "99"))
+    assert info.value.extras["result_codes"] == {
+        "transaction": "tx_failed",
+        "operations": ["op_underfunded"],
+    }
+    with pytest.raises(NotFoundError):
+        sdk.load_account(Keypair.random().public_key)
+
+    account = ledger.load_account(node.public_key)
+    assert account.balance(f"DLC:{issuer.public_key}") == 125_000_000
+    record = ledger.transaction(ok["hash"])
+    assert record.memo_type == "hash" and base64.b64decode(record.memo or "") == b"\x07" * 32
+    payments = ledger.account_payments(node.public_key, limit=10).records
+    assert [(p.type, p.amount) for p in payments][-1] == ("payment", 125_000_000)
+    txs = ledger.account_transactions(node.public_key, limit=2)
+    more = ledger.account_transactions(node.public_key, cursor=txs.next_cursor, limit=10)
+    assert len(txs.records) == 2 and len(more.records) >= 2
+    with pytest.raises(LedgerNotFound):
+        ledger.load_account(Keypair.random().public_key)
+    # HorizonLedger.submit reports a failed transaction instead of raising
+    tx = (
+        TransactionBuilder(sdk.load_account(node.public_key), DEFAULT_PASSPHRASE, 100)
+        .append_payment_op(distributor.public_key, dlc, "99")
+        .set_timeout(60)
+        .build()
+    )
+    tx.sign(node)
+    result = ledger.submit(tx.to_xdr())
+    assert (result.successful, result.tx_code, result.op_codes) == (
+        False,
+        "tx_failed",
+        ("op_underfunded",),
+    )
+
+
+def test_ten_thousand_bad_requests(served: str) -> None:
+    http = requests.Session()
+    before = http.get(f"{served}/ledgers", params={"order": "desc", "limit": 1}).json()
+    payer, other = Keypair.random(), Keypair.random()
+    http.get(f"{served}/friendbot", params={"addr": payer.public_key})
+    before = http.get(f"{served}/ledgers", params={"order": "desc", "limit": 1}).json()
+    account = Server(served).load_account(payer.public_key)
+    tx = (
+        TransactionBuilder(account, DEFAULT_PASSPHRASE, 100)
+        .append_payment_op(other.public_key, Asset.native(), "1")
+        .set_timeout(600)
+        .build()
+    )
+    tx.sign(payer)
+    valid = base64.b64decode(tx.to_xdr())
+    foreign = (
+        TransactionBuilder(account, "Test SDF Network ; September 2015", 100)
+        .append_payment_op(other.public_key, Asset.native(), "1")
+        .set_timeout(600)
+        .build()
+    )
+    foreign.sign(payer)
+    rng = random.Random(1234)
+
+    def mutated() -> str:
+        raw = bytearray(valid)
+        for position in rng.sample(range(len(raw)), rng.randint(1, 4)):
+            raw[position] ^= rng.randrange(1, 256)  # distinct bytes, each really changed
+        if rng.random() < 0.3:
+            raw = raw[: rng.randrange(len(raw))]
+        return base64.b64encode(bytes(raw)).decode()
+
+    bad_paths = [
+        "/accounts/GXXX",
+        "/accounts/" + "A" * 56,
+        "/transactions/zz",
+        "/nope",
+        "/accounts/" + payer.public_key + "/payments?limit=0",
+        "/accounts/" + payer.public_key + "/payments?limit=abc",
+        "/accounts/" + payer.public_key + "/transactions?order=sideways",
+        "/accounts/" + payer.public_key + "/transactions?cursor=-5",
+        "/ledgers?limit=100000",
+        "/friendbot?addr=nope",
+        "/transactions/" + "0" * 64,
+    ]
+    statuses: dict[int, int] = {}
+    for i in range(10_000):
+        kind = i % 6
+        if kind == 0:
+            resp = http.post(
+                f"{served}/transactions",
+                data={"tx": base64.b64encode(rng.randbytes(rng.randrange(1, 300)))},
+            )
+        elif kind == 1:
+            resp = http.post(f"{served}/transactions", data={"tx": mutated()})
+        elif kind == 2:
+            resp = http.post(f"{served}/transactions", data={"tx": foreign.to_xdr()})
+        elif kind == 3:
+            body = rng.choice([b"x" * 300_000, rng.randbytes(64), b"tx=", b"\xff\xfe=\x00"])
+            resp = http.post(f"{served}/transactions", data=body)
+        elif kind == 4:
+            resp = http.get(served + rng.choice(bad_paths))
+        else:
+            resp = http.request(rng.choice(["PUT", "DELETE", "PATCH"]), f"{served}/transactions")
+        statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+        assert 400 <= resp.status_code < 500, (i, resp.status_code, resp.text[:200])
+        assert resp.status_code not in (413, 429)
+        assert resp.json()["status"] == resp.status_code
+    assert http.get(served).status_code == 200
+    after = http.get(f"{served}/ledgers", params={"order": "desc", "limit": 1}).json()
+    assert after["_embedded"]["records"][0]["hash"] == before["_embedded"]["records"][0]["hash"]
+    assert set(statuses) <= {400, 404, 405}
