@@ -33,6 +33,7 @@ class Account:
     signers: tuple[tuple[str, int], ...] = ()
     num_sponsoring: int = 0
     num_sponsored: int = 0
+    sponsor: str | None = None  # who pays this account's 2 base reserves, if anyone
 
     def min_balance(self, base_reserve: int = BASE_RESERVE) -> int:
         return (2 + self.num_subentries + self.num_sponsoring - self.num_sponsored) * base_reserve
@@ -53,6 +54,7 @@ class TrustLine:
     balance: int
     limit: int
     flags: int
+    sponsor: str | None = None
 
     @property
     def authorized(self) -> bool:
@@ -64,6 +66,7 @@ class DataEntry:
     account_id: str
     name: str
     value: bytes = field(repr=False)
+    sponsor: str | None = None
 
 
 Entry = Account | TrustLine | DataEntry

@@ -231,8 +231,20 @@ class EmbeddedLedger:
         codes = []
         for op in ops:
             op_source = muxed_id(op.source_account) if op.source_account else source
+            if ops_state.account(op_source) is None:
+                codes.append("op_no_source_account")  # never created, or merged away
+                continue
             codes.append(OPERATIONS[op.body.type].apply(op, op_source, ops_state, ctx))
-        successful = all(c == "op_success" for c in codes)
+        successful = all(c == "op_success" for c in codes) and not ctx.sponsoring
+        tx_code = (
+            "tx_success"
+            if successful
+            else (
+                "tx_bad_sponsorship"
+                if ctx.sponsoring and all(c == "op_success" for c in codes)
+                else "tx_failed"
+            )
+        )
         if successful:
             ops_state.merge_into(charged)
         self.store.write_entries(charged.items())
@@ -271,7 +283,7 @@ class EmbeddedLedger:
                 "source": source,
                 "fee_charged": fee,
                 "successful": int(successful),
-                "tx_code": "tx_success" if successful else "tx_failed",
+                "tx_code": tx_code,
                 "op_codes": codes,
                 "memo_type": memo_type,
                 "memo": memo,
@@ -288,7 +300,7 @@ class EmbeddedLedger:
             applied=True,
             ledger=ledger_seq,
             fee_charged=fee,
-            tx_code="tx_success" if successful else "tx_failed",
+            tx_code=tx_code,
             op_codes=tuple(codes),
         )
 
@@ -322,15 +334,16 @@ class EmbeddedLedger:
         st: Overlay, src: Account, ops: list[Any], signatures: list[Any], tx_hash: bytes
     ) -> None:
         """Weights of valid signatures against each needed threshold; no signature unused."""
-        accounts = {src.account_id: src}
+        # Like stellar-core: an operation whose source account does not exist yet (created
+        # by an earlier operation of the same transaction) needs that key's own signature;
+        # whether the account exists is checked when the operation applies.
+        accounts: dict[str, Account] = {src.account_id: src}
         for op in ops:
             if op.source_account is not None:
                 op_src = muxed_id(op.source_account)
-                account = st.account(op_src)
-                if account is None:
-                    codes = tuple("op_no_source_account" if o is op else "op_success" for o in ops)
-                    raise _Rejected("tx_failed", codes)
-                accounts[op_src] = account
+                accounts[op_src] = st.account(op_src) or Account(
+                    account_id=op_src, balance=0, seq_num=0
+                )
         candidates = set()
         for account in accounts.values():
             candidates.add(account.account_id)

@@ -14,12 +14,19 @@ from types import ModuleType
 from stellar_sdk.xdr import OperationType
 
 from flwr_stellar.ledger.embedded.ops import (
+    account_merge,
+    allow_trust,
+    begin_sponsoring,
     bump_sequence,
     change_trust,
+    clawback,
     create_account,
+    end_sponsoring,
     manage_data,
     payment,
+    revoke_sponsorship,
     set_options,
+    set_trust_line_flags,
 )
 
 
@@ -29,6 +36,7 @@ class ApplyContext:
     base_reserve: int
     payments: list[tuple[str, str, str, str, int]] = field(default_factory=list)
     # (type, source, destination, asset, amount) for the payments history
+    sponsoring: dict[str, str] = field(default_factory=dict)  # sponsored -> sponsor, open now
 
 
 OPERATIONS: dict[OperationType, ModuleType] = {
@@ -38,4 +46,11 @@ OPERATIONS: dict[OperationType, ModuleType] = {
     OperationType.CHANGE_TRUST: change_trust,
     OperationType.MANAGE_DATA: manage_data,
     OperationType.BUMP_SEQUENCE: bump_sequence,
+    OperationType.ALLOW_TRUST: allow_trust,
+    OperationType.ACCOUNT_MERGE: account_merge,
+    OperationType.BEGIN_SPONSORING_FUTURE_RESERVES: begin_sponsoring,
+    OperationType.END_SPONSORING_FUTURE_RESERVES: end_sponsoring,
+    OperationType.REVOKE_SPONSORSHIP: revoke_sponsorship,
+    OperationType.CLAWBACK: clawback,
+    OperationType.SET_TRUST_LINE_FLAGS: set_trust_line_flags,
 }

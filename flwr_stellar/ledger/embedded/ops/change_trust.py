@@ -15,6 +15,7 @@ from flwr_stellar.ledger.embedded.entries import (
     TrustLine,
 )
 from flwr_stellar.ledger.embedded.ops.xdr_util import account_id
+from flwr_stellar.ledger.embedded.sponsorship import release, reserve_owner
 from flwr_stellar.ledger.embedded.state import Overlay
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def apply(op: Operation, source: str, st: Overlay, ctx: ApplyContext) -> str:
                 return "op_invalid_limit"
             st.delete(("tl", source, asset))
             st.adjust_subentries(source, -1)
+            release(st, source, line.sponsor, 1)
             return "op_success"
         if limit < line.balance:
             return "op_invalid_limit"
@@ -62,15 +64,21 @@ def apply(op: Operation, source: str, st: Overlay, ctx: ApplyContext) -> str:
     issuer_account = st.account(issuer)
     if issuer_account is None:
         return "op_no_issuer"
-    src = st.account(source)
-    assert src is not None
-    if src.balance < replace(src, num_subentries=src.num_subentries + 1).min_balance(
-        ctx.base_reserve
-    ):
-        return "op_low_reserve"
+    failed = reserve_owner(st, source, ctx.sponsoring, 1, ctx.base_reserve)
+    if failed:
+        return failed
     flags = 0 if issuer_account.flags & AUTH_REQUIRED else AUTHORIZED
     if issuer_account.flags & AUTH_CLAWBACK_ENABLED:
         flags |= TRUSTLINE_CLAWBACK_ENABLED
-    st.put(TrustLine(account_id=source, asset=asset, balance=0, limit=limit, flags=flags))
+    st.put(
+        TrustLine(
+            account_id=source,
+            asset=asset,
+            balance=0,
+            limit=limit,
+            flags=flags,
+            sponsor=ctx.sponsoring.get(source),
+        )
+    )
     st.adjust_subentries(source, +1)
     return "op_success"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from stellar_sdk.xdr import Operation
 
 from flwr_stellar.ledger.embedded.entries import DataEntry
+from flwr_stellar.ledger.embedded.sponsorship import release, reserve_owner
 from flwr_stellar.ledger.embedded.state import Overlay
 
 if TYPE_CHECKING:
@@ -33,13 +34,18 @@ def apply(op: Operation, source: str, st: Overlay, ctx: ApplyContext) -> str:
             return "op_data_name_not_found"
         st.delete(("data", source, name))
         st.adjust_subentries(source, -1)
+        release(st, source, existing.sponsor, 1)
         return "op_success"
     if existing is None:
-        src = st.account(source)
-        assert src is not None
-        needed = replace(src, num_subentries=src.num_subentries + 1).min_balance(ctx.base_reserve)
-        if src.balance < needed:
-            return "op_low_reserve"
+        failed = reserve_owner(st, source, ctx.sponsoring, 1, ctx.base_reserve)
+        if failed:
+            return failed
         st.adjust_subentries(source, +1)
-    st.put(DataEntry(account_id=source, name=name, value=bytes(value)))
+        st.put(
+            DataEntry(
+                account_id=source, name=name, value=bytes(value), sponsor=ctx.sponsoring.get(source)
+            )
+        )
+    else:
+        st.put(replace(existing, value=bytes(value)))
     return "op_success"

@@ -68,6 +68,8 @@ def apply(op: Operation, source: str, st: Overlay, ctx: ApplyContext) -> str:
     if b.signer is not None:
         if b.signer.key.type != SignerKeyType.SIGNER_KEY_TYPE_ED25519:
             return "op_not_supported"  # pre-auth tx, hash(x) and payload signers
+        if source in ctx.sponsoring:
+            return "op_not_supported"  # sponsored signers are not implemented
         key = StrKey.encode_ed25519_public_key(b.signer.key.ed25519.uint256)  # type: ignore[union-attr]
         weight = int(b.signer.weight.uint32)
         if key == source or weight > 255:

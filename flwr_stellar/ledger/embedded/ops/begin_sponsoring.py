@@ -1,0 +1,6 @@
+"""BeginSponsoringFutureReserves (see sponsoring.py)."""
+
+from flwr_stellar.ledger.embedded.ops.sponsoring import THRESHOLD
+from flwr_stellar.ledger.embedded.ops.sponsoring import apply_begin as apply
+
+__all__ = ["THRESHOLD", "apply"]
