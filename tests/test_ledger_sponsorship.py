@@ -110,10 +110,13 @@ def test_auth_required_asset_allow_trust_and_flags(chain: Chain) -> None:
         ),
     ).successful
     assert chain.submit(issuer, pay(holder, "1", dlc)).successful
+
     # revoking needs AUTH_REVOCABLE
-    clear = lambda t: t.append_set_trust_line_flags_op(
-        holder.public_key, dlc, clear_flags=TrustLineFlags.AUTHORIZED_FLAG
-    )  # noqa: E731
+    def clear(t):  # type: ignore[no-untyped-def]
+        return t.append_set_trust_line_flags_op(
+            holder.public_key, dlc, clear_flags=TrustLineFlags.AUTHORIZED_FLAG
+        )
+
     assert chain.submit(issuer, clear).op_codes == ("op_cant_revoke",)
     assert chain.submit(
         issuer, lambda t: t.append_set_options_op(set_flags=AUTH_REVOCABLE)
