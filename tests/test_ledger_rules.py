@@ -260,3 +260,34 @@ def test_envelope_v0_and_fee_bump_not_supported(chain: Chain) -> None:
     bump.sign(b)
     with pytest.raises(LedgerError, match="fee bump"):
         chain.ledger.submit(bump.to_xdr())
+
+
+def test_transaction_set_in_one_ledger(chain: Chain) -> None:
+    a, b = chain.funded(), chain.funded()
+    seq = chain.ledger.load_account(a.public_key).sequence
+    envs = [chain.build(a, pay(b, "1"), seq=seq + i) for i in range(3)]
+    envs.insert(1, chain.build(a, pay(b, "1"), seq=seq + 7))  # bad sequence: left out
+    envs.append(chain.build(a, pay(b, "99999999"), seq=seq + 3))  # applied, failed, charged
+    before = chain.ledger.latest_ledger()["seq"]
+    results = chain.ledger.submit_many(envs)
+    assert [r.tx_code for r in results] == [
+        "tx_success",
+        "tx_bad_seq",
+        "tx_success",
+        "tx_success",
+        "tx_failed",
+    ]
+    assert {r.ledger for r in results if r.applied} == {before + 1}
+    header = chain.ledger.latest_ledger()
+    assert header["seq"] == before + 1 and header["tx_count"] == 4
+    assert chain.ledger.load_account(a.public_key).sequence == seq + 4
+    page = chain.ledger.account_transactions(a.public_key, limit=2, order="desc")
+    rest = chain.ledger.account_transactions(
+        a.public_key, cursor=page.next_cursor, limit=10, order="desc"
+    )
+    ordered = [r.hash for r in page.records + rest.records]
+    assert ordered[:4] == [results[i].hash for i in (4, 3, 2, 0)]
+    assert chain.ledger.verify_chain() == header["seq"]
+    with pytest.raises(LedgerError, match="envelope 1: malformed"):
+        chain.ledger.submit_many([envs[0], "garbage"])
+    assert chain.ledger.latest_ledger()["seq"] == header["seq"]

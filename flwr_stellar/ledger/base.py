@@ -75,6 +75,7 @@ class TxRecord:
     created_at: int  # ledger close time, unix seconds
     tx_code: str = "tx_success"
     op_codes: tuple[str, ...] = ()
+    paging_token: str = ""  # Horizon's cursor for this transaction
 
 
 @dataclass(frozen=True)

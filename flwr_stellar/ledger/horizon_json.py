@@ -138,12 +138,12 @@ def account_from_json(d: dict[str, Any]) -> AccountInfo:
 
 
 # ---------------------------------------------------------------------------- transactions
-def tx_to_json(t: TxRecord, paging_token: str, base_url: str = "") -> dict[str, Any]:
+def tx_to_json(t: TxRecord, base_url: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {
         "_links": {"self": {"href": f"{base_url}/transactions/{t.hash}"}},
         "id": t.hash,
         "hash": t.hash,
-        "paging_token": paging_token,
+        "paging_token": t.paging_token,
         "successful": t.successful,
         "ledger": t.ledger,
         "created_at": iso_time(t.created_at),
@@ -174,6 +174,7 @@ def tx_from_json(d: dict[str, Any]) -> TxRecord:
         created_at=unix_time(d["created_at"]),
         tx_code=codes.get("transaction", "tx_success" if d["successful"] else "tx_failed"),
         op_codes=tuple(codes.get("operations", ())),
+        paging_token=str(d.get("paging_token", "")),
     )
 
 

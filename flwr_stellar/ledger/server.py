@@ -20,7 +20,6 @@ from starlette.routing import Route
 
 from flwr_stellar.ledger.base import LedgerError
 from flwr_stellar.ledger.embedded import EmbeddedLedger
-from flwr_stellar.ledger.embedded.ledger import toid
 from flwr_stellar.ledger.horizon_json import (
     account_to_json,
     amount_str,
@@ -88,7 +87,7 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
         page = ledger.account_transactions(
             request.path_params["account_id"], cursor=cursor, limit=limit, order=order
         )
-        records = [tx_to_json(t, str(toid(t.ledger, 1))) for t in page.records]
+        records = [tx_to_json(t) for t in page.records]
         return JSONResponse(_page(request, records, page.next_cursor))
 
     async def account_payments(request: Request) -> JSONResponse:
@@ -105,7 +104,7 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
         if len(tx_hash) != 64 or any(c not in "0123456789abcdefABCDEF" for c in tx_hash):
             raise LedgerError(f"invalid transaction hash {tx_hash!r}")
         t = ledger.transaction(tx_hash)
-        return JSONResponse(tx_to_json(t, str(toid(t.ledger, 1))))
+        return JSONResponse(tx_to_json(t))
 
     async def submit(request: Request) -> JSONResponse:
         if int(request.headers.get("content-length") or 0) > max_body:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 BASE_FEE = 100  # stroops per operation
@@ -81,7 +81,7 @@ def entry_key(entry: Entry) -> tuple[str, ...]:
 
 
 def encode(entry: Entry) -> str:
-    d: dict[str, Any] = asdict(entry)
+    d: dict[str, Any] = dict(entry.__dict__)  # flat fields: much cheaper than asdict()
     if isinstance(entry, DataEntry):
         d["value"] = entry.value.hex()
     return json.dumps(d, separators=(",", ":"))

@@ -151,29 +151,87 @@ class EmbeddedLedger:
 
     # ------------------------------------------------------------------ submit
     def submit(self, envelope_xdr: str) -> SubmitResult:
-        raw, env, tx_bytes = self._decode(envelope_xdr)
-        tx_hash = hashlib.sha256(self.network_id + _TX_TYPE + tx_bytes).digest()
+        """Apply one transaction in a ledger of its own (or reject it, closing nothing)."""
+        return self.submit_many([envelope_xdr])[0]
+
+    def submit_many(self, envelopes: list[str]) -> list[SubmitResult]:
+        """Apply a transaction set: valid transactions, in order, in ONE new ledger.
+
+        Like a Stellar ledger close: rejected transactions are left out, the others are
+        applied (succeeding or failing-and-charged) one after the other, each seeing the
+        effects of those before it. Malformed envelopes raise before anything is applied.
+        """
+        decoded = []
+        for index, envelope in enumerate(envelopes):
+            try:
+                raw, env, tx_bytes = self._decode(envelope)
+            except LedgerError as err:
+                raise LedgerError(f"envelope {index}: {err.message}") from None
+            decoded.append(
+                (envelope, raw, env, hashlib.sha256(self.network_id + _TX_TYPE + tx_bytes).digest())
+            )
         with self._lock:
             self.store.begin()
             try:
-                result = self._apply(env, raw, tx_hash)
-                self.store.commit()
-            except _Rejected as rej:
-                self.store.rollback()
-                return SubmitResult(
-                    hash=tx_hash.hex(),
-                    successful=False,
-                    applied=False,
-                    ledger=None,
-                    fee_charged=0,
-                    tx_code=rej.tx_code,
-                    op_codes=rej.op_codes,
-                    envelope_xdr=envelope_xdr,
-                )
+                results = self._close_ledger(decoded)
             except BaseException:
                 self.store.rollback()
                 raise
-        return replace(result, envelope_xdr=envelope_xdr)
+        return results
+
+    def _close_ledger(
+        self, decoded: list[tuple[str, bytes, TransactionEnvelope, bytes]]
+    ) -> list[SubmitResult]:
+        last = self.store.last_header()
+        assert last is not None
+        ledger_seq, close_time = last["seq"] + 1, max(last["close_time"], int(time.time()))
+        view = Overlay(self.store)
+        results, rows, fees, ops, tx_hashes = [], [], 0, 0, []
+        for envelope, raw, env, tx_hash in decoded:
+            try:
+                result, row = self._apply(
+                    view, env, raw, tx_hash, ledger_seq, close_time, len(rows) + 1
+                )
+            except _Rejected as rej:
+                results.append(
+                    SubmitResult(
+                        hash=tx_hash.hex(),
+                        successful=False,
+                        applied=False,
+                        ledger=None,
+                        fee_charged=0,
+                        tx_code=rej.tx_code,
+                        op_codes=rej.op_codes,
+                        envelope_xdr=envelope,
+                    )
+                )
+                continue
+            results.append(replace(result, envelope_xdr=envelope))
+            rows.append(row)
+            fees, ops = fees + result.fee_charged, ops + row[0]["op_count"]
+            tx_hashes.append(tx_hash)
+        if not rows:
+            self.store.rollback()  # nothing valid: no ledger closes
+            return results
+        self.store.write_entries(view.items())
+        header = {
+            "seq": ledger_seq,
+            "close_time": close_time,
+            "prev_hash": last["hash"],
+            "tx_set_hash": hashlib.sha256(b"".join(tx_hashes)).hexdigest(),
+            "total_coins": last["total_coins"],
+            "fee_pool": last["fee_pool"] + fees,
+            "base_fee": BASE_FEE,
+            "base_reserve": BASE_RESERVE,
+            "tx_count": len(rows),
+            "op_count": ops,
+        }
+        header["hash"] = header_hash(header)
+        self.store.write_header(header)
+        for tx_row, participants, payments in rows:
+            self.store.write_tx(tx_row, participants, payments)
+        self.store.commit()
+        return results
 
     def _decode(self, envelope_xdr: str) -> tuple[bytes, TransactionEnvelope, bytes]:
         """Decode once; the tx hash is taken over the received bytes, not a re-encoding."""
@@ -191,13 +249,19 @@ class EmbeddedLedger:
         sig_len = 4 + sum(8 + _pad4(len(s.signature.signature)) for s in env.v1.signatures)
         return raw, env, raw[4 : len(raw) - sig_len]
 
-    def _apply(self, env: TransactionEnvelope, raw: bytes, tx_hash: bytes) -> SubmitResult:
+    def _apply(
+        self,
+        root: Overlay,
+        env: TransactionEnvelope,
+        raw: bytes,
+        tx_hash: bytes,
+        ledger_seq: int,
+        close_time: int,
+        idx: int,
+    ) -> tuple[SubmitResult, tuple[dict[str, Any], set[str], list[tuple[Any, ...]]]]:
+        """Check and apply one transaction on ``root``; raise _Rejected if it is invalid."""
         assert env.v1 is not None
         tx, signatures = env.v1.tx, env.v1.signatures
-        last = self.store.last_header()
-        assert last is not None
-        ledger_seq, close_time = last["seq"] + 1, max(last["close_time"], int(time.time()))
-        root = Overlay(self.store)
         source = muxed_id(tx.source_account)
         src = root.account(source)
         if src is None:
@@ -247,54 +311,36 @@ class EmbeddedLedger:
         )
         if successful:
             ops_state.merge_into(charged)
-        self.store.write_entries(charged.items())
+        charged.merge_into(root)
 
         tx_hex = tx_hash.hex()
-        header = {
-            "seq": ledger_seq,
-            "close_time": close_time,
-            "prev_hash": last["hash"],
-            "tx_set_hash": hashlib.sha256(tx_hash).hexdigest(),
-            "total_coins": last["total_coins"],
-            "fee_pool": last["fee_pool"] + fee,
-            "base_fee": BASE_FEE,
-            "base_reserve": BASE_RESERVE,
-            "tx_count": 1,
-            "op_count": len(ops),
-        }
-        header["hash"] = header_hash(header)
-        self.store.write_header(header)
         memo_type, memo = _memo(tx.memo)
         participants = {source} | {muxed_id(op.source_account) for op in ops if op.source_account}
         payments = []
         if successful:
             for i, (kind, frm, to, asset, amount) in enumerate(ctx.payments, start=1):
-                pid = str(toid(ledger_seq, 1, i))
+                pid = str(toid(ledger_seq, idx, i))
                 for account in {frm, to}:
                     payments.append(
-                        (pid, account, ledger_seq, 1, i, tx_hex, kind, frm, to, asset, amount)
+                        (pid, account, ledger_seq, idx, i, tx_hex, kind, frm, to, asset, amount)
                     )
                 participants |= {frm, to}
-        self.store.write_tx(
-            {
-                "hash": tx_hex,
-                "ledger": ledger_seq,
-                "idx": 1,
-                "source": source,
-                "fee_charged": fee,
-                "successful": int(successful),
-                "tx_code": tx_code,
-                "op_codes": codes,
-                "memo_type": memo_type,
-                "memo": memo,
-                "op_count": len(ops),
-                "envelope": base64.b64encode(raw).decode(),
-                "created_at": close_time,
-            },
-            participants,
-            payments,
-        )
-        return SubmitResult(
+        row = {
+            "hash": tx_hex,
+            "ledger": ledger_seq,
+            "idx": idx,
+            "source": source,
+            "fee_charged": fee,
+            "successful": int(successful),
+            "tx_code": tx_code,
+            "op_codes": codes,
+            "memo_type": memo_type,
+            "memo": memo,
+            "op_count": len(ops),
+            "envelope": base64.b64encode(raw).decode(),
+            "created_at": close_time,
+        }
+        result = SubmitResult(
             hash=tx_hex,
             successful=successful,
             applied=True,
@@ -303,6 +349,7 @@ class EmbeddedLedger:
             tx_code=tx_code,
             op_codes=tuple(codes),
         )
+        return result, (row, participants, payments)
 
     @staticmethod
     def _check_time_bounds(cond: Any, close_time: int) -> None:
@@ -444,7 +491,7 @@ class EmbeddedLedger:
             (account_id, *args, _limit(limit)),
         ).fetchall()
         records = tuple(_tx_record(r) for r in rows)
-        token = str(toid(records[-1].ledger, 1)) if records else cursor
+        token = records[-1].paging_token if records else cursor
         return Page(records, token)
 
     def account_payments(
@@ -520,12 +567,26 @@ class EmbeddedLedger:
 
 _TX_COLS = (
     "hash, ledger, source, fee_charged, successful, memo_type, memo, op_count, "
-    "envelope, created_at, tx_code, op_codes"
+    "envelope, created_at, tx_code, op_codes, idx"
 )
 
 
 def _tx_record(row: tuple[Any, ...]) -> TxRecord:
-    (h, ledger, source, fee, ok, memo_type, memo, op_count, envelope, created, code, op_codes) = row
+    (
+        h,
+        ledger,
+        source,
+        fee,
+        ok,
+        memo_type,
+        memo,
+        op_count,
+        envelope,
+        created,
+        code,
+        op_codes,
+        idx,
+    ) = row
     return TxRecord(
         hash=h,
         ledger=ledger,
@@ -539,6 +600,7 @@ def _tx_record(row: tuple[Any, ...]) -> TxRecord:
         created_at=created,
         tx_code=code,
         op_codes=tuple(json.loads(op_codes)),
+        paging_token=str(toid(ledger, idx)),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS payments(
 CREATE INDEX IF NOT EXISTS payments_account ON payments(account, ledger, idx, op_index);
 """
 
+CACHE_ENTRIES = 100_000  # decoded entries kept in memory (bounded: memory stays flat)
 HEADER_FIELDS = (
     "seq",
     "close_time",
@@ -66,17 +68,43 @@ class Store:
         )
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: survives process kills
+        # fewer, larger checkpoints: hot entries are rewritten every ledger, so most WAL
+        # pages are superseded before they are copied back
+        self.db.execute("PRAGMA wal_autocheckpoint=20000")
+        self.db.execute("PRAGMA cache_size=-65536")
         self.db.executescript(SCHEMA)
+        self._cache: OrderedDict[tuple[str, ...], Entry | None] = OrderedDict()
+        self._data_version = -1
+        self._pending: list[tuple[tuple[str, ...], Entry | None]] = []
 
     def close(self) -> None:
         self.db.close()
 
     # reading ----------------------------------------------------------------
+    def _sync_cache(self) -> None:
+        """Drop cached entries if another connection (process) has committed since."""
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._cache.clear()
+            self._data_version = version
+
     def get(self, key: tuple[str, ...]) -> Entry | None:
+        if not self.db.in_transaction:
+            self._sync_cache()  # a read outside submit(): another process may have written
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
         row = self.db.execute(
             "SELECT kind, value FROM entries WHERE key = ?", (_key_text(key),)
         ).fetchone()
-        return decode(row[0], row[1]) if row else None
+        entry = decode(row[0], row[1]) if row else None
+        self._remember(key, entry)
+        return entry
+
+    def _remember(self, key: tuple[str, ...], entry: Entry | None) -> None:
+        self._cache[key] = entry
+        if len(self._cache) > CACHE_ENTRIES:
+            self._cache.popitem(last=False)
 
     def entries_with_prefix(self, kind: str, account_id: str) -> list[Entry]:
         prefix = _key_text((kind, account_id)) + "\x1f"
@@ -103,13 +131,20 @@ class Store:
     # writing (inside begin() ... commit()) -----------------------------------
     def begin(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")
+        self._sync_cache()
+        self._pending = []
 
     def commit(self) -> None:
         self.db.execute("COMMIT")
+        for key, entry in self._pending:  # only what is durable enters the cache
+            self._remember(key, entry)
+        self._pending = []
 
     def rollback(self) -> None:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
+        self._cache.clear()  # a read inside the aborted transaction may be stale
+        self._pending = []
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
@@ -117,6 +152,7 @@ class Store:
     def write_entries(self, changes: Iterable[tuple[tuple[str, ...], Entry | None]]) -> None:
         puts, deletes = [], []
         for key, entry in changes:
+            self._pending.append((key, entry))
             if entry is None:
                 deletes.append((_key_text(key),))
             else:

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from stellar_sdk import StrKey
 from stellar_sdk.xdr import AccountID, Asset, AssetType, MuxedAccount
 
 from flwr_stellar.ledger.base import NATIVE
 
 
+@lru_cache(maxsize=65536)
+def encode_key(raw: bytes) -> str:
+    """G... strkey of a raw ed25519 key; cached: base32 + CRC is the hot path of payouts."""
+    return StrKey.encode_ed25519_public_key(raw)
+
+
 def account_id(pk: AccountID) -> str:
-    return StrKey.encode_ed25519_public_key(pk.account_id.ed25519.uint256)
+    return encode_key(pk.account_id.ed25519.uint256)
 
 
 def muxed_id(muxed: MuxedAccount) -> str:
     if muxed.ed25519 is not None:
-        return StrKey.encode_ed25519_public_key(muxed.ed25519.uint256)
+        return encode_key(muxed.ed25519.uint256)
     assert muxed.med25519 is not None
-    return StrKey.encode_ed25519_public_key(muxed.med25519.ed25519.uint256)
+    return encode_key(muxed.med25519.ed25519.uint256)
 
 
 def asset_string(asset: Asset) -> str:
