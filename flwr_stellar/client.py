@@ -143,3 +143,24 @@ def signing_mod(msg: Message, context: Context, call_next: ClientAppCallable) ->
     )
     sign_reply(reply.content, binding, pseudonym)
     return reply
+
+
+def onboarding_reply(msg: Message, context: Context) -> Message:
+    """Co-sign the server's onboarding transaction for this run's pseudonym, or refuse.
+
+    Register it on the ClientApp as ``app.query("onboard")(onboarding_reply)``. A node may
+    pin the issuer it accepts coins from with ``--node-config "dlc-issuer='G...'"``.
+    """
+    from flwr_stellar.onboarding import OnboardingRefused, cosign
+
+    cfg = AppConfig.from_run_config(context.run_config)
+    try:
+        pseudonym = derive_pseudonym(
+            node_master(context, cfg), msg.metadata.run_id, cfg.identity.federation
+        )
+        pinned = context.node_config.get("dlc-issuer")
+        return cosign(msg, pseudonym, str(pinned) if pinned else None)
+    except OnboardingRefused as err:
+        return _refuse(msg, f"onboarding refused: {err}")
+    except (keystore.KeystoreError, IdentityUnavailableError, ValueError) as err:
+        return _refuse(msg, f"node identity unavailable: {err}")

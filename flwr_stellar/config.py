@@ -19,6 +19,7 @@ Scalar = bool | int | float | str
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DATASETS = ("fashion_mnist",)
 PARTITIONERS = ("dirichlet", "iid")
+LEDGER_BACKENDS = ("embedded", "horizon")
 
 
 class ConfigError(ValueError):
@@ -86,6 +87,51 @@ class AttackConfig:
     def partitions(self) -> frozenset[int]:
         return frozenset(int(p) for p in self.nodes.replace(" ", "").split(",") if p)
 
+    def kinds(self) -> list[str]:
+        return [k for k in self.kind.replace(" ", "").split(",") if k]
+
+    def kind_of(self, partition: int) -> str:
+        """This partition's attack: one kind for all listed nodes, or one kind per node."""
+        nodes = [int(p) for p in self.nodes.replace(" ", "").split(",") if p]
+        if partition not in nodes:
+            return "none"
+        kinds = self.kinds()
+        return kinds[0] if len(kinds) == 1 else kinds[nodes.index(partition)]
+
+
+@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
+class LedgerConfig:
+    enabled: bool
+    backend: str
+    db: str
+    preset: str
+    horizon_url: str
+    network_passphrase: str
+    allow_pubnet: bool
+
+
+@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
+class RewardConfig:
+    asset_code: str
+    budget_per_round: str
+    scorer: str
+    onboarding: str
+    auth_required: bool
+    auth_revocable: bool
+    clawback: bool
+    treasury_keystore: str
+
+
+@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
+class ScreeningConfig:
+    enabled: bool
+    max_norm: float
+    norm_factor: float
+    min_cosine: float
+    min_relative_norm: float
+    max_num_examples: int
+    min_peers: int
+
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
 class AppConfig:
@@ -100,6 +146,9 @@ class AppConfig:
     strategy: StrategyConfig
     identity: IdentityConfig
     attack: AttackConfig
+    ledger: LedgerConfig
+    reward: RewardConfig
+    screening: ScreeningConfig
     evaluation: EvaluationConfig
 
     @classmethod
@@ -124,9 +173,12 @@ class AppConfig:
         """Check value ranges; raise ConfigError naming the first offending key."""
         from flwr_stellar.app.strategy_factory import STRATEGIES
         from flwr_stellar.attacks import ATTACKS
+        from flwr_stellar.ledger.horizon import PRESETS
         from flwr_stellar.models import MODELS
+        from flwr_stellar.rewards import ONBOARDING, SCORERS, asset_code_ok, parse_amount
 
-        d, s, t = self.dataset, self.strategy, self.train
+        d, s, t, lg = self.dataset, self.strategy, self.train, self.ledger
+        r, sc = self.reward, self.screening
         rules: list[tuple[str, bool, str]] = [
             ("seed", self.seed >= 0, "must be >= 0"),
             ("num_rounds", self.num_rounds >= 1, "must be >= 1"),
@@ -160,12 +212,70 @@ class AppConfig:
             ("strategy.num_to_select", s.num_to_select >= 1, "must be >= 1"),
             ("strategy.server_lr", s.server_lr > 0, "must be > 0"),
             ("identity.federation", bool(self.identity.federation), "must not be empty"),
-            ("attack.kind", self.attack.kind in ATTACKS, f"must be one of {tuple(ATTACKS)}"),
+            (
+                "attack.kind",
+                bool(self.attack.kinds()) and all(k in ATTACKS for k in self.attack.kinds()),
+                f"must be one of {ATTACKS}, or one per attack.nodes entry, comma-separated",
+            ),
+            (
+                "attack.kind",
+                len(self.attack.kinds()) in (1, len(self.attack.partitions())),
+                "must name one kind, or exactly one per attack.nodes entry",
+            ),
             (
                 "attack.nodes",
                 _is_id_list(self.attack.nodes),
                 'must be comma-separated partition ids, e.g. "0,3"',
             ),
+            ("ledger.backend", lg.backend in LEDGER_BACKENDS, f"must be one of {LEDGER_BACKENDS}"),
+            (
+                "ledger.preset",
+                lg.preset in (*PRESETS, "custom"),
+                f"must be one of {(*PRESETS, 'custom')}",
+            ),
+            (
+                "ledger.allow_pubnet",
+                lg.backend != "horizon" or lg.preset != "pubnet" or lg.allow_pubnet,
+                "must be true to use pubnet (real money)",
+            ),
+            (
+                "ledger.horizon_url",
+                lg.backend != "horizon" or lg.preset != "custom" or bool(lg.horizon_url),
+                "must be set when ledger.preset=custom",
+            ),
+            (
+                "ledger.network_passphrase",
+                lg.backend != "horizon" or lg.preset != "custom" or bool(lg.network_passphrase),
+                "must be set when ledger.preset=custom",
+            ),
+            (
+                "ledger.enabled",
+                not lg.enabled or self.identity.enabled,
+                "needs identity.enabled = true (rewards go to signing pseudonyms)",
+            ),
+            ("reward.asset_code", asset_code_ok(r.asset_code), "must be 1-12 letters/digits"),
+            (
+                "reward.budget_per_round",
+                parse_amount(r.budget_per_round) is not None,
+                'must be a decimal amount > 0 with at most 7 decimals, e.g. "100"',
+            ),
+            ("reward.scorer", r.scorer in SCORERS, f"must be one of {tuple(SCORERS)}"),
+            ("reward.onboarding", r.onboarding in ONBOARDING, f"must be one of {ONBOARDING}"),
+            (
+                "reward.clawback",
+                not r.clawback or r.auth_revocable,
+                "needs reward.auth_revocable = true (Stellar rule)",
+            ),
+            ("screening.max_norm", sc.max_norm >= 0, "must be >= 0 (0 disables)"),
+            (
+                "screening.norm_factor",
+                sc.norm_factor == 0 or sc.norm_factor >= 1,
+                "must be 0 or >= 1",
+            ),
+            ("screening.min_cosine", -1 <= sc.min_cosine <= 1, "must be in [-1, 1]"),
+            ("screening.min_relative_norm", 0 <= sc.min_relative_norm < 1, "must be in [0, 1)"),
+            ("screening.max_num_examples", sc.max_num_examples >= 0, "must be >= 0"),
+            ("screening.min_peers", sc.min_peers >= 2, "must be >= 2"),
             ("evaluation.batch_size", self.evaluation.batch_size >= 1, "must be >= 1"),
         ]
         for key, ok, why in rules:

@@ -86,6 +86,20 @@ def _items(f: _Framer, record: MetricRecord | ConfigRecord) -> None:
             f.frame(key.encode(), *_scalar(value))
 
 
+def _frame_arrays(f: _Framer, record: ArrayRecord) -> None:
+    for key, array in record.items():
+        f.text(key, array.dtype, ",".join(map(str, array.shape)), array.stype)
+        f.frame(array.data)
+
+
+def array_record_hash(record: ArrayRecord) -> str:
+    """SHA-256 (hex) of a model's names, dtypes, shapes and bytes: manifests cite models by it."""
+    f = _Framer()
+    f.frame(b"flwr-stellar/arrays/v1")
+    _frame_arrays(f, record)
+    return f.h.hexdigest()
+
+
 def reply_digest(content: RecordDict, binding: Binding) -> bytes:
     f = _Framer()
     f.frame(DOMAIN)
@@ -98,9 +112,7 @@ def reply_digest(content: RecordDict, binding: Binding) -> bytes:
         record = content[name]
         if isinstance(record, ArrayRecord):
             f.text("A", name)
-            for key, array in record.items():
-                f.text(key, array.dtype, ",".join(map(str, array.shape)), array.stype)
-                f.frame(array.data)
+            _frame_arrays(f, record)
         elif isinstance(record, MetricRecord):
             f.text("M", name)
             _items(f, record)

@@ -7,14 +7,15 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from flwr_stellar.app.task import node_partition
-from flwr_stellar.attacks import attack_mod
-from flwr_stellar.client import signing_mod
+from flwr_stellar.attacks import attack_mod, poison_mod
+from flwr_stellar.client import onboarding_reply, signing_mod
 from flwr_stellar.config import AppConfig
 from flwr_stellar.data import load_client_data, round_sample
 from flwr_stellar.models import build_model, evaluate, train
 
-# Order matters: the attack Mod wraps the signing Mod, so it meddles with signed replies.
-app = ClientApp(mods=[attack_mod, signing_mod])
+# Order matters: attack_mod wraps the signing Mod (it meddles with signed replies);
+# poison_mod runs inside it (a hostile node signs its own poisoned update).
+app = ClientApp(mods=[attack_mod, signing_mod, poison_mod])
 
 
 def _setup(msg: Message, context: Context) -> tuple[AppConfig, torch.nn.Module, int, int]:
@@ -63,3 +64,7 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
     loss, acc = evaluate(model, local_val, cfg.evaluation.batch_size)
     metrics = MetricRecord({"loss": loss, "accuracy": acc, "num-examples": len(local_val)})
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
+
+
+# The server's onboarding request (sponsored account + DLC trustline) is co-signed here.
+app.query("onboard")(onboarding_reply)

@@ -1,0 +1,234 @@
+"""Anchoring: a background worker that puts each round on the ledger and pays its rewards.
+
+The training loop hands over a finished manifest and moves on; the worker stores it, journals
+its transactions in the outbox, and submits them (payments of <= 100 operations, MemoHash =
+manifest hash; a round with nothing to pay anchors with a no-op BumpSequence). The run waits
+for the worker only at the end (``drain``). ``settle_all`` is also what a restarted server
+runs first, so entries left over by a crash are finished, not repeated.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from logging import ERROR, INFO, WARNING
+
+from flwr.common.logger import log
+from stellar_sdk import BumpSequence, Operation, Payment
+
+from flwr_stellar.failpoints import failpoint
+from flwr_stellar.ledger.base import Ledger, LedgerError, NotFoundError, SubmitResult
+from flwr_stellar.ledger.tx import MAX_OPS, build
+from flwr_stellar.manifest import ManifestStore, RoundManifest
+from flwr_stellar.outbox import Entry, Outbox
+from flwr_stellar.rewards import format_amount
+from flwr_stellar.treasury import Treasury
+
+DEAD = ("tx_bad_seq", "tx_too_late")  # not applied, and that envelope never can be
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Anchored:
+    server_round: int
+    manifest_hash: str
+    tx_hashes: tuple[str, ...]
+    paid: int
+    failed: tuple[str, ...] = ()  # result codes of entries that failed
+
+
+def payment_parts(manifest: RoundManifest) -> list[list[tuple[str, int]]]:
+    """The round's payouts in chunks of <= 100; one empty chunk anchors a round with none."""
+    payouts = [(c.pseudonym, c.payout) for c in manifest.contributions if c.payout > 0]
+    payouts.sort()
+    return [payouts[i : i + MAX_OPS] for i in range(0, len(payouts), MAX_OPS)] or [[]]
+
+
+class Anchorer:
+    def __init__(
+        self,
+        ledger_factory: Callable[[], Ledger],
+        treasury: Treasury,
+        outbox: Outbox,
+        store: ManifestStore,
+    ) -> None:
+        self._ledger_factory = ledger_factory
+        self.treasury = treasury
+        self.outbox = outbox
+        self.store = store
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self.anchored: dict[int, Anchored] = {}
+
+    # ---------------------------------------------------------------- caller side
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="flwr-stellar-anchor", daemon=True)
+        self._thread.start()
+
+    def submit_round(self, manifest: RoundManifest) -> str:
+        """Store and journal the round now (cheap, durable); submit in the background."""
+        digest = self.store.put(manifest)
+        self.outbox.add(digest, manifest.server_round, payment_parts(manifest))
+        self._queue.put(digest)
+        return digest
+
+    def drain(self) -> None:
+        """Wait until everything handed over is settled; re-raise a worker crash."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+
+    # ---------------------------------------------------------------- worker side
+    def _run(self) -> None:
+        ledger = self._ledger_factory()
+        try:
+            while (digest := self._queue.get()) is not None:
+                self.settle_all(ledger, only=digest)
+        except BaseException as err:  # surfaced by drain(); the outbox keeps the rest
+            log(ERROR, "anchoring worker stopped: %s", err)
+            self._error = err
+        finally:
+            close = getattr(ledger, "close", None)
+            if close is not None:
+                close()
+
+    def settle_all(self, ledger: Ledger, only: str | None = None) -> None:
+        """Drive unfinished entries (of one manifest, or all) to done or failed."""
+        entries = [e for e in self.outbox.unfinished() if only is None or e.manifest_hash == only]
+        for entry in entries:
+            self._settle(ledger, entry)
+        for digest in dict.fromkeys(e.manifest_hash for e in entries):
+            self._report(digest)
+
+    def _settle(self, ledger: Ledger, entry: Entry) -> None:
+        for _ in range(MAX_ATTEMPTS):
+            if entry.state == "signed":
+                outcome = self._resolve_signed(ledger, entry)
+                if outcome == "settled":
+                    return
+                if outcome == "resubmit":
+                    assert entry.envelope is not None
+                    if self._handle(entry, self._submit(ledger, entry.envelope)):
+                        return
+                entry = self._reload(entry)
+                continue
+            entry = self._sign(ledger, entry)
+            failpoint("outbox-signed")
+            assert entry.envelope is not None
+            result = self._submit(ledger, entry.envelope)
+            failpoint("outbox-submitted")
+            if self._handle(entry, result):
+                return
+            entry = self._reload(entry)
+        # Never guess: an unsettled entry stays journaled and the next start settles it.
+        log(
+            ERROR,
+            "anchoring round %d part %d: unsettled, left in the outbox",
+            entry.server_round,
+            entry.part,
+        )
+
+    def _resolve_signed(self, ledger: Ledger, entry: Entry) -> str:
+        """'settled' (on the ledger), 'resubmit' (may still apply) or 'rebuild' (dead)."""
+        assert entry.tx_hash is not None and entry.sequence is not None
+        try:
+            record = ledger.transaction(entry.tx_hash)
+        except NotFoundError:
+            record = None
+        if record is not None:
+            if record.successful:
+                self.outbox.mark_done(entry.id, record.ledger)
+            else:
+                self.outbox.mark_failed(entry.id, ",".join((record.tx_code, *record.op_codes)))
+            return "settled"
+        current = ledger.load_account(self.treasury.distributor.public_key).sequence
+        if current == entry.sequence - 1:
+            return "resubmit"
+        self.outbox.reset(entry.id, f"sequence {entry.sequence} consumed by another transaction")
+        return "rebuild"
+
+    def _sign(self, ledger: Ledger, entry: Entry) -> Entry:
+        distributor = self.treasury.distributor
+        account = ledger.load_account(distributor.public_key)
+        operations: list[Operation]
+        if entry.payments:
+            operations = [
+                Payment(dest, self.treasury.asset, format_amount(amount))
+                for dest, amount in entry.payments
+            ]
+        else:
+            operations = [BumpSequence(0)]  # a no-op: the round is anchored by its memo
+        envelope = build(
+            ledger,
+            distributor.public_key,
+            account.sequence,
+            operations,
+            memo_hash=bytes.fromhex(entry.manifest_hash),
+        )
+        envelope.sign(distributor)
+        tx_hash = envelope.hash_hex()
+        xdr = envelope.to_xdr()
+        self.outbox.mark_signed(entry.id, xdr, tx_hash, account.sequence + 1)
+        return self._reload(entry)
+
+    def _submit(self, ledger: Ledger, envelope: str) -> SubmitResult | None:
+        try:
+            return ledger.submit(envelope)
+        except (LedgerError, OSError) as err:  # outcome unknown: settle by hash later
+            log(WARNING, "anchoring: submission outcome unknown (%s); will look it up", err)
+            return None
+
+    def _handle(self, entry: Entry, result: SubmitResult | None) -> bool:
+        """True when the entry is settled; False when it must be rebuilt."""
+        if result is None:
+            return False
+        if result.successful:
+            self.outbox.mark_done(entry.id, result.ledger)
+            return True
+        codes = ",".join((result.tx_code, *result.op_codes))
+        if result.applied or result.tx_code not in DEAD:
+            self.outbox.mark_failed(entry.id, codes)
+            log(
+                ERROR,
+                "anchoring round %d part %d failed: %s",
+                entry.server_round,
+                entry.part,
+                codes,
+            )
+            return True
+        self.outbox.reset(entry.id, codes)
+        return False
+
+    def _reload(self, entry: Entry) -> Entry:
+        return next(e for e in self.outbox.entries(entry.manifest_hash) if e.id == entry.id)
+
+    def _report(self, digest: str) -> None:
+        entries = self.outbox.entries(digest)
+        done = [e for e in entries if e.state == "done"]
+        anchored = Anchored(
+            server_round=entries[0].server_round,
+            manifest_hash=digest,
+            tx_hashes=tuple(str(e.tx_hash) for e in done),
+            paid=sum(a for e in done for _, a in e.payments),
+            failed=tuple(f"{e.state}: {e.codes}" for e in entries if e.state not in ("done",)),
+        )
+        with self._lock:
+            self.anchored[anchored.server_round] = anchored
+        level = INFO if not anchored.failed else ERROR
+        log(
+            level,
+            "round %d anchored: manifest %s… tx %s, %s %s paid%s",
+            anchored.server_round,
+            digest[:12],
+            ", ".join(h[:12] + "…" for h in anchored.tx_hashes) or "-",
+            format_amount(anchored.paid),
+            self.treasury.asset.code,
+            f", FAILED: {anchored.failed}" if anchored.failed else "",
+        )

@@ -1,0 +1,137 @@
+"""Round manifests: what a round decided, encoded canonically and stored by content hash.
+
+The SHA-256 of the canonical bytes is the round's MemoHash on the ledger, so anyone holding
+the manifest file can check it against the chain, and each manifest names the previous
+round's hash, so the run's manifests form a chain of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "flwr-stellar/round-manifest/v1"
+HEX64 = frozenset("0123456789abcdef")
+
+
+class ManifestError(ValueError):
+    """A manifest file is missing, corrupt or does not match its name."""
+
+
+@dataclass(frozen=True)
+class Contribution:
+    pseudonym: str
+    update_hash: str
+    num_examples: int
+    score: int  # the scorer's integer weight
+    payout: int  # stroops of the reward asset
+    note: str = ""  # why a payout is 0, if it is
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str
+    pseudonym: str = ""  # empty when the reply's signature did not verify
+
+
+@dataclass(frozen=True)
+class RoundManifest:
+    run_id: int
+    server_round: int
+    config_hash: str
+    model_before: str
+    model_after: str  # "" when the round produced no new model
+    asset: str  # CODE:ISSUER
+    budget: int  # stroops
+    contributions: tuple[Contribution, ...]
+    rejections: tuple[Rejection, ...]
+    previous: str = ""  # hash of the previous round's manifest ("" for the first)
+    format: str = field(default=FORMAT)
+
+    def encode(self) -> bytes:
+        """Canonical bytes: sorted keys, no whitespace, ints and strings only, rows sorted."""
+        doc = asdict(self)
+        doc["contributions"] = sorted(doc["contributions"], key=lambda c: c["pseudonym"])
+        doc["rejections"] = sorted(doc["rejections"], key=lambda r: (r["reason"], r["pseudonym"]))
+        return canonical_json(doc)
+
+    def hash(self) -> str:
+        return hashlib.sha256(self.encode()).hexdigest()
+
+    @property
+    def total_paid(self) -> int:
+        return sum(c.payout for c in self.contributions)
+
+    @classmethod
+    def decode(cls, data: bytes) -> RoundManifest:
+        try:
+            doc = json.loads(data)
+            if doc.get("format") != FORMAT:
+                raise ManifestError(f"unknown manifest format {doc.get('format')!r}")
+            doc["contributions"] = tuple(Contribution(**c) for c in doc["contributions"])
+            doc["rejections"] = tuple(Rejection(**r) for r in doc["rejections"])
+            manifest = cls(**doc)
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise ManifestError(f"not a round manifest: {err}") from None
+        if manifest.encode() != data:
+            raise ManifestError("manifest bytes are not in canonical form")
+        return manifest
+
+
+def canonical_json(doc: Any) -> bytes:
+    _check_types(doc)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _check_types(value: Any) -> None:
+    if isinstance(value, float):
+        raise TypeError("manifests hold no floats (their text form is not canonical)")
+    if isinstance(value, Mapping):
+        for v in value.values():
+            _check_types(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _check_types(v)
+
+
+class ManifestStore:
+    """Content-addressed files ``<dir>/<sha256>.json``, written atomically."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def put(self, manifest: RoundManifest) -> str:
+        data = manifest.encode()
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.directory / f"{digest}.json"
+        if not path.exists():
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".manifest.")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return digest
+
+    def get(self, digest: str) -> RoundManifest:
+        if len(digest) != 64 or not set(digest) <= HEX64:
+            raise ManifestError(f"not a manifest hash: {digest!r}")
+        path = self.directory / f"{digest}.json"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ManifestError(f"manifest {digest} not found in {self.directory}") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ManifestError(f"{path} does not hash to its name (corrupt or edited)")
+        return RoundManifest.decode(data)

@@ -1,0 +1,141 @@
+"""The server's Stellar accounts: DLC issuer, distributor (holds the budget), sponsor (pays
+pseudonyms' reserves). All three derive from one master secret kept in an encrypted keystore,
+so a restarted server finds the same accounts and only one file needs guarding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from logging import INFO, WARNING
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flwr.common.logger import log
+from stellar_sdk import (
+    Asset,
+    AuthorizationFlag,
+    ChangeTrust,
+    Keypair,
+    Operation,
+    Payment,
+    SetOptions,
+    SetTrustLineFlags,
+    TrustLineFlags,
+)
+
+from flwr_stellar.config import RewardConfig
+from flwr_stellar.identity import keystore
+from flwr_stellar.identity.passphrase import resolve_passphrase
+from flwr_stellar.ledger.base import AccountInfo, Ledger, LedgerError, NotFoundError
+from flwr_stellar.ledger.tx import submit_signed
+from flwr_stellar.rewards import format_amount
+
+TREASURY_PASSPHRASE_ENV = "FLWR_STELLAR_TREASURY_PASSPHRASE"
+DEV_TREASURY_PASSPHRASE = "flwr-stellar-dev-only"  # dev treasuries of simulations only
+ROLES = ("issuer", "distributor", "sponsor")
+
+
+def _role_keypair(master: keystore.MasterSecret, role: str) -> Keypair:
+    seed = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"flwr-stellar/treasury/v1", info=role.encode()
+    ).derive(master.seed)
+    return Keypair.from_raw_ed25519_seed(seed)
+
+
+@dataclass(frozen=True)
+class Treasury:
+    issuer: Keypair
+    distributor: Keypair
+    sponsor: Keypair
+    asset: Asset
+
+    @classmethod
+    def from_master(cls, master: keystore.MasterSecret, asset_code: str) -> Treasury:
+        issuer, distributor, sponsor = (_role_keypair(master, r) for r in ROLES)
+        return cls(issuer, distributor, sponsor, Asset(asset_code, issuer.public_key))
+
+    @property
+    def asset_id(self) -> str:
+        return f"{self.asset.code}:{self.asset.issuer}"
+
+    def __repr__(self) -> str:  # never show secrets
+        return f"Treasury(asset={self.asset_id}, distributor={self.distributor.public_key})"
+
+
+def open_treasury(cfg: RewardConfig, output_dir: Path) -> Treasury:
+    """Unlock (or, for a dev treasury, create) the keystore and derive the three accounts."""
+    if cfg.treasury_keystore:
+        path = Path(cfg.treasury_keystore).expanduser()
+        passphrase = resolve_passphrase(env=TREASURY_PASSPHRASE_ENV, file=None, prompt=False)
+    else:
+        path, passphrase = output_dir / "treasury.json", DEV_TREASURY_PASSPHRASE
+        if not path.exists():
+            keystore.save(path, keystore.MasterSecret.generate(with_mnemonic=False), passphrase)
+            log(WARNING, "created development treasury %s (dev passphrase)", path)
+    return Treasury.from_master(keystore.load(path, passphrase), cfg.asset_code)
+
+
+def _account(ledger: Ledger, address: str) -> AccountInfo | None:
+    try:
+        return ledger.load_account(address)
+    except NotFoundError:
+        return None
+
+
+def ensure_funded(ledger: Ledger, address: str) -> AccountInfo:
+    account = _account(ledger, address)
+    if account is None:
+        result = ledger.fund(address)
+        if not result.successful:
+            raise LedgerError(
+                f"could not fund {address} ({result.tx_code}); fund it yourself on this network"
+            )
+        account = ledger.load_account(address)
+    return account
+
+
+def prepare(ledger: Ledger, treasury: Treasury, cfg: RewardConfig, budget_total: int) -> None:
+    """Idempotently: accounts exist, issuer flags set, distributor trusts DLC and holds at
+    least ``budget_total`` stroops of it (issuing only the difference)."""
+    issuer = ensure_funded(ledger, treasury.issuer.public_key)
+    ensure_funded(ledger, treasury.sponsor.public_key)
+    distributor = ensure_funded(ledger, treasury.distributor.public_key)
+    wanted = AuthorizationFlag(0)
+    if cfg.auth_required:
+        wanted |= AuthorizationFlag.AUTHORIZATION_REQUIRED
+    if cfg.auth_revocable:
+        wanted |= AuthorizationFlag.AUTHORIZATION_REVOCABLE
+    if cfg.clawback:
+        wanted |= AuthorizationFlag.AUTHORIZATION_CLAWBACK_ENABLED
+    if int(wanted) & ~issuer.flags:
+        submit_signed(ledger, [treasury.issuer], [SetOptions(set_flags=wanted)])
+    asset = treasury.asset_id
+    line = next((b for b in distributor.balances if b.asset == asset), None)
+    setup: list[Operation] = []
+    if line is None:
+        setup.append(ChangeTrust(treasury.asset, source=treasury.distributor.public_key))
+    if cfg.auth_required and (line is None or not line.flags & 1):
+        setup.append(
+            SetTrustLineFlags(
+                treasury.distributor.public_key,
+                treasury.asset,
+                set_flags=TrustLineFlags.AUTHORIZED_FLAG,
+                source=treasury.issuer.public_key,
+            )
+        )
+    held = line.balance if line else 0
+    if held < budget_total:
+        setup.append(
+            Payment(
+                treasury.distributor.public_key,
+                treasury.asset,
+                format_amount(budget_total - held),
+                source=treasury.issuer.public_key,
+            )
+        )
+    if setup:
+        submit_signed(
+            ledger, [treasury.issuer, treasury.distributor], setup, source=treasury.issuer
+        )
+        log(INFO, "treasury: distributor holds %s stroops of %s", budget_total, asset)
