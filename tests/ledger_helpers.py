@@ -1,7 +1,16 @@
 """Building and submitting real stellar_sdk envelopes against an EmbeddedLedger in tests."""
 
-from collections.abc import Callable
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import requests
 from stellar_sdk import Account, Asset, Keypair, TransactionBuilder
 
 from flwr_stellar.ledger.embedded import EmbeddedLedger
@@ -64,3 +73,44 @@ def pay(dest: Keypair, amount: str, asset: Asset | None = None):  # type: ignore
 
 def trust(asset: Asset, limit: str | None = None):  # type: ignore[no-untyped-def]
     return lambda b: b.append_change_trust_op(asset, limit)
+
+
+@contextlib.contextmanager
+def serve_ledger(db: Path) -> Iterator[str]:
+    """`flwr-stellar ledger serve` on a free loopback port; yields its URL; stops it after."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = db.parent / f"server-{port}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flwr_stellar.cli",
+                "ledger",
+                "serve",
+                "--db",
+                str(db),
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if requests.get(url, timeout=1).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    time.sleep(0.1)
+            else:
+                raise RuntimeError(log_path.read_text())
+            yield url
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)

@@ -2,16 +2,11 @@
 HorizonLedger) and hammered with 10,000 malformed requests."""
 
 import base64
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 import requests
+from ledger_helpers import serve_ledger
 from stellar_sdk import Asset, Keypair, Server, TransactionBuilder
 from stellar_sdk.exceptions import BadRequestError, NotFoundError
 
@@ -24,41 +19,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    tmp = tmp_path_factory.mktemp("ledger")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (tmp / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flwr_stellar.cli",
-            "ledger",
-            "serve",
-            "--db",
-            str(tmp / "ledger.db"),
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    else:
-        raise RuntimeError((tmp / "server.log").read_text())
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=10)
-    log.close()
+    with serve_ledger(tmp_path_factory.mktemp("ledger") / "ledger.db") as url:
+        yield url
 
 
 def test_sdk_and_horizon_ledger_against_server(served: str) -> None:

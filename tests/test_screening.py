@@ -1,0 +1,166 @@
+"""Every screening check passes honest updates and rejects its target with its reason."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from helpers import instruction
+
+from flwr_stellar.config import ScreeningConfig
+from strategies.screening import Candidate, Reject, screen
+
+CFG = ScreeningConfig(
+    enabled=True,
+    max_norm=0.0,
+    norm_factor=3.0,
+    min_cosine=0.0,
+    min_relative_norm=1e-3,
+    max_num_examples=1000,
+    min_peers=3,
+)
+RNG = np.random.default_rng(7)
+GLOBAL = {"conv.w": RNG.normal(size=(4, 3)).astype(np.float32), "fc.b": np.zeros(5, np.float32)}
+DIRECTION = {k: RNG.normal(size=v.shape).astype(np.float32) for k, v in GLOBAL.items()}
+
+
+def global_record() -> ArrayRecord:
+    return ArrayRecord({k: Array(v.copy()) for k, v in GLOBAL.items()})
+
+
+def arrays_from(update_scale: float = 1.0, seed: int = 0, **override: np.ndarray) -> dict:
+    rng = np.random.default_rng(seed)
+    out = {
+        k: (v + 0.1 * update_scale * (DIRECTION[k] + 0.3 * rng.normal(size=v.shape))).astype(
+            np.float32
+        )
+        for k, v in GLOBAL.items()
+    }
+    out.update(override)
+    return out
+
+
+def candidate(node: int, arrays: dict | None = None, n: int | float = 100, **records) -> Candidate:
+    arrays = arrays_from(seed=node) if arrays is None else arrays
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+            "metrics": MetricRecord({"num-examples": n, "train_loss": 0.5}),
+            **records,
+        }
+    )
+    return Candidate(node=node, pseudonym=f"G{node}", reply=instruction(content))
+
+
+def honest(k: int = 4) -> list[Candidate]:
+    return [candidate(i) for i in range(k)]
+
+
+def reasons(result) -> dict[int, Reject]:
+    return {c.node: reason for c, reason, _ in result.rejected}
+
+
+def test_honest_updates_all_pass() -> None:
+    result = screen(honest(5), global_record(), CFG)
+    assert [c.node for c in result.accepted] == [0, 1, 2, 3, 4]
+    assert result.rejected == []
+    assert all(c.num_examples == 100 and len(c.update_hash) == 64 for c in result.accepted)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (
+            lambda: candidate(9, arrays_from(seed=9, **{"fc.b": np.full(5, np.nan, np.float32)})),
+            Reject.NON_FINITE,
+        ),
+        (
+            lambda: candidate(9, arrays_from(seed=9, **{"fc.b": np.full(5, np.inf, np.float32)})),
+            Reject.NON_FINITE,
+        ),
+        (
+            lambda: candidate(9, arrays_from(seed=9, **{"fc.b": np.zeros(6, np.float32)})),
+            Reject.STRUCTURE,
+        ),
+        (
+            lambda: candidate(9, arrays_from(seed=9, **{"fc.b": np.zeros(5, np.float64)})),
+            Reject.STRUCTURE,
+        ),
+        (
+            lambda: candidate(9, {"conv.w": GLOBAL["conv.w"], "other": GLOBAL["fc.b"]}),
+            Reject.STRUCTURE,
+        ),
+        (lambda: candidate(9, arrays_from(update_scale=10, seed=9)), Reject.NORM_OUTLIER),
+        (
+            lambda: candidate(9, {k: 2 * GLOBAL[k] - v for k, v in arrays_from(seed=9).items()}),
+            Reject.COSINE,
+        ),
+        (lambda: candidate(9, {k: v.copy() for k, v in GLOBAL.items()}), Reject.FREE_RIDER),
+        (lambda: candidate(9, arrays_from(update_scale=1e-5, seed=9)), Reject.FREE_RIDER),
+        (lambda: candidate(9, n=0), Reject.NUM_EXAMPLES),
+        (lambda: candidate(9, n=10**6), Reject.NUM_EXAMPLES),
+        (lambda: candidate(9, n=2.5), Reject.NUM_EXAMPLES),
+        (lambda: candidate(9, extra=ConfigRecord({"x": 1})), Reject.MALFORMED),
+        (lambda: candidate(9, more=MetricRecord({"num-examples": 1})), Reject.MALFORMED),
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "shape",
+        "dtype",
+        "names",
+        "norm-outlier",
+        "sign-flip",
+        "copy-global",
+        "tiny-update",
+        "zero-examples",
+        "too-many-examples",
+        "fractional-examples",
+        "extra-config-record",
+        "two-metric-records",
+    ],
+)
+def test_each_check_rejects_its_target(bad, reason: Reject) -> None:
+    result = screen([*honest(4), bad()], global_record(), CFG)
+    assert reasons(result) == {9: reason}
+    assert sorted(c.node for c in result.accepted) == [0, 1, 2, 3]
+
+
+def test_absolute_norm_bound() -> None:
+    norms = [
+        float(
+            np.linalg.norm(
+                np.concatenate([(v - GLOBAL[k]).ravel() for k, v in arrays_from(seed=i).items()])
+            )
+        )
+        for i in range(4)
+    ]
+    cfg = replace(CFG, max_norm=sorted(norms)[1] * 1.0001)
+    result = screen(honest(4), global_record(), cfg)
+    assert set(reasons(result).values()) == {Reject.NORM}
+    assert len(result.accepted) == 2
+
+
+def test_identical_updates_are_all_rejected_as_duplicates() -> None:
+    copy = arrays_from(seed=1)
+    cands = [*honest(4), candidate(8, dict(copy)), candidate(9, dict(copy))]
+    result = screen(cands, global_record(), CFG)
+    assert reasons(result) == {1: Reject.DUPLICATE, 8: Reject.DUPLICATE, 9: Reject.DUPLICATE}
+
+
+def test_deviant_metric_keys_are_rejected_before_the_aggregator_sees_them() -> None:
+    odd = candidate(9)
+    odd.reply.content["metrics"] = MetricRecord({"num-examples": 100, "surprise": 1.0})
+    result = screen([*honest(4), odd], global_record(), CFG)
+    assert reasons(result) == {9: Reject.MALFORMED}
+
+
+def test_relative_checks_need_enough_peers() -> None:
+    pair = [candidate(0), candidate(1, arrays_from(update_scale=10, seed=1))]
+    assert len(screen(pair, global_record(), CFG).accepted) == 2
+
+
+def test_disabled_screening_passes_everything_through() -> None:
+    cands = [*honest(3), candidate(9, arrays_from(update_scale=10, seed=9))]
+    result = screen(cands, global_record(), replace(CFG, enabled=False))
+    assert len(result.accepted) == 4 and all(c.update_hash for c in result.accepted)
