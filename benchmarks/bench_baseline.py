@@ -15,7 +15,7 @@ import json
 
 from demo_runner import parse_overrides, run_demo, write
 
-PLAIN = {"strategy.name": "fedavg", "identity.enabled": False}
+PLAIN = {"strategy.name": "fedavg", "identity.enabled": False, "ledger.enabled": False}
 
 
 def main() -> None:

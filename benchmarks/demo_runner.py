@@ -76,3 +76,57 @@ def write(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload | {"machine": machine()}, indent=2) + "\n")
     return path
+
+
+def compare_abba(
+    name: str,
+    base: dict[str, Any],
+    sides: tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]],
+    nodes: int,
+) -> dict[str, Any]:
+    """Run side A and side B in ABBA order (A, B, B, A) so warm-up and drift weigh on both
+    alike; report medians of seconds per round and wall time, their B/A ratios, and final
+    accuracies with the A-vs-A spread as the yardstick for run-to-run float noise."""
+    (a_label, a_over), (b_label, b_over) = sides
+    runs: dict[str, list[dict[str, Any]]] = {a_label: [], b_label: []}
+    for label, over in (sides[0], sides[1], sides[1], sides[0]):
+        runs[label].append(run_demo(base | over, nodes))
+
+    def med(label: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[label])
+
+    acc = {label: [r["final_central_accuracy"] for r in rs] for label, rs in runs.items()}
+    result = {
+        "benchmark": name,
+        "order": f"{a_label}, {b_label}, {b_label}, {a_label}",
+        "base_overrides": base,
+        "sides": {a_label: a_over, b_label: b_over},
+        f"{a_label}_seconds_per_round": med(a_label, "seconds_per_round_median"),
+        f"{b_label}_seconds_per_round": med(b_label, "seconds_per_round_median"),
+        "seconds_per_round_ratio": round(
+            med(b_label, "seconds_per_round_median") / med(a_label, "seconds_per_round_median"), 4
+        ),
+        f"{a_label}_wall_s": med(a_label, "wall_s"),
+        f"{b_label}_wall_s": med(b_label, "wall_s"),
+        "wall_ratio": round(med(b_label, "wall_s") / med(a_label, "wall_s"), 4),
+        f"{a_label}_final_accuracy": acc[a_label],
+        f"{b_label}_final_accuracy": acc[b_label],
+        f"{a_label}_vs_{a_label}_accuracy_spread": round(abs(acc[a_label][0] - acc[a_label][1]), 4),
+        f"{a_label}_vs_{b_label}_accuracy_spread": round(
+            max(abs(x - y) for x in acc[a_label] for y in acc[b_label]), 4
+        ),
+        "runs": runs,
+    }
+    path = write(name, result)
+    for label in (a_label, b_label):
+        print(
+            f"{label:>8}: {med(label, 'seconds_per_round_median')} s/round, "
+            f"{med(label, 'wall_s')} s wall (medians of 2), final accuracy {acc[label]}"
+        )
+    print(
+        f"{b_label}/{a_label}: {result['seconds_per_round_ratio']:.3f}x per round, "
+        f"{result['wall_ratio']:.3f}x wall; accuracy spread {a_label}-{a_label} "
+        f"{result[f'{a_label}_vs_{a_label}_accuracy_spread']}, {a_label}-{b_label} "
+        f"{result[f'{a_label}_vs_{b_label}_accuracy_spread']} -> {path}"
+    )
+    return result

@@ -8,10 +8,12 @@ from flwr_stellar.config import load_default_run_config
 RUN_ID = 4242
 
 
-def instruction(content: RecordDict, message_type: str = "train", run_id: int = RUN_ID) -> Message:
+def instruction(
+    content: RecordDict, message_type: str = "train", run_id: int = RUN_ID, dst_node_id: int = 7
+) -> Message:
     """A server instruction as a node receives it (the SuperLink sets the message id)."""
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, run_id, 0
-    msg = Message(content, dst_node_id=7, message_type=message_type)
+    msg = Message(content, dst_node_id=dst_node_id, message_type=message_type)
     msg.metadata.__dict__["_message_id"] = msg.object_id
     return msg
 

@@ -37,12 +37,41 @@ def test_pyproject_defaults_are_valid(defaults: AppConfig) -> None:
         ("dataset.partitioner", "pathological", "dataset.partitioner must be one of"),
         ("train.lr", 0.0, "train.lr must be > 0"),
         ("strategy.trim_beta", 0.5, "strategy.trim_beta must be in [0, 0.5)"),
+        ("identity.enabled", False, "ledger.enabled needs identity.enabled = true"),
+        ("ledger.backend", "core", "ledger.backend must be one of"),
+        ("ledger.preset", "mainnet", "ledger.preset must be one of"),
+        ("reward.budget_per_round", "0.000000001", "reward.budget_per_round must be a decimal"),
+        ("reward.budget_per_round", "-5", "reward.budget_per_round must be a decimal"),
+        ("reward.asset_code", "DLC!", "reward.asset_code must be 1-12"),
+        ("reward.scorer", "shapley", "reward.scorer must be one of"),
+        ("reward.clawback", True, "reward.clawback needs reward.auth_revocable"),
+        ("screening.min_cosine", 1.5, "screening.min_cosine must be in [-1, 1]"),
+        ("screening.norm_factor", 0.5, "screening.norm_factor must be 0 or >= 1"),
+        ("attack.kind", "nan,signflip", "attack.kind must name one kind, or exactly one per"),
+        ("attack.kind", "nuke", "attack.kind must be one of"),
     ],
 )
 def test_invalid_values_rejected_naming_key(key: str, value: object, message: str) -> None:
     flat = load_default_run_config() | {key: value}
     with pytest.raises(ConfigError, match=re.escape(message)):
         AppConfig.from_run_config(flat)
+
+
+def test_pubnet_needs_explicit_confirmation() -> None:
+    pubnet = load_default_run_config() | {"ledger.backend": "horizon", "ledger.preset": "pubnet"}
+    with pytest.raises(ConfigError, match=r"ledger\.allow_pubnet must be true"):
+        AppConfig.from_run_config(pubnet)
+    assert AppConfig.from_run_config(pubnet | {"ledger.allow_pubnet": True}).ledger.allow_pubnet
+    custom = load_default_run_config() | {"ledger.backend": "horizon", "ledger.preset": "custom"}
+    with pytest.raises(ConfigError, match=r"ledger\.horizon_url must be set"):
+        AppConfig.from_run_config(custom)
+
+
+def test_attack_kinds_pair_with_nodes() -> None:
+    cfg = AppConfig.from_run_config(
+        load_default_run_config() | {"attack.kind": "nan,signflip", "attack.nodes": "1,4"}
+    )
+    assert [cfg.attack.kind_of(p) for p in (0, 1, 4)] == ["none", "nan", "signflip"]
 
 
 def test_wrong_type_and_unknown_key_named() -> None:
@@ -73,6 +102,7 @@ def test_hydra_defaults_equal_pyproject_defaults() -> None:
         ["strategy=fedprox", "strategy.proximal_mu=0.5", "seed=7"],
         ["dataset=fashion_mnist_iid", "model=cnn_small", "num_rounds=3"],
         ["strategy=multikrum", "strategy.num_malicious=1", "train.lr=0.01"],
+        ["ledger=testnet", "reward.scorer=flat", "screening.norm_factor=5.0"],
     ],
 )
 def test_hydra_to_run_config_round_trips(overrides: list[str]) -> None:
@@ -85,6 +115,8 @@ def test_hydra_to_run_config_round_trips(overrides: list[str]) -> None:
         key, value = override.split("=")
         if "." in key or key in ("seed", "num_rounds"):
             assert str(run_config[key]) == value
+        elif key == "ledger":
+            assert run_config["ledger.preset"] == value
         else:
             assert run_config[f"{key}.name"] == value.replace("fashion_mnist_iid", "fashion_mnist")
 

@@ -1,0 +1,167 @@
+"""LedgerStrategy over FedAvg on real Messages, a fake Grid and a real embedded ledger: bad
+replies are rejected with their reasons, never crash FedAvg, and honest nodes get paid."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp.strategy import FedAvg, FedTrimmedAvg, Krum
+from flwr.supercore.task_identity import TaskIdentity
+from helpers import RUN_ID, instruction, node_context
+
+from flwr_stellar.anchoring import Anchorer
+from flwr_stellar.client import onboarding_reply, signing_mod
+from flwr_stellar.config import ScreeningConfig
+from flwr_stellar.identity.keystore import MasterSecret
+from flwr_stellar.ledger.embedded import EmbeddedLedger
+from flwr_stellar.manifest import ManifestStore
+from flwr_stellar.outbox import Outbox
+from flwr_stellar.signing import SIGNATURE_RECORD
+from flwr_stellar.treasury import Treasury, prepare
+from strategies.ledger_strategy import TERMS_RECORD, LedgerStrategy
+
+SCREENING = ScreeningConfig(True, 0.0, 3.0, 0.0, 1e-3, 1000, 3)
+GLOBAL = ArrayRecord({"w": Array(np.ones(6, np.float32))})
+
+
+class FakeGrid:
+    """Delivers instructions to in-process nodes running the real client Mods."""
+
+    def __init__(self, tmp: Path, nodes: int) -> None:
+        self.run = SimpleNamespace(run_id=RUN_ID)
+        TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, RUN_ID, 0
+        self.tmp = tmp
+        self.nodes = list(range(100, 100 + nodes))
+
+    def get_node_ids(self):
+        return self.nodes
+
+    def context(self, node: int):
+        return node_context(self.tmp, partition=node - 100)
+
+    def deliver(self, msg: Message, app=None, run_id: int = RUN_ID) -> Message:
+        received = instruction(
+            msg.content, msg.metadata.message_type, run_id, msg.metadata.dst_node_id
+        )
+        if msg.metadata.message_type == "query.onboard":
+            return onboarding_reply(received, self.context(msg.metadata.dst_node_id))
+        return signing_mod(received, self.context(msg.metadata.dst_node_id), app or honest_app)
+
+    def send_and_receive(self, messages, *, timeout=None):
+        return [self.deliver(m) for m in messages]
+
+
+def honest_app(msg: Message, context) -> Message:
+    pid = context.node_config["partition-id"]
+    rng = np.random.default_rng(pid)
+    base = msg.content["arrays"]["w"].numpy()
+    update = 0.1 * (np.arange(6) + 0.3 * rng.normal(size=6))
+    arrays = ArrayRecord({"w": Array((base + update).astype(np.float32))})
+    metrics = MetricRecord({"num-examples": 10 * (pid + 1), "train_loss": 0.5})
+    return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
+
+
+def extra_record_app(msg: Message, context) -> Message:
+    reply = honest_app(msg, context)
+    reply.content["sneaky"] = ConfigRecord({"x": 1})
+    return reply
+
+
+@pytest.fixture
+def layer(tmp_path: Path):
+    ledger = EmbeddedLedger(tmp_path / "ledger.db")
+    treasury = Treasury.from_master(MasterSecret.generate(with_mnemonic=False), "DLC")
+    from anchor_world import REWARD
+
+    prepare(ledger, treasury, REWARD, 10**12)
+    anchorer = Anchorer(
+        lambda: EmbeddedLedger(tmp_path / "ledger.db"),
+        treasury,
+        Outbox(tmp_path / "outbox.db"),
+        ManifestStore(tmp_path / "m"),
+    )
+    anchorer.start()
+
+    def make(inner):
+        return LedgerStrategy(
+            inner,
+            ledger=ledger,
+            treasury=treasury,
+            anchorer=anchorer,
+            reward=REWARD,
+            screening=SCREENING,
+            config_hash="0" * 64,
+        )
+
+    yield make, ledger, anchorer
+    ledger.close()
+
+
+def test_bad_replies_are_rejected_with_reasons_and_honest_ones_paid(tmp_path, layer) -> None:
+    make, ledger, anchorer = layer
+    strategy = make(FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1))
+    grid = FakeGrid(tmp_path, nodes=8)
+    round1 = list(strategy.configure_train(1, GLOBAL, ConfigRecord(), grid))
+    assert all(TERMS_RECORD in m.content for m in round1)
+    r1_replies = [grid.deliver(m) for m in round1]
+    arrays, metrics = strategy.aggregate_train(1, r1_replies)
+    assert arrays is not None and metrics["replies_accepted"] == 8
+
+    by_node = lambda m: m.metadata.dst_node_id  # noqa: E731 - FedAvg samples in random order
+    messages = sorted(strategy.configure_train(2, arrays, ConfigRecord(), grid), key=by_node)
+    r1_replies.sort(key=lambda m: m.metadata.src_node_id)
+    replies = [grid.deliver(m) for m in messages[:3]]  # nodes 100-102 honest
+    unsigned = grid.deliver(messages[3])
+    del unsigned.content[SIGNATURE_RECORD]
+    forged = grid.deliver(messages[4])
+    forged.content["metrics"]["num-examples"] = 10_000 // 20  # changed after signing
+    replayed = r1_replies[5]  # node 105 answers with its round-1 reply
+    other_run = grid.deliver(messages[6], run_id=RUN_ID + 1)
+    extra = grid.deliver(messages[7], app=extra_record_app)
+    arrays2, metrics2 = strategy.aggregate_train(
+        2, [*replies, unsigned, forged, replayed, other_run, extra]
+    )
+    assert arrays2 is not None  # FedAvg ran on the three honest replies
+    assert metrics2["replies_accepted"] == 3 and metrics2["replies_rejected"] == 5
+    verdicts = strategy.verdicts[(2, "train")]
+    reasons = {node: reason for node, reason, _ in verdicts.rejected}
+    assert reasons[103] == "missing-signature"
+    assert reasons[104] == "bad-signature"
+    assert reasons[105] in ("wrong-round", "wrong-nonce", "unexpected-reply", "bad-signature")
+    assert reasons[106] in ("wrong-run", "bad-signature", "error-reply")  # strict node refuses
+    assert reasons[107] == "malformed-content"
+    anchorer.drain()
+    manifest = anchorer.store.get(strategy.outcomes[2].manifest_hash)
+    paid = {c.pseudonym: c.payout for c in manifest.contributions}
+    assert len(paid) == 3 and sum(paid.values()) == manifest.budget
+    asset = strategy.treasury.asset_id
+    for pseudonym in paid:  # paid twice: round 1 and round 2
+        expected = strategy.outcomes[1].payouts[pseudonym] + paid[pseudonym]
+        assert ledger.load_account(pseudonym).balance(asset) == expected
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        lambda: FedTrimmedAvg(
+            fraction_train=1.0, min_available_nodes=1, min_train_nodes=1, beta=0.2
+        ),
+        lambda: Krum(
+            fraction_train=1.0, min_available_nodes=1, min_train_nodes=1, num_malicious_nodes=1
+        ),
+    ],
+    ids=["fedtrimmedavg", "krum"],
+)
+def test_wraps_other_strategies(tmp_path, layer, inner) -> None:
+    make, _, anchorer = layer
+    strategy = make(inner())
+    grid = FakeGrid(tmp_path, nodes=5)
+    replies = [grid.deliver(m) for m in strategy.configure_train(1, GLOBAL, ConfigRecord(), grid)]
+    nan = replies[0]
+    arrays, metrics = strategy.aggregate_train(1, replies)
+    assert arrays is not None and metrics["replies_accepted"] == 5
+    del nan
+    anchorer.drain()
+    assert anchorer.anchored[1].paid == strategy.budget
