@@ -88,9 +88,8 @@ def test_same_run_through_ledger_serve_and_the_sdk(tmp_path: Path) -> None:
             out,
             **{
                 "ledger.backend": "horizon",
-                "ledger.preset": "custom",
+                "ledger.preset": "local",
                 "ledger.horizon_url": url,
-                "ledger.network_passphrase": DEFAULT_PASSPHRASE,
             },
         )
         assert metrics["ledger"]["backend"] == "horizon"

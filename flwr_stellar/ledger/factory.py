@@ -24,10 +24,13 @@ def open_ledger(cfg: LedgerConfig, output_dir: Path) -> Ledger:
             cfg.horizon_url, cfg.network_passphrase, allow_real_money=cfg.allow_pubnet
         )
     preset = PRESETS[cfg.preset]
+    friendbot = preset.friendbot_url
+    if cfg.preset == "local" and cfg.horizon_url:  # `ledger serve` elsewhere: its own faucet
+        friendbot = cfg.horizon_url.rstrip("/") + "/friendbot"
     return HorizonLedger(
         cfg.horizon_url or preset.horizon_url,
         cfg.network_passphrase or preset.network_passphrase,
-        friendbot_url=preset.friendbot_url,
+        friendbot_url=friendbot,
         allow_real_money=cfg.allow_pubnet,
     )
 
