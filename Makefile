@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 FMNIST_FILE := $(FMNIST_DIR)/train-images-idx3-ubyte.gz
 PYTEST_ARGS ?=
+DEMO_ARGS ?= attack=hostile   # the demo federation has two hostile nodes (conf/attack/)
 export FLWR_TELEMETRY_ENABLED := 0
 
 .PHONY: install dataset demo test test-fast bench lint flwr-run clean
@@ -40,7 +41,7 @@ dataset:
 	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist
 
 demo: install dataset
-	$(PY) -m flwr_stellar.experiment $(ARGS)
+	$(PY) -m flwr_stellar.experiment $(DEMO_ARGS) $(ARGS)
 
 test: install dataset
 	$(PY) -m pytest -q $(PYTEST_ARGS)
