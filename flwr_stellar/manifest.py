@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from flwr_stellar.files import write_atomic
 
 FORMAT = "flwr-stellar/round-manifest/v1"
 HEX64 = frozenset("0123456789abcdef")
@@ -112,16 +112,7 @@ class ManifestStore:
         digest = hashlib.sha256(data).hexdigest()
         path = self.directory / f"{digest}.json"
         if not path.exists():
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".manifest.")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomic(path, data)
         return digest
 
     def get(self, digest: str) -> RoundManifest:

@@ -5,6 +5,7 @@ import time
 from dataclasses import replace
 
 import pytest
+from anchor_world import REWARD
 from flwr.app import ConfigRecord, RecordDict
 from helpers import instruction
 from stellar_sdk import Asset, Keypair, ManageData, Payment, SetOptions
@@ -28,17 +29,7 @@ PSEUDONYM = Keypair.random()
 
 
 def reward_cfg(**kw) -> RewardConfig:
-    base = dict(
-        asset_code="DLC",
-        budget_per_round="10",
-        scorer="flat",
-        onboarding="sponsored",
-        auth_required=False,
-        auth_revocable=False,
-        clawback=False,
-        treasury_keystore="",
-    )
-    return RewardConfig(**(base | kw))
+    return replace(REWARD, onboarding="sponsored", **kw)
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from flwr.common.logger import log
 
 from flwr_stellar.config import AppConfig
 from flwr_stellar.data import load_server_data
+from flwr_stellar.files import write_atomic
 from flwr_stellar.models import build_model, evaluate
 from strategies.verified import VerifiedStrategy
 
@@ -42,15 +41,7 @@ def resolve_output_dir(output_dir: str, run_id: int) -> Path:
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Readers never see a half-written file, even if the process dies mid-write."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
 
 
 @dataclass

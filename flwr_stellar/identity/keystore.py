@@ -21,10 +21,8 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 import secrets
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from stellar_sdk import Keypair
+
+from flwr_stellar.files import write_atomic
 
 FORMAT = "flwr-stellar-keystore"
 VERSION = 1
@@ -226,18 +226,7 @@ def save(
         raise KeystoreError(f"{path} already exists; refusing to overwrite a keystore")
     doc = encrypt(master, passphrase, kdf)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)
     return path
 
 
