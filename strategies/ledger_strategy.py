@@ -181,7 +181,7 @@ class LedgerStrategy(VerifiedStrategy):
                 strict=True,
             )
         )
-        payable = {p: w for p, w in weights.items() if p not in notes}
+        payable = {p: w for p, w in weights.items() if p in self._onboarded}
         payouts = split_budget(self.budget, payable)
         return RoundManifest(
             run_id=self._run_id or 0,
@@ -218,7 +218,8 @@ class LedgerStrategy(VerifiedStrategy):
         for _ in range(ONBOARD_ATTEMPTS):
             if not pending:
                 break
-            pending, notes = self._onboard_batch(server_round, pending)
+            pending, batch_notes = self._onboard_batch(server_round, pending)
+            notes.update(batch_notes)
         for pseudonym in pending:
             notes.setdefault(pseudonym, "not onboarded")
         return notes

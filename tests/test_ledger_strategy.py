@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, FedTrimmedAvg, Krum
 from flwr.supercore.task_identity import TaskIdentity
 from helpers import RUN_ID, instruction, node_context
@@ -165,3 +165,43 @@ def test_wraps_other_strategies(tmp_path, layer, inner) -> None:
     del nan
     anchorer.drain()
     assert anchorer.anchored[1].paid == strategy.budget
+
+
+class RefusingGrid(FakeGrid):
+    """The node asked first to co-sign (smallest pseudonym, lowest sequence) refuses, so every
+    later envelope of that batch hits tx_bad_seq and must be rebuilt in a second attempt."""
+
+    refused: str | None = None
+
+    def send_and_receive(self, messages, *, timeout=None):
+        messages = list(messages)
+        if messages and messages[0].metadata.message_type == "query.onboard" and not self.refused:
+            first = messages[0]
+            self.refused = str(first.metadata.dst_node_id)
+            refusal = Message(
+                Error(code=4701, reason="no thanks"), reply_to=self.deliver_raw(first)
+            )
+            return [refusal, *(self.deliver(m) for m in messages[1:])]
+        return super().send_and_receive(messages, timeout=timeout)
+
+    def deliver_raw(self, msg: Message) -> Message:
+        return instruction(msg.content, msg.metadata.message_type, RUN_ID, msg.metadata.dst_node_id)
+
+
+def test_a_node_refusing_onboarding_is_not_paid_and_the_others_are(tmp_path, layer) -> None:
+    make, ledger, anchorer = layer
+    strategy = make(FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1))
+    grid = RefusingGrid(tmp_path, nodes=5)
+    replies = [grid.deliver(m) for m in strategy.configure_train(1, GLOBAL, ConfigRecord(), grid)]
+    strategy.aggregate_train(1, replies)
+    anchorer.drain()
+    manifest = anchorer.store.get(strategy.outcomes[1].manifest_hash)
+    refused = strategy.verdicts[(1, "train")].accepted[int(grid.refused)]
+    by_pseudonym = {c.pseudonym: c for c in manifest.contributions}
+    assert by_pseudonym[refused].payout == 0
+    assert "not onboarded" in by_pseudonym[refused].note
+    assert anchorer.anchored[1].paid == manifest.total_paid == manifest.budget
+    asset = strategy.treasury.asset_id
+    for pseudonym, c in by_pseudonym.items():
+        if pseudonym != refused:
+            assert c.payout > 0 and ledger.load_account(pseudonym).balance(asset) == c.payout
