@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from logging import INFO, WARNING
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flwr.common.logger import log
 from stellar_sdk import (
     Asset,
@@ -27,6 +25,7 @@ from stellar_sdk import (
 from flwr_stellar.config import RewardConfig
 from flwr_stellar.identity import keystore
 from flwr_stellar.identity.passphrase import resolve_passphrase
+from flwr_stellar.identity.pseudonym import derive_keypair
 from flwr_stellar.ledger.base import AccountInfo, Ledger, LedgerError, NotFoundError
 from flwr_stellar.ledger.tx import submit_signed
 from flwr_stellar.rewards import format_amount
@@ -37,10 +36,7 @@ ROLES = ("issuer", "distributor", "sponsor")
 
 
 def _role_keypair(master: keystore.MasterSecret, role: str) -> Keypair:
-    seed = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=b"flwr-stellar/treasury/v1", info=role.encode()
-    ).derive(master.seed)
-    return Keypair.from_raw_ed25519_seed(seed)
+    return derive_keypair(master, b"flwr-stellar/treasury/v1", role.encode())
 
 
 @dataclass(frozen=True)

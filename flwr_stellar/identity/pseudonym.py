@@ -29,14 +29,17 @@ class OwnershipError(ValueError):
     """An ownership proof does not hold; the message says which check failed."""
 
 
+def derive_keypair(master: MasterSecret, salt: bytes, info: bytes) -> Keypair:
+    """An ed25519 account derived from the master secret (HKDF-SHA256), one per (salt, info)."""
+    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(master.seed)
+    return Keypair.from_raw_ed25519_seed(seed)
+
+
 def derive_pseudonym(master: MasterSecret, run_id: int, federation: str = "default") -> Keypair:
     if run_id < 0:
         raise ValueError(f"run id must be >= 0, got {run_id}")
     info = b"federation\x00" + federation.encode() + b"\x00run\x00" + str(run_id).encode()
-    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=DERIVATION_SALT, info=info).derive(
-        master.seed
-    )
-    return Keypair.from_raw_ed25519_seed(seed)
+    return derive_keypair(master, DERIVATION_SALT, info)
 
 
 @dataclass(frozen=True)
