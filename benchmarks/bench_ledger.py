@@ -20,21 +20,16 @@ import argparse
 import base64
 import hashlib
 import json
-import os
-import signal
-import socket
 import struct
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import requests
 from nacl.signing import SigningKey
 from stellar_sdk import Account, Asset, Keypair, TransactionBuilder
 
 from flwr_stellar.ledger.embedded import EmbeddedLedger
+from flwr_stellar.ledger.serve_process import serving
 
 PUBNET_OPS_PER_S = 1000 / 5
 OPS_PER_TX = 100
@@ -130,36 +125,10 @@ def bench_direct(ops: int, per_ledger: int) -> dict[str, float]:
 def bench_http(ops: int) -> dict[str, float]:
     from stellar_sdk import Server
 
-    with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
+    with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "ledger.db"
         EmbeddedLedger(db).close()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flwr_stellar.cli",
-                "ledger",
-                "serve",
-                "--db",
-                str(db),
-                "--port",
-                str(port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    requests.get(url, timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
+        with serving(db) as url:
             # set-up through a second connection to the same file (WAL allows it)
             payouts = Payouts(EmbeddedLedger(db))
             server = Server(url)
@@ -170,9 +139,6 @@ def bench_http(ops: int) -> dict[str, float]:
                 resp = server.submit_transaction(env, skip_memo_required_check=True)
                 assert resp["successful"]
             elapsed = time.perf_counter() - started
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
     return throughput(n * OPS_PER_TX, elapsed, transactions_per_ledger=1)
 
 

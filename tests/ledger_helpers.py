@@ -1,19 +1,12 @@
 """Building and submitting real stellar_sdk envelopes against an EmbeddedLedger in tests."""
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import requests
 from stellar_sdk import Account, Asset, Keypair, TransactionBuilder
 
 from flwr_stellar.ledger.embedded import EmbeddedLedger
+from flwr_stellar.ledger.serve_process import serving
 
 
 class Chain:
@@ -75,42 +68,6 @@ def trust(asset: Asset, limit: str | None = None):  # type: ignore[no-untyped-de
     return lambda b: b.append_change_trust_op(asset, limit)
 
 
-@contextlib.contextmanager
-def serve_ledger(db: Path) -> Iterator[str]:
+def serve_ledger(db: Path):
     """`flwr-stellar ledger serve` on a free loopback port; yields its URL; stops it after."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log_path = db.parent / f"server-{port}.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flwr_stellar.cli",
-                "ledger",
-                "serve",
-                "--db",
-                str(db),
-                "--port",
-                str(port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if requests.get(url, timeout=1).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
-            else:
-                raise RuntimeError(log_path.read_text())
-            yield url
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
+    return serving(db, log=db.parent / f"server-{db.stem}.log")
