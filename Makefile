@@ -41,7 +41,7 @@ dataset:
 	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist
 
 demo: install dataset
-	$(PY) -m flwr_stellar.experiment $(DEMO_ARGS) $(ARGS)
+	$(PY) -m flwr_stellar.app.experiment $(DEMO_ARGS) $(ARGS)
 
 test: install dataset
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -2,7 +2,7 @@
 
 Side by side in one run, for a 10 MB and a 100 MB update (float32 arrays in an ArrayRecord):
 - sha256:        hashlib.sha256 over every array's bytes (the floor)
-- digest+sign:   flwr_stellar.signing.reply_digest + ed25519 signature (what the Mod does)
+- digest+sign:   flwr_stellar.protocol.digest.reply_digest + ed25519 signature (what the Mod does)
 - digest+verify: what the server does per reply
 - object_id:     Flower's own record hash, for reference
 Median of N repetitions each; ratios are medians of per-repetition ratios.
@@ -21,7 +21,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 from stellar_sdk import Keypair
 
-from flwr_stellar.signing import Binding, reply_digest, sign_reply, verify_content
+from flwr_stellar.protocol.digest import Binding, reply_digest, sign_reply, verify_content
 
 REPS = 7
 BINDING = Binding(1, 1, b"n" * 32, "instruction", "train")

@@ -32,7 +32,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 def run_demo(overrides: dict[str, Any], nodes: int) -> dict[str, Any]:
     """One in-process simulation of the App (as `make demo`); timings and accuracy."""
-    from flwr_stellar.simulation import run_app_simulation
+    from flwr_stellar.app.simulation import run_app_simulation
 
     out = Path(tempfile.mkdtemp(prefix="bench-demo-"))
     started = time.perf_counter()

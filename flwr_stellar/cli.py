@@ -12,7 +12,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 
 def _cmd_flwr_run(args: argparse.Namespace) -> int:
-    from flwr_stellar.flwr_run import FlwrRunError, flwr_run
+    from flwr_stellar.app.flwr_run import FlwrRunError, flwr_run
 
     try:
         run_id = flwr_run(
@@ -31,7 +31,7 @@ def _cmd_flwr_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flwr_stellar.config import PROJECT_DIR
+    from flwr_stellar.app.config import PROJECT_DIR
 
     parser = argparse.ArgumentParser(
         prog="flwr-stellar",

@@ -20,16 +20,16 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from flwr_stellar.anchoring import Anchorer
-from flwr_stellar.config import RewardConfig, ScreeningConfig
+from flwr_stellar.app.config import RewardConfig, ScreeningConfig
 from flwr_stellar.ledger.base import Ledger, NotFoundError
 from flwr_stellar.ledger.tx import build
-from flwr_stellar.manifest import Contribution, Rejection, RoundManifest
-from flwr_stellar.onboarding import ONBOARD_RECORD, ONBOARD_TYPE, Terms, attach_cosignature
-from flwr_stellar.onboarding import operations as onboarding_operations
-from flwr_stellar.rewards import SCORERS, format_amount, parse_amount, split_budget
-from flwr_stellar.signing import array_record_hash
-from flwr_stellar.treasury import Treasury
+from flwr_stellar.payments.amounts import SCORERS, format_amount, parse_amount, split_budget
+from flwr_stellar.payments.anchoring import Anchorer
+from flwr_stellar.payments.manifest import Contribution, Rejection, RoundManifest
+from flwr_stellar.payments.treasury import Treasury
+from flwr_stellar.protocol.digest import array_record_hash
+from flwr_stellar.protocol.onboarding import ONBOARD_RECORD, ONBOARD_TYPE, Terms, attach_cosignature
+from flwr_stellar.protocol.onboarding import operations as onboarding_operations
 from strategies.screening import Candidate, screen
 from strategies.verified import VerifiedStrategy
 

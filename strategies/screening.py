@@ -16,8 +16,8 @@ from enum import StrEnum
 import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord
 
-from flwr_stellar.config import ScreeningConfig
-from flwr_stellar.signing import SIGNATURE_RECORD, array_record_hash
+from flwr_stellar.app.config import ScreeningConfig
+from flwr_stellar.protocol.digest import SIGNATURE_RECORD, array_record_hash
 
 WEIGHT_KEY = "num-examples"
 DATASET_BOUND = 60_000  # no node holds more training examples than the whole training set

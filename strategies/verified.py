@@ -20,7 +20,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from flwr_stellar.signing import CHALLENGE_RECORD, new_challenge, verify_reply
+from flwr_stellar.protocol.digest import CHALLENGE_RECORD, new_challenge, verify_reply
 
 DUPLICATE = "duplicate-pseudonym"
 

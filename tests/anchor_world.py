@@ -6,14 +6,14 @@ from pathlib import Path
 
 from stellar_sdk import ChangeTrust, Keypair
 
-from flwr_stellar.anchoring import Anchorer
-from flwr_stellar.config import RewardConfig
+from flwr_stellar.app.config import RewardConfig
 from flwr_stellar.identity.keystore import MasterSecret
 from flwr_stellar.ledger.embedded import EmbeddedLedger
 from flwr_stellar.ledger.tx import submit_signed
-from flwr_stellar.manifest import Contribution, ManifestStore, RoundManifest
-from flwr_stellar.outbox import Outbox
-from flwr_stellar.treasury import Treasury, prepare
+from flwr_stellar.payments.anchoring import Anchorer
+from flwr_stellar.payments.manifest import Contribution, ManifestStore, RoundManifest
+from flwr_stellar.payments.outbox import Outbox
+from flwr_stellar.payments.treasury import Treasury, prepare
 
 REWARD = RewardConfig(
     asset_code="DLC",

@@ -4,7 +4,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 import pytest
 
-from flwr_stellar.config import AppConfig, default_config
+from flwr_stellar.app.config import AppConfig, default_config
 
 
 @pytest.fixture(scope="session")

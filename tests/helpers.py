@@ -3,7 +3,7 @@
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from flwr_stellar.config import load_default_run_config
+from flwr_stellar.app.config import load_default_run_config
 
 RUN_ID = 4242
 

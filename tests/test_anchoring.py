@@ -11,10 +11,10 @@ import pytest
 from anchor_world import anchorer, manifest, pseudonyms, setup, treasury
 from stellar_sdk import BumpSequence
 
-from flwr_stellar.anchoring import payment_parts
 from flwr_stellar.failpoints import ENV
 from flwr_stellar.ledger.embedded import EmbeddedLedger
 from flwr_stellar.ledger.tx import submit_signed
+from flwr_stellar.payments.anchoring import payment_parts
 
 HERE = Path(__file__).parent
 

@@ -10,9 +10,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Re
 from flwr.serverapp.strategy import FedAvg
 from helpers import RUN_ID, instruction, node_context
 
-from flwr_stellar.client import DEV_PASSPHRASE, SIGNING_REFUSED, signing_mod
+from flwr_stellar.client.mod import DEV_PASSPHRASE, SIGNING_REFUSED, signing_mod
 from flwr_stellar.identity import derive_pseudonym, keystore
-from flwr_stellar.signing import (
+from flwr_stellar.protocol.digest import (
     CHALLENGE_RECORD,
     SIGNATURE_RECORD,
     Reason,

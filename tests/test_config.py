@@ -8,9 +8,9 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from flwr_stellar.config import PROJECT_DIR, AppConfig, ConfigError, load_default_run_config
-from flwr_stellar.experiment import to_run_config
-from flwr_stellar.simulation import fuse_run_config
+from flwr_stellar.app.config import PROJECT_DIR, AppConfig, ConfigError, load_default_run_config
+from flwr_stellar.app.experiment import to_run_config
+from flwr_stellar.app.simulation import fuse_run_config
 
 
 def compose_cfg(overrides: list[str]):

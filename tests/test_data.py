@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flwr_stellar import data
-from flwr_stellar.config import AppConfig
+from flwr_stellar.app import data
+from flwr_stellar.app.config import AppConfig
 
 
 def synthetic_labels() -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flwr_stellar.flwr_run import local_superlink_pids
+from flwr_stellar.app.flwr_run import local_superlink_pids
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ def test_multirun_two_jobs(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "flwr_stellar.experiment",
+            "flwr_stellar.app.experiment",
             "-m",
             "seed=1,2",
             "federation=local4",
@@ -51,7 +51,7 @@ def test_invalid_config_fails_before_training(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "flwr_stellar.experiment",
+            "flwr_stellar.app.experiment",
             "dataset.alpha=0",
             f"hydra.run.dir={tmp_path}",
         ],

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from flwr_stellar.client import DEV_PASSPHRASE
+from flwr_stellar.app.simulation import run_app_simulation
+from flwr_stellar.client.mod import DEV_PASSPHRASE
 from flwr_stellar.identity import derive_pseudonym, keystore
-from flwr_stellar.simulation import run_app_simulation
 
 pytestmark = pytest.mark.slow
 

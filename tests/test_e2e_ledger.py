@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from ledger_helpers import serve_ledger
 
+from flwr_stellar.app.simulation import run_app_simulation
 from flwr_stellar.ledger.base import Ledger, NotFoundError
 from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE, EmbeddedLedger
 from flwr_stellar.ledger.horizon import HorizonLedger
-from flwr_stellar.manifest import ManifestStore
-from flwr_stellar.simulation import run_app_simulation
+from flwr_stellar.payments.manifest import ManifestStore
 
 pytestmark = pytest.mark.slow
 

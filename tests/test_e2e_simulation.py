@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from flwr_stellar.models import build_model
-from flwr_stellar.simulation import run_app_simulation
+from flwr_stellar.app.models import build_model
+from flwr_stellar.app.simulation import run_app_simulation
 
 pytestmark = pytest.mark.slow
 

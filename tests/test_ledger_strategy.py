@@ -11,15 +11,15 @@ from flwr.serverapp.strategy import FedAvg, FedTrimmedAvg, Krum
 from flwr.supercore.task_identity import TaskIdentity
 from helpers import RUN_ID, instruction, node_context
 
-from flwr_stellar.anchoring import Anchorer
-from flwr_stellar.client import onboarding_reply, signing_mod
-from flwr_stellar.config import ScreeningConfig
+from flwr_stellar.app.config import ScreeningConfig
+from flwr_stellar.client.mod import onboarding_reply, signing_mod
 from flwr_stellar.identity.keystore import MasterSecret
 from flwr_stellar.ledger.embedded import EmbeddedLedger
-from flwr_stellar.manifest import ManifestStore
-from flwr_stellar.outbox import Outbox
-from flwr_stellar.signing import SIGNATURE_RECORD
-from flwr_stellar.treasury import Treasury, prepare
+from flwr_stellar.payments.anchoring import Anchorer
+from flwr_stellar.payments.manifest import ManifestStore
+from flwr_stellar.payments.outbox import Outbox
+from flwr_stellar.payments.treasury import Treasury, prepare
+from flwr_stellar.protocol.digest import SIGNATURE_RECORD
 from strategies.ledger_strategy import TERMS_RECORD, LedgerStrategy
 
 SCREENING = ScreeningConfig(True, 0.0, 3.0, 0.0, 1e-3, 1000, 3)

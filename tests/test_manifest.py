@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flwr_stellar.manifest import (
+from flwr_stellar.payments.manifest import (
     Contribution,
     ManifestError,
     ManifestStore,

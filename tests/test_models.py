@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from flwr_stellar.data import TensorSplit
-from flwr_stellar.models import MODELS, build_model, evaluate, train
+from flwr_stellar.app.data import TensorSplit
+from flwr_stellar.app.models import MODELS, build_model, evaluate, train
 
 
 def toy_data(n: int = 256, seed: int = 0) -> TensorSplit:

@@ -10,11 +10,12 @@ from flwr.app import ConfigRecord, RecordDict
 from helpers import instruction
 from stellar_sdk import Asset, Keypair, ManageData, Payment, SetOptions
 
-from flwr_stellar.config import RewardConfig
+from flwr_stellar.app.config import RewardConfig
 from flwr_stellar.identity.keystore import MasterSecret
 from flwr_stellar.ledger.embedded import EmbeddedLedger
 from flwr_stellar.ledger.tx import build
-from flwr_stellar.onboarding import (
+from flwr_stellar.payments.treasury import Treasury, prepare
+from flwr_stellar.protocol.onboarding import (
     ONBOARD_RECORD,
     OnboardingRefused,
     Terms,
@@ -23,7 +24,6 @@ from flwr_stellar.onboarding import (
     cosign,
     operations,
 )
-from flwr_stellar.treasury import Treasury, prepare
 
 PSEUDONYM = Keypair.random()
 

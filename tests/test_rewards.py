@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flwr_stellar.rewards import SCORERS, format_amount, parse_amount, split_budget
+from flwr_stellar.payments.amounts import SCORERS, format_amount, parse_amount, split_budget
 
 
 @pytest.mark.parametrize(

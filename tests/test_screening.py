@@ -7,7 +7,7 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from helpers import instruction
 
-from flwr_stellar.config import ScreeningConfig
+from flwr_stellar.app.config import ScreeningConfig
 from strategies.screening import Candidate, Reject, screen
 
 CFG = ScreeningConfig(

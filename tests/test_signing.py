@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stellar_sdk import Keypair
 
-from flwr_stellar.signing import (
+from flwr_stellar.protocol.digest import (
     SIGNATURE_RECORD,
     Binding,
     Reason,

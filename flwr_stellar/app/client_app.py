@@ -6,12 +6,12 @@ import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from flwr_stellar.app.attacks import attack_mod, poison_mod
+from flwr_stellar.app.config import AppConfig
+from flwr_stellar.app.data import load_client_data, round_sample
+from flwr_stellar.app.models import build_model, evaluate, train
 from flwr_stellar.app.task import node_partition
-from flwr_stellar.attacks import attack_mod, poison_mod
-from flwr_stellar.client import onboarding_reply, signing_mod
-from flwr_stellar.config import AppConfig
-from flwr_stellar.data import load_client_data, round_sample
-from flwr_stellar.models import build_model, evaluate, train
+from flwr_stellar.client.mod import onboarding_reply, signing_mod
 
 # Order matters: attack_mod wraps the signing Mod (it meddles with signed replies);
 # poison_mod runs inside it (a hostile node signs its own poisoned update).

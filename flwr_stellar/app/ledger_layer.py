@@ -13,14 +13,14 @@ from typing import Any
 from flwr.common.logger import log
 from flwr.serverapp.strategy import Strategy
 
-from flwr_stellar.anchoring import Anchorer
-from flwr_stellar.config import AppConfig
+from flwr_stellar.app.config import AppConfig
 from flwr_stellar.ledger.base import Ledger, NotFoundError
 from flwr_stellar.ledger.factory import describe, open_ledger
-from flwr_stellar.manifest import ManifestStore
-from flwr_stellar.outbox import Outbox
-from flwr_stellar.rewards import parse_amount
-from flwr_stellar.treasury import open_treasury, prepare
+from flwr_stellar.payments.amounts import parse_amount
+from flwr_stellar.payments.anchoring import Anchorer
+from flwr_stellar.payments.manifest import ManifestStore
+from flwr_stellar.payments.outbox import Outbox
+from flwr_stellar.payments.treasury import open_treasury, prepare
 from strategies.ledger_strategy import LedgerStrategy
 
 

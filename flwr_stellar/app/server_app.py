@@ -8,7 +8,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
+from flwr_stellar.app.config import AppConfig
 from flwr_stellar.app.ledger_layer import LedgerLayer
+from flwr_stellar.app.models import build_model
 from flwr_stellar.app.strategy_factory import build_strategy
 from flwr_stellar.app.summary import render_rewards, render_summary
 from flwr_stellar.app.task import (
@@ -18,8 +20,6 @@ from flwr_stellar.app.task import (
     resolve_output_dir,
     save_model,
 )
-from flwr_stellar.config import AppConfig
-from flwr_stellar.models import build_model
 from strategies.verified import VerifiedStrategy
 
 app = ServerApp()

@@ -15,7 +15,7 @@ from flwr.serverapp.strategy import (
     Strategy,
 )
 
-from flwr_stellar.config import StrategyConfig
+from flwr_stellar.app.config import StrategyConfig
 
 
 def _common(cfg: StrategyConfig) -> dict[str, float | int]:

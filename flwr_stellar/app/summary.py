@@ -41,7 +41,7 @@ def render_summary(rounds: Mapping[int, Mapping[str, float]], out: Path) -> str:
 
 def render_rewards(extra: Mapping[str, Any]) -> str:
     """Each round's anchor and each pseudonym's DLC: owed by the manifests vs. on the ledger."""
-    from flwr_stellar.rewards import format_amount
+    from flwr_stellar.payments.amounts import format_amount
 
     anchors = Table(title="rounds on the ledger", title_justify="left")
     for header in ("round", "manifest (MemoHash)", "transactions", "paid", "problems"):

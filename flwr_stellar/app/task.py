@@ -14,10 +14,10 @@ import torch
 from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.common.logger import log
 
-from flwr_stellar.config import AppConfig
-from flwr_stellar.data import load_server_data
+from flwr_stellar.app.config import AppConfig
+from flwr_stellar.app.data import load_server_data
+from flwr_stellar.app.models import build_model, evaluate
 from flwr_stellar.files import write_atomic
-from flwr_stellar.models import build_model, evaluate
 from strategies.verified import VerifiedStrategy
 
 

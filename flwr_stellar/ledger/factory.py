@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flwr_stellar.config import LedgerConfig
+from flwr_stellar.app.config import LedgerConfig
 from flwr_stellar.ledger.base import Ledger, LedgerError
 from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE, EmbeddedLedger
 from flwr_stellar.ledger.horizon import PRESETS, HorizonLedger

@@ -1,9 +1,9 @@
-"""Hydra front door: ``python -m flwr_stellar.experiment [overrides] [-m]``.
+"""Hydra front door: ``python -m flwr_stellar.app.experiment [overrides] [-m]``.
 
 The base config is the run-config schema with its defaults read from pyproject.toml (the
 one copy), registered as a structured config so Hydra rejects unknown keys and wrong types
 naming the key. conf/ only chooses among options (dataset/, model/, strategy/, federation/).
-Each job runs the same Flower App through flwr_stellar.simulation and writes config.json,
+Each job runs the same Flower App through flwr_stellar.app.simulation and writes config.json,
 metrics.json and model.pt into its own job folder.
 """
 
@@ -23,7 +23,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from flwr_stellar.config import (
+from flwr_stellar.app.config import (
     PROJECT_DIR,
     AppConfig,
     ConfigError,
@@ -76,7 +76,7 @@ def main(cfg: DictConfig) -> float:
     if not run_config["output_dir"]:
         run_config["output_dir"] = str(job_dir)
     (job_dir / "config.json").write_text(json.dumps(run_config, indent=2, sort_keys=True) + "\n")
-    from flwr_stellar.simulation import run_app_simulation
+    from flwr_stellar.app.simulation import run_app_simulation
 
     run_app_simulation(
         run_config,

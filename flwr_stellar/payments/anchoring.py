@@ -21,10 +21,10 @@ from stellar_sdk import BumpSequence, Operation, Payment
 from flwr_stellar.failpoints import failpoint
 from flwr_stellar.ledger.base import Ledger, LedgerError, NotFoundError, SubmitResult
 from flwr_stellar.ledger.tx import MAX_OPS, build
-from flwr_stellar.manifest import ManifestStore, RoundManifest
-from flwr_stellar.outbox import Entry, Outbox
-from flwr_stellar.rewards import format_amount
-from flwr_stellar.treasury import Treasury
+from flwr_stellar.payments.amounts import format_amount
+from flwr_stellar.payments.manifest import ManifestStore, RoundManifest
+from flwr_stellar.payments.outbox import Entry, Outbox
+from flwr_stellar.payments.treasury import Treasury
 
 DEAD = ("tx_bad_seq", "tx_too_late")  # not applied, and that envelope never can be
 MAX_ATTEMPTS = 5

@@ -24,7 +24,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 
-from flwr_stellar.config import AppConfig
+from flwr_stellar.app.config import AppConfig
 
 REPLAY_PREFIX = "attack.replay."
 

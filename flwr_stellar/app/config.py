@@ -16,7 +16,7 @@ from typing import Any, get_type_hints
 
 Scalar = bool | int | float | str
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 DATASETS = ("fashion_mnist",)
 PARTITIONERS = ("dirichlet", "iid")
 LEDGER_BACKENDS = ("embedded", "horizon")
@@ -171,11 +171,11 @@ class AppConfig:
 
     def validate(self) -> None:
         """Check value ranges; raise ConfigError naming the first offending key."""
+        from flwr_stellar.app.attacks import ATTACKS
+        from flwr_stellar.app.models import MODELS
         from flwr_stellar.app.strategy_factory import STRATEGIES
-        from flwr_stellar.attacks import ATTACKS
         from flwr_stellar.ledger.horizon import PRESETS
-        from flwr_stellar.models import MODELS
-        from flwr_stellar.rewards import ONBOARDING, SCORERS, asset_code_ok, parse_amount
+        from flwr_stellar.payments.amounts import ONBOARDING, SCORERS, asset_code_ok, parse_amount
 
         d, s, t, lg = self.dataset, self.strategy, self.train, self.ledger
         r, sc = self.reward, self.screening

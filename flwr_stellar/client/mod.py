@@ -24,11 +24,11 @@ from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.logger import log
 from stellar_sdk import Keypair
 
-from flwr_stellar.config import AppConfig
+from flwr_stellar.app.config import AppConfig
 from flwr_stellar.identity import keystore
 from flwr_stellar.identity.passphrase import DEFAULT_ENV, resolve_passphrase
 from flwr_stellar.identity.pseudonym import derive_pseudonym
-from flwr_stellar.signing import CHALLENGE_RECORD, DIGEST_VERSION, Binding, sign_reply
+from flwr_stellar.protocol.digest import CHALLENGE_RECORD, DIGEST_VERSION, Binding, sign_reply
 
 DEV_PASSPHRASE = "flwr-stellar-dev-only"  # documented; simulation keystores only
 DEV_KDF = keystore.KdfParams(n=2**14)  # cheaper unlock for many simulated nodes
@@ -151,7 +151,7 @@ def onboarding_reply(msg: Message, context: Context) -> Message:
     Register it on the ClientApp as ``app.query("onboard")(onboarding_reply)``. A node may
     pin the issuer it accepts coins from with ``--node-config "dlc-issuer='G...'"``.
     """
-    from flwr_stellar.onboarding import OnboardingRefused, cosign
+    from flwr_stellar.protocol.onboarding import OnboardingRefused, cosign
 
     cfg = AppConfig.from_run_config(context.run_config)
     try:

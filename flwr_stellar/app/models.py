@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flwr_stellar.data import NUM_CLASSES, TensorSplit
+from flwr_stellar.app.data import NUM_CLASSES, TensorSplit
 
 
 class CNN(nn.Module):

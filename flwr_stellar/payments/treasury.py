@@ -22,13 +22,13 @@ from stellar_sdk import (
     TrustLineFlags,
 )
 
-from flwr_stellar.config import RewardConfig
+from flwr_stellar.app.config import RewardConfig
 from flwr_stellar.identity import keystore
 from flwr_stellar.identity.passphrase import resolve_passphrase
 from flwr_stellar.identity.pseudonym import derive_keypair
 from flwr_stellar.ledger.base import AccountInfo, Ledger, LedgerError, NotFoundError
 from flwr_stellar.ledger.tx import submit_signed
-from flwr_stellar.rewards import format_amount
+from flwr_stellar.payments.amounts import format_amount
 
 TREASURY_PASSPHRASE_ENV = "FLWR_STELLAR_TREASURY_PASSPHRASE"
 DEV_TREASURY_PASSPHRASE = "flwr-stellar-dev-only"  # dev treasuries of simulations only

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flwr_stellar.config import DatasetConfig
+from flwr_stellar.app.config import DatasetConfig
 
 RAW_FILES = (
     "train-images-idx3-ubyte",

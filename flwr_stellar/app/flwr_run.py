@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from flwr_stellar.config import PROJECT_DIR
+from flwr_stellar.app.config import PROJECT_DIR
 
 FEDERATION_TOML = """\
 # Written by flwr-stellar: a local simulation federation for `flwr run . local`.

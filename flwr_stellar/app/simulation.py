@@ -27,7 +27,7 @@ from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 from flwr.supercore.telemetry import EventType
 
-from flwr_stellar.config import PROJECT_DIR, AppConfig, ConfigError
+from flwr_stellar.app.config import PROJECT_DIR, AppConfig, ConfigError
 
 
 def fuse_run_config(overrides: Mapping[str, Any], app_dir: Path = PROJECT_DIR) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The client wrapper: a Flower Mod that signs replies, and the onboarding co-signer."""

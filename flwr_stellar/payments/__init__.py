@@ -1,0 +1,1 @@
+"""Paying for contributions: amounts, treasury, onboarding, manifests, outbox, anchoring."""
