@@ -1,41 +1,113 @@
 """LedgerStrategy: any Flower strategy, made accountable and paying.
 
-It wraps an inner strategy (FedAvg, FedProx, Krum, ...) the way Flower's DP wrappers do. Per
-training round it: verifies every reply (VerifiedStrategy), screens the verified ones against
-the global model (strategies.screening), hands only the accepted replies to the inner
-strategy untouched, onboards pseudonyms it has not paid before (sponsored account + DLC
-trustline, co-signed by the node), splits the round's DLC budget among the accepted
-contributions, and hands the round manifest to the anchoring worker, which journals and
-submits the payments off the training critical path. Evaluation replies are verified, not paid.
+A thin composition of one-concern pieces, in the order data flows through a round:
+
+    verify (VerifiedStrategy) -> screen (ScreeningStrategy) -> inner.aggregate_train
+    -> score (strategies.scoring) -> onboard + split + manifest -> anchor and pay
+    (flwr_stellar.payments, in a background worker)
+
+``start()`` opens the ledger, the treasury, the outbox and the anchoring worker before round 1
+and, after the last round, waits until every round is anchored and paid, reads the balances
+back from the ledger and closes everything, so a user never has to remember a ``finish()``.
+Evaluation replies are verified, not paid.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from logging import INFO, WARNING
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from logging import INFO
+from pathlib import Path
+from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import Strategy
+from flwr.serverapp.strategy import Result, Strategy
 
-from flwr_stellar.app.config import RewardConfig, ScreeningConfig
-from flwr_stellar.ledger.base import Ledger, NotFoundError
-from flwr_stellar.ledger.tx import build
-from flwr_stellar.payments.amounts import SCORERS, format_amount, parse_amount, split_budget
-from flwr_stellar.payments.anchoring import Anchorer
+from flwr_stellar.ledger.settings import LedgerSettings
+from flwr_stellar.payments.amounts import format_amount, split_budget
 from flwr_stellar.payments.manifest import Contribution, Rejection, RoundManifest
-from flwr_stellar.payments.treasury import Treasury
+from flwr_stellar.payments.onboarding import Onboarder
+from flwr_stellar.payments.session import PaymentSession, PayoutReport
+from flwr_stellar.payments.settings import RewardSettings
 from flwr_stellar.protocol.digest import array_record_hash
-from flwr_stellar.protocol.onboarding import ONBOARD_RECORD, ONBOARD_TYPE, Terms, attach_cosignature
-from flwr_stellar.protocol.onboarding import operations as onboarding_operations
-from strategies.screening import Candidate, screen
+from flwr_stellar.protocol.onboarding import Terms
+from flwr_stellar.protocol.terms import TERMS_RECORD, RewardTerms
+from flwr_stellar.reasons import RoundVerdicts
+from strategies import scoring
+from strategies.screening import ScreeningSettings, ScreeningStrategy
 from strategies.verified import VerifiedStrategy
 
-TERMS_RECORD = "flwr-stellar.terms"  # the instruction's ConfigRecord with the reward terms
-ONBOARD_ATTEMPTS = 2
-ONBOARD_TIMEOUT_S = 120.0
+__all__ = ["TERMS_RECORD", "LedgerConfig", "LedgerStrategy", "RoundOutcome"]
+
+STROOPS_PER_COIN = 10_000_000
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    """Everything the LedgerStrategy needs; every field has a working default.
+
+    Parameters
+    ----------
+    output_dir : str
+        Folder for ``manifests/``, ``outbox.db`` and, with the defaults, the embedded
+        ``ledger.db`` and a development ``treasury.json``. Reusing it across runs is safe (and
+        how a restarted server settles payments a crash left in flight).
+    ledger : LedgerSettings
+        Which ledger (embedded by default).
+    reward : RewardSettings
+        Coin, budget per round, onboarding, treasury keystore.
+    screening : ScreeningSettings
+        Update checks before the inner strategy.
+    scorer : str
+        Name in ``strategies.scoring.SCORERS``: how a round's budget is shared.
+    strict : bool
+        Nodes that cannot sign refuse instructions instead of replying unsigned.
+    run_config : Mapping[str, Any]
+        Optional: the app's own settings, hashed into every manifest so an audit can tell
+        runs apart. Never read otherwise.
+    """
+
+    output_dir: str = "flwr-stellar-output"
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    reward: RewardSettings = field(default_factory=RewardSettings)
+    screening: ScreeningSettings = field(default_factory=ScreeningSettings)
+    scorer: str = "num-examples"
+    strict: bool = True
+    run_config: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        typed = (
+            ("ledger", LedgerSettings),
+            ("reward", RewardSettings),
+            ("screening", ScreeningSettings),
+        )
+        for name, typ in typed:
+            if not isinstance(getattr(self, name), typ):
+                raise TypeError(f"LedgerConfig.{name} must be a {typ.__name__}")
+        if not self.output_dir:
+            raise ValueError("LedgerConfig.output_dir must name a folder")
+        if self.scorer not in scoring.SCORERS:
+            raise ValueError(
+                f"LedgerConfig.scorer must be one of {tuple(scoring.SCORERS)}, got {self.scorer!r}"
+            )
+
+    def config_hash(self, inner: Strategy) -> str:
+        """SHA-256 of these settings, the inner strategy's class and the app's run config."""
+        doc = {
+            "ledger": asdict(self.ledger),
+            "reward": {k: v for k, v in asdict(self.reward).items() if k != "treasury_keystore"},
+            "screening": asdict(self.screening),
+            "scorer": self.scorer,
+            "strict": self.strict,
+            "inner": type(inner).__name__,
+            "run_config": dict(self.run_config),
+        }
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -48,110 +120,212 @@ class RoundOutcome:
     payouts: dict[str, int] = field(default_factory=dict)  # pseudonym -> stroops
 
 
-class LedgerStrategy(VerifiedStrategy):
-    def __init__(
-        self,
-        inner: Strategy,
-        *,
-        ledger: Ledger,
-        treasury: Treasury,
-        anchorer: Anchorer,
-        reward: RewardConfig,
-        screening: ScreeningConfig,
-        config_hash: str,
-    ) -> None:
-        super().__init__(inner)
-        self.ledger = ledger
-        self.treasury = treasury
-        self.anchorer = anchorer
-        self.reward = reward
-        self.screening = screening
-        self.config_hash = config_hash
-        budget = parse_amount(reward.budget_per_round)
-        if budget is None:
-            raise ValueError(f"reward.budget_per_round {reward.budget_per_round!r} is invalid")
-        self.budget = budget
-        self.terms = Terms(
-            network_passphrase=ledger.network_passphrase,
+class LedgerStrategy(Strategy):
+    """Verify, screen, score, anchor and pay around any Flower strategy.
+
+    Parameters
+    ----------
+    inner : Strategy
+        The app's own strategy (FedAvg, FedProx, Krum, ...). It sees only verified, screened
+        replies, untouched, and its aggregate is the round's model.
+    config : LedgerConfig, optional
+        Settings; the defaults run on an embedded ledger under ``flwr-stellar-output/``.
+
+    Attributes
+    ----------
+    outcomes : dict[int, RoundOutcome]
+        Per training round: manifest hash, accepted/rejected counts, payouts.
+    report : PayoutReport or None
+        After ``start()``: anchors per round and each pseudonym's balance read from the ledger.
+
+    Examples
+    --------
+    >>> strategy = LedgerStrategy.wrap(FedAvg(), config=LedgerConfig(output_dir="out"))
+    >>> result = strategy.start(grid=grid, initial_arrays=arrays, num_rounds=3)
+    """
+
+    def __init__(self, inner: Strategy, config: LedgerConfig | None = None) -> None:
+        self.inner = inner
+        self.config = config or LedgerConfig()
+        self.screening = ScreeningStrategy(inner, self.config.screening)
+        self.verified = VerifiedStrategy(self.screening, strict=self.config.strict)
+        self.config_hash = self.config.config_hash(inner)
+        self.budget = self.config.reward.budget_stroops
+        self.session: PaymentSession | None = None
+        self.onboarder: Onboarder | None = None
+        self.outcomes: dict[int, RoundOutcome] = {}
+        self.report: PayoutReport | None = None
+        self._global: dict[int, ArrayRecord] = {}
+        self._grid: Grid | None = None
+        self._previous = ""
+
+    @classmethod
+    def wrap(cls, inner: Strategy, config: LedgerConfig | None = None) -> LedgerStrategy:
+        """Wrap the app's strategy; ``start()`` then does the rest.
+
+        Parameters
+        ----------
+        inner : Strategy
+            The strategy to make accountable.
+        config : LedgerConfig, optional
+            Settings (defaults: embedded ledger, 100 DLC a round, screening on).
+        """
+        return cls(inner, config)
+
+    @property
+    def verdicts(self) -> dict[tuple[int, str], RoundVerdicts]:
+        """Per (round, message type): accepted node -> pseudonym, rejections with reasons."""
+        return self.verified.verdicts
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self, num_rounds: int) -> PaymentSession:
+        """Open the ledger, treasury, outbox and worker (``start()`` does this for you)."""
+        if self.session is not None:
+            return self.session
+        out = Path(self.config.output_dir).expanduser().resolve()
+        session = PaymentSession(self.config.ledger, self.config.reward, out, num_rounds)
+        treasury = session.treasury
+        terms = Terms(
+            network_passphrase=session.ledger.network_passphrase,
             sponsor=treasury.sponsor.public_key,
             asset_code=treasury.asset.code,
             asset_issuer=treasury.issuer.public_key,
-            sponsored=reward.onboarding == "sponsored",
-            authorize=reward.auth_required,
+            sponsored=self.config.reward.onboarding == "sponsored",
+            authorize=self.config.reward.auth_required,
         )
-        self.array_key = str(getattr(inner, "arrayrecord_key", "arrays"))
-        self._global: dict[int, ArrayRecord] = {}
-        self._grid: Grid | None = None
-        self._onboarded: set[str] = set()
-        self._previous = ""
-        self.outcomes: dict[int, RoundOutcome] = {}
+        self.onboarder = Onboarder(session.ledger, treasury, terms)
+        self.session = session
+        return session
+
+    def close(self) -> PayoutReport | None:
+        """Wait for every round to be anchored, read balances back, close; idempotent."""
+        session, self.session = self.session, None
+        if session is None:
+            return self.report
+        try:
+            self.report = session.finish()
+        finally:
+            session.close()
+        return self.report
+
+    def start(
+        self,
+        grid: Grid,
+        initial_arrays: ArrayRecord,
+        num_rounds: int = 3,
+        timeout: float = 3600,
+        train_config: ConfigRecord | None = None,
+        evaluate_config: ConfigRecord | None = None,
+        evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
+    ) -> Result:
+        """Flower's ``Strategy.start``, with the payment machinery opened before round 1 and
+        settled and closed after the last (also when a round raises)."""
+        opened_here = self.session is None
+        self.open(num_rounds)
+        try:
+            result = super().start(
+                grid,
+                initial_arrays,
+                num_rounds,
+                timeout,
+                train_config,
+                evaluate_config,
+                evaluate_fn,
+            )
+        except BaseException:
+            if opened_here:
+                session, self.session = self.session, None
+                if session is not None:
+                    session.close()  # the outbox keeps what is unsettled
+            raise
+        if opened_here:
+            report = self.close()
+            if report is not None:
+                log(INFO, "%s", report.render())
+        return result
 
     # ------------------------------------------------------------------ configure
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        if self.session is None or self.onboarder is None:
+            raise RuntimeError("LedgerStrategy is not open: use start(), or call open() first")
         self._grid = grid
         self._global[server_round] = arrays
-        messages = list(super().configure_train(server_round, arrays, config, grid))
-        terms = ConfigRecord(
-            {
-                "asset-code": self.terms.asset_code,
-                "asset-issuer": self.terms.asset_issuer,
-                "budget-stroops": self.budget,
-                "scorer": self.reward.scorer,
-            }
-        )
+        messages = list(self.verified.configure_train(server_round, arrays, config, grid))
+        treasury = self.session.treasury
+        terms = RewardTerms(
+            treasury.asset.code, treasury.issuer.public_key, self.budget, self.config.scorer
+        ).to_record()
         for message in messages:
             message.content[TERMS_RECORD] = terms
         return messages
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.verified.configure_evaluate(server_round, arrays, config, grid)
 
     # ------------------------------------------------------------------ aggregate
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        verified = self.screen(server_round, replies, MessageType.TRAIN)
-        verdicts = self.verdicts[(server_round, MessageType.TRAIN)]
+        if self.session is None or self.onboarder is None or self._grid is None:
+            raise RuntimeError("LedgerStrategy is not open: use start(), or call open() first")
         before = self._global.pop(server_round)
-        candidates = [
-            Candidate(m.metadata.src_node_id, verdicts.accepted[m.metadata.src_node_id], m)
-            for m in verified
+        arrays, metrics = self.verified.aggregate_train(server_round, replies)
+        verdicts = self.verified.verdicts[(server_round, MessageType.TRAIN)]
+        screened = self.screening.screened.pop(server_round, None)
+        accepted = [
+            (verdicts.accepted[c.node], c)
+            for c in (screened.accepted if screened else [])
+            if c.node in verdicts.accepted
         ]
-        screened = screen(candidates, before, self.screening, self.array_key)
-        screened_out = {c.node: c.pseudonym for c, _, _ in screened.rejected}
-        for c, reason, detail in screened.rejected:
-            del verdicts.accepted[c.node]
-            verdicts.rejected.append((c.node, str(reason), detail))
-            log(
-                WARNING,
-                "round %d: screened out node %s: %s (%s)",
-                server_round,
-                c.node,
-                reason,
-                detail,
-            )
-        accepted = screened.accepted
-        arrays, metrics = (
-            self.inner.aggregate_train(server_round, [c.reply for c in accepted])
-            if accepted
-            else (None, None)
+        notes = self.onboarder.onboard(self._grid, server_round, {p: c.node for p, c in accepted})
+        weights = scoring.score(
+            self.config.scorer,
+            [scoring.Contribution(p, c.num_examples) for p, c in accepted],
         )
-        notes = self._onboard(server_round, accepted)
-        rejections = [
-            Rejection(reason=reason, pseudonym=screened_out.get(node, ""))
-            for node, reason, _ in verdicts.rejected
-        ]
-        manifest = self._manifest(server_round, before, arrays, accepted, notes, rejections)
-        digest = self.anchorer.submit_round(manifest)
+        payable = {p: w for p, w in weights.items() if p in self.onboarder.onboarded}
+        payouts = split_budget(self.budget, payable)
+        manifest = RoundManifest(
+            run_id=self.verified.run_id or 0,
+            server_round=server_round,
+            config_hash=self.config_hash,
+            model_before=array_record_hash(before),
+            model_after=array_record_hash(arrays) if arrays is not None else "",
+            asset=self.session.treasury.asset_id,
+            budget=self.budget,
+            contributions=tuple(
+                Contribution(
+                    pseudonym=p,
+                    update_hash=c.update_hash,
+                    num_examples=c.num_examples,
+                    score=weights[p],
+                    payout=payouts.get(p, 0),
+                    note=notes.get(p, ""),
+                )
+                for p, c in accepted
+            ),
+            rejections=tuple(
+                Rejection(reason=str(r.reason), pseudonym=r.pseudonym) for r in verdicts.rejected
+            ),
+            previous=self._previous,
+        )
+        digest = self.session.submit_round(manifest)
         self._previous = digest
-        outcome = RoundOutcome(
+        merged = MetricRecord(dict(metrics.items()) if metrics is not None else {})
+        merged["dlc_paid"] = manifest.total_paid / STROOPS_PER_COIN
+        self.outcomes[server_round] = RoundOutcome(
             manifest_hash=digest,
             accepted=len(accepted),
-            rejected=dict(verdicts.metrics()),
+            rejected={
+                k: int(v)
+                for k, v in merged.items()
+                if k.startswith("rejected_") and isinstance(v, int | float)
+            },
             payouts={c.pseudonym: c.payout for c in manifest.contributions},
         )
-        self.outcomes[server_round] = outcome
-        merged = self._with_counts(metrics, server_round, MessageType.TRAIN)
-        merged["dlc_paid"] = manifest.total_paid / 10_000_000
         log(
             INFO,
             "round %d: %d accepted, %d rejected, %s %s to pay, manifest %s…",
@@ -159,156 +333,25 @@ class LedgerStrategy(VerifiedStrategy):
             len(accepted),
             len(verdicts.rejected),
             format_amount(manifest.total_paid),
-            self.terms.asset_code,
+            self.config.reward.asset_code,
             digest[:12],
         )
         return arrays, merged
 
-    def _manifest(
-        self,
-        server_round: int,
-        before: ArrayRecord,
-        after: ArrayRecord | None,
-        accepted: list[Candidate],
-        notes: dict[str, str],
-        rejections: list[Rejection],
-    ) -> RoundManifest:
-        score = SCORERS[self.reward.scorer]
-        weights = dict(
-            zip(
-                (c.pseudonym for c in accepted),
-                score([(c.pseudonym, c.num_examples) for c in accepted]),
-                strict=True,
-            )
-        )
-        payable = {p: w for p, w in weights.items() if p in self._onboarded}
-        payouts = split_budget(self.budget, payable)
-        return RoundManifest(
-            run_id=self._run_id or 0,
-            server_round=server_round,
-            config_hash=self.config_hash,
-            model_before=array_record_hash(before),
-            model_after=array_record_hash(after) if after is not None else "",
-            asset=self.treasury.asset_id,
-            budget=self.budget,
-            contributions=tuple(
-                Contribution(
-                    pseudonym=c.pseudonym,
-                    update_hash=c.update_hash,
-                    num_examples=c.num_examples,
-                    score=weights[c.pseudonym],
-                    payout=payouts.get(c.pseudonym, 0),
-                    note=notes.get(c.pseudonym, ""),
-                )
-                for c in accepted
-            ),
-            rejections=tuple(rejections),
-            previous=self._previous,
-        )
-
-    # ------------------------------------------------------------------ onboarding
-    def _onboard(self, server_round: int, accepted: list[Candidate]) -> dict[str, str]:
-        """Make sure every accepted pseudonym can be paid; return notes for those that can't."""
-        pending = {c.pseudonym: c.node for c in accepted if c.pseudonym not in self._onboarded}
-        for pseudonym in list(pending):
-            if self._ready(pseudonym):
-                self._onboarded.add(pseudonym)
-                del pending[pseudonym]
-        notes: dict[str, str] = {}
-        for _ in range(ONBOARD_ATTEMPTS):
-            if not pending:
-                break
-            pending, batch_notes = self._onboard_batch(server_round, pending)
-            notes.update(batch_notes)
-        for pseudonym in pending:
-            notes.setdefault(pseudonym, "not onboarded")
-        return notes
-
-    def _ready(self, pseudonym: str) -> bool:
-        try:
-            account = self.ledger.load_account(pseudonym)
-        except NotFoundError:
-            return False
-        line = next((b for b in account.balances if b.asset == self.treasury.asset_id), None)
-        return line is not None and (not self.terms.authorize or bool(line.flags & 1))
-
-    def _onboard_batch(
-        self, server_round: int, pending: dict[str, int]
-    ) -> tuple[dict[str, int], dict[str, str]]:
-        """One round trip: build, send for co-signing, submit in sequence order."""
-        assert self._grid is not None
-        if not self.terms.sponsored:
-            for pseudonym in pending:
-                if not _exists(self.ledger, pseudonym):
-                    self.ledger.fund(pseudonym)
-        sequence = self.ledger.load_account(self.terms.sponsor).sequence
-        envelopes = {}
-        messages = []
-        for i, (pseudonym, node) in enumerate(sorted(pending.items())):
-            envelope = build(
-                self.ledger,
-                self.terms.sponsor,
-                sequence + i,
-                onboarding_operations(self.terms, pseudonym),
-            )
-            envelope.sign(self.treasury.sponsor)
-            if self.terms.authorize:
-                envelope.sign(self.treasury.issuer)
-            envelopes[pseudonym] = envelope
-            content = RecordDict({ONBOARD_RECORD: self.terms.to_record(envelope.to_xdr())})
-            messages.append(Message(content, node, ONBOARD_TYPE))
-        replies = {
-            r.metadata.src_node_id: r
-            for r in self._grid.send_and_receive(messages, timeout=ONBOARD_TIMEOUT_S)
-        }
-        retry: dict[str, int] = {}
-        notes: dict[str, str] = {}
-        for pseudonym, node in sorted(pending.items()):
-            envelope = envelopes[pseudonym]
-            reply = replies.get(node)
-            if reply is None or not attach_cosignature(envelope, pseudonym, reply):
-                why = (
-                    reply.error.reason
-                    if reply is not None and reply.has_error()
-                    else "no valid co-signature"
-                )
-                notes[pseudonym] = f"not onboarded: {why}"
-                log(
-                    WARNING,
-                    "round %d: node %s did not co-sign onboarding: %s",
-                    server_round,
-                    node,
-                    why,
-                )
-                continue
-            result = self.ledger.submit(envelope.to_xdr())
-            if result.successful:
-                self._onboarded.add(pseudonym)
-            elif result.tx_code == "tx_bad_seq":
-                retry[pseudonym] = node  # an earlier envelope was missing; rebuild next time
-            else:
-                notes[pseudonym] = f"not onboarded: {','.join((result.tx_code, *result.op_codes))}"
-        if self._onboarded & set(pending):
-            log(
-                INFO,
-                "round %d: onboarded %d pseudonym(s)",
-                server_round,
-                len(self._onboarded & set(pending)),
-            )
-        return retry, notes
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        return self.verified.aggregate_evaluate(server_round, replies)
 
     def summary(self) -> None:
+        r = self.config.reward
         log(
             INFO,
-            "\t├── LedgerStrategy: verified, screened, anchored, paid in %s",
-            self.terms.asset_code,
+            "\t├── LedgerStrategy: %s %s a round by %s, ledger %s, outputs %s",
+            r.budget_per_round,
+            r.asset_code,
+            self.config.scorer,
+            self.config.ledger.backend,
+            self.config.output_dir,
         )
-        self.inner.summary()
-
-
-def _exists(ledger: Ledger, account: str) -> bool:
-    try:
-        ledger.load_account(account)
-    except NotFoundError:
-        return False
-    return True
+        self.verified.summary()

@@ -1,212 +1,494 @@
 """Screening: small checks that keep broken or hostile updates away from the inner strategy.
 
-Each check looks at one verified reply (or at the round's replies together) and either passes
-it or names a reason code. They run after signature verification and before aggregation, so
-the inner strategy (FedAvg, Krum, ...) only ever sees well-formed, plausible updates, and one
-malformed reply cannot raise inside it. Checks that compare against the round (norm outlier,
-cosine to the median update) need at least ``min_peers`` candidates; with fewer they pass.
+``ScreeningStrategy`` wraps any strategy and adds this one concern. Each check is a small class
+that looks at one reply (``ReplyCheck``) or at the round's surviving replies together
+(``RoundCheck``) and passes it or names a reason from the shared vocabulary. They run in the
+order of ``REPLY_CHECKS`` then ``ROUND_CHECKS``, so the inner strategy (FedAvg, Krum, ...) only
+ever sees well-formed, plausible updates and one malformed reply cannot raise inside it.
+Relative checks (norm outlier, free rider, cosine to the coordinate-wise median update) need
+``min_peers`` candidates; with fewer they pass.
+
+Cost: every update is flattened once, as float32, straight into one (replies x parameters)
+matrix of deltas; norms, the median update and cosines are computed on that matrix.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
+from logging import INFO, WARNING
+from typing import ClassVar, Protocol
 
 import numpy as np
-from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
 
-from flwr_stellar.app.config import ScreeningConfig
 from flwr_stellar.protocol.digest import SIGNATURE_RECORD, array_record_hash
+from flwr_stellar.reasons import Reason, RoundVerdicts, merge_counts
+
+__all__ = ["Candidate", "ScreeningSettings", "ScreeningStrategy", "screen"]
 
 WEIGHT_KEY = "num-examples"
-DATASET_BOUND = 60_000  # no node holds more training examples than the whole training set
+DEFAULT_MAX_EXAMPLES = 1_000_000  # a bound on claims when the app gives none
 
 
-class Reject(StrEnum):
-    MALFORMED = "malformed-content"  # not exactly one ArrayRecord + one MetricRecord
-    NUM_EXAMPLES = "implausible-num-examples"
-    STRUCTURE = "structure-mismatch"  # names, shapes or dtypes differ from the global model
-    NON_FINITE = "non-finite"
-    NORM = "norm-too-large"  # absolute bound
-    NORM_OUTLIER = "norm-outlier"  # relative to the round's median norm
-    COSINE = "cosine-too-low"  # direction disagrees with the median update
-    FREE_RIDER = "free-rider"  # (almost) no change to the global model
-    DUPLICATE = "duplicate-update"  # bit-identical to another reply this round
+@dataclass(frozen=True)
+class ScreeningSettings:
+    """Thresholds of the screening checks; 0 (or -1 for cosine) switches a check off.
+
+    Parameters
+    ----------
+    enabled : bool
+        False passes every reply through (verification still applies).
+    max_norm : float
+        Absolute L2 bound on an update (0 = off).
+    norm_factor : float
+        Reject norms above this multiple of the round's median norm (0 = off, else >= 1).
+    min_cosine : float
+        Reject updates whose cosine to the coordinate-wise median update is below this
+        (-1 = off). Honest non-IID updates can sit near 0 in early rounds, hence -0.2.
+    min_relative_norm : float
+        Free rider: an update norm below this fraction of the round's median.
+    max_num_examples : int
+        Claims of ``num-examples`` above this are implausible (0 = 1,000,000).
+    min_peers : int
+        Relative checks need at least this many replies.
+    """
+
+    enabled: bool = True
+    max_norm: float = 0.0
+    norm_factor: float = 3.0
+    min_cosine: float = -0.2
+    min_relative_norm: float = 0.001
+    max_num_examples: int = 0
+    min_peers: int = 3
+
+    def __post_init__(self) -> None:
+        problems = [
+            ("max_norm", self.max_norm >= 0, "must be >= 0 (0 disables)"),
+            ("norm_factor", self.norm_factor == 0 or self.norm_factor >= 1, "must be 0 or >= 1"),
+            ("min_cosine", -1 <= self.min_cosine <= 1, "must be in [-1, 1]"),
+            ("min_relative_norm", 0 <= self.min_relative_norm < 1, "must be in [0, 1)"),
+            ("max_num_examples", self.max_num_examples >= 0, "must be >= 0"),
+            ("min_peers", self.min_peers >= 2, "must be >= 2"),
+        ]
+        for name, ok, why in problems:
+            if not ok:
+                raise ValueError(f"ScreeningSettings.{name} {why}, got {getattr(self, name)!r}")
+
+    @property
+    def example_bound(self) -> int:
+        return self.max_num_examples or DEFAULT_MAX_EXAMPLES
 
 
 @dataclass
 class Candidate:
-    """A verified reply and what screening learned about it."""
+    """A reply and what screening learned about it."""
 
     node: int
-    pseudonym: str
     reply: Message
     num_examples: int = 0
     update_hash: str = ""
-    update: np.ndarray | None = field(default=None, repr=False)
+    arrays: ArrayRecord | None = field(default=None, repr=False)
+    metrics: MetricRecord | None = field(default=None, repr=False)
+    row: int = -1  # this reply's row in the round's delta matrix
 
 
 @dataclass
 class Screened:
+    """The outcome of one round's screening."""
+
     accepted: list[Candidate]
-    rejected: list[tuple[Candidate, Reject, str]]
+    rejected: list[tuple[Candidate, Reason, str]]
 
 
-def _flatten(record: ArrayRecord) -> np.ndarray:
-    return np.concatenate([a.numpy().ravel().astype(np.float64) for a in record.values()])
+@dataclass
+class RoundData:
+    """What the checks of one round share: the global model and the deltas."""
+
+    settings: ScreeningSettings
+    global_arrays: ArrayRecord
+    array_key: str
+    base: np.ndarray  # the global model, flat float32
+    deltas: np.ndarray  # (replies, parameters) float32, filled by FiniteArrays
+    norms: np.ndarray  # per row
 
 
-def _content(reply: Message, array_key: str) -> tuple[ArrayRecord, MetricRecord] | str:
-    arrays = reply.content.array_records
-    metrics = reply.content.metric_records
-    configs = [k for k in reply.content.config_records if k != SIGNATURE_RECORD]
-    if len(arrays) != 1 or len(metrics) != 1 or configs:
-        return (
-            f"{len(arrays)} ArrayRecord(s), {len(metrics)} MetricRecord(s), "
-            f"extra ConfigRecord(s) {configs}; expected exactly one of each, no extras"
-        )
-    if array_key not in arrays:
-        return f"ArrayRecord named {next(iter(arrays))!r}, expected {array_key!r}"
-    return arrays[array_key], next(iter(metrics.values()))
+Verdict = tuple[Reason, str] | None
 
 
-def _metric_shape(reply: Message) -> tuple[str, tuple[str, ...]]:
-    name, record = next(iter(reply.content.metric_records.items()))
+class ReplyCheck(Protocol):
+    """A check of one reply on its own."""
+
+    reason: ClassVar[Reason]
+
+    def __call__(self, c: Candidate, data: RoundData) -> Verdict: ...
+
+
+class RoundCheck(Protocol):
+    """A check of each reply against the round's other survivors."""
+
+    def __call__(
+        self, alive: list[Candidate], data: RoundData
+    ) -> list[tuple[Candidate, Verdict]]: ...
+
+
+# ---------------------------------------------------------------- per-reply checks
+class OneArrayOneMetric:
+    """Exactly one ArrayRecord (under the inner strategy's key) + one MetricRecord, no extras."""
+
+    reason = Reason.MALFORMED
+
+    def __call__(self, c: Candidate, data: RoundData) -> Verdict:
+        content = c.reply.content
+        arrays, metrics = content.array_records, content.metric_records
+        configs = [k for k in content.config_records if k != SIGNATURE_RECORD]
+        if len(arrays) != 1 or len(metrics) != 1 or configs:
+            return self.reason, (
+                f"{len(arrays)} ArrayRecord(s), {len(metrics)} MetricRecord(s), "
+                f"extra ConfigRecord(s) {configs}; expected exactly one of each, no extras"
+            )
+        if data.array_key not in arrays:
+            return self.reason, (
+                f"ArrayRecord named {next(iter(arrays))!r}, expected {data.array_key!r}"
+            )
+        c.arrays, c.metrics = arrays[data.array_key], next(iter(metrics.values()))
+        return None
+
+
+class FiniteMetrics:
+    reason = Reason.NON_FINITE
+
+    def __call__(self, c: Candidate, data: RoundData) -> Verdict:
+        assert c.metrics is not None
+        for key, value in c.metrics.items():
+            values = value if isinstance(value, list) else [value]
+            if not all(np.isfinite(v) for v in values):
+                return self.reason, f"metric {key!r} is not finite"
+        return None
+
+
+class PlausibleNumExamples:
+    reason = Reason.NUM_EXAMPLES
+
+    def __call__(self, c: Candidate, data: RoundData) -> Verdict:
+        assert c.metrics is not None
+        n, limit = c.metrics.get(WEIGHT_KEY), data.settings.example_bound
+        if not isinstance(n, int | float) or not 1 <= n <= limit or n != int(n):
+            return self.reason, f"{WEIGHT_KEY}={n!r}, expected an integer in [1, {limit}]"
+        c.num_examples = int(n)
+        return None
+
+
+class SameStructure:
+    reason = Reason.STRUCTURE
+
+    def __call__(self, c: Candidate, data: RoundData) -> Verdict:
+        assert c.arrays is not None
+        reference = data.global_arrays
+        if list(c.arrays.keys()) != list(reference.keys()):
+            return self.reason, "array names differ from the global model's"
+        for key, ref in reference.items():
+            got = c.arrays[key]
+            if tuple(got.shape) != tuple(ref.shape) or got.dtype != ref.dtype:
+                return (
+                    self.reason,
+                    f"{key}: {got.dtype}{list(got.shape)} != {ref.dtype}{list(ref.shape)}",
+                )
+        return None
+
+
+class FiniteArrays:
+    """Decodes the update once, into its row of the delta matrix, and checks it is finite."""
+
+    reason = Reason.NON_FINITE
+
+    def __call__(self, c: Candidate, data: RoundData) -> Verdict:
+        assert c.arrays is not None
+        row = data.deltas[c.row]
+        offset = 0
+        try:
+            for array in c.arrays.values():
+                values = array.numpy().ravel()
+                row[offset : offset + values.size] = values
+                offset += values.size
+        except (ValueError, TypeError) as err:
+            return Reason.STRUCTURE, f"arrays do not decode: {err}"
+        row -= data.base
+        if not np.isfinite(row).all():
+            return self.reason, f"{int((~np.isfinite(row)).sum())} NaN/inf values"
+        data.norms[c.row] = float(np.linalg.norm(row))
+        c.update_hash = array_record_hash(c.arrays)
+        return None
+
+
+class MaxNorm:
+    reason = Reason.NORM
+
+    def __call__(self, c: Candidate, data: RoundData) -> Verdict:
+        bound, norm = data.settings.max_norm, float(data.norms[c.row])
+        if bound > 0 and norm > bound:
+            return self.reason, f"update norm {norm:.4g} > max_norm {bound:.4g}"
+        return None
+
+
+class NonZeroUpdate:
+    reason = Reason.FREE_RIDER
+
+    def __call__(self, c: Candidate, data: RoundData) -> Verdict:
+        if data.norms[c.row] == 0.0:
+            return self.reason, "update identical to the global model"
+        return None
+
+
+# ---------------------------------------------------------------- round checks
+def _metric_shape(c: Candidate) -> tuple[str, tuple[str, ...]]:
+    name, record = next(iter(c.reply.content.metric_records.items()))
     return name, tuple(sorted(record.keys()))
 
 
-def _structure_error(record: ArrayRecord, reference: ArrayRecord) -> str | None:
-    if list(record.keys()) != list(reference.keys()):
-        return "array names differ from the global model's"
-    for key, ref in reference.items():
-        got = record[key]
-        if tuple(got.shape) != tuple(ref.shape) or got.dtype != ref.dtype:
-            return f"{key}: {got.dtype}{list(got.shape)} != {ref.dtype}{list(ref.shape)}"
-    return None
+class MetricConsensus:
+    """Aggregators need every reply's MetricRecord to have the same name and keys: keep the most
+    common shape (ties: the smallest), so a deviant reply cannot make them raise."""
+
+    def __call__(self, alive: list[Candidate], data: RoundData) -> list[tuple[Candidate, Verdict]]:
+        shapes = Counter(_metric_shape(c) for c in alive)
+        usual = min(shapes, key=lambda shape: (-shapes[shape], shape)) if shapes else None
+        return [
+            (
+                c,
+                None
+                if _metric_shape(c) == usual
+                else (Reason.MALFORMED, f"metrics {_metric_shape(c)} != {usual}"),
+            )
+            for c in alive
+        ]
 
 
-def _check_one(
-    c: Candidate, base: np.ndarray, global_arrays: ArrayRecord, cfg: ScreeningConfig, array_key: str
-) -> tuple[Reject, str] | None:
-    """Per-reply checks; sets ``c.update`` and returns (reason, detail) on rejection."""
-    content = _content(c.reply, array_key)
-    if isinstance(content, str):
-        return Reject.MALFORMED, content
-    arrays, metrics = content
-    for key, value in metrics.items():
-        values = value if isinstance(value, list) else [value]
-        if not all(np.isfinite(v) for v in values):
-            return Reject.NON_FINITE, f"metric {key!r} is not finite"
-    n = metrics.get(WEIGHT_KEY)
-    limit = cfg.max_num_examples or DATASET_BOUND
-    if not isinstance(n, int | float) or not 1 <= n <= limit or n != int(n):
-        return Reject.NUM_EXAMPLES, f"{WEIGHT_KEY}={n!r}, expected an integer in [1, {limit}]"
-    c.num_examples = int(n)
-    problem = _structure_error(arrays, global_arrays)
-    if problem:
-        return Reject.STRUCTURE, problem
-    try:
-        flat = _flatten(arrays)
-    except (ValueError, TypeError) as err:
-        return Reject.STRUCTURE, f"arrays do not decode: {err}"
-    if not np.isfinite(flat).all():
-        return Reject.NON_FINITE, f"{int((~np.isfinite(flat)).sum())} NaN/inf values"
-    c.update = flat - base
-    c.update_hash = array_record_hash(arrays)
-    norm = float(np.linalg.norm(c.update))
-    if cfg.max_norm > 0 and norm > cfg.max_norm:
-        return Reject.NORM, f"update norm {norm:.4g} > max_norm {cfg.max_norm:.4g}"
-    if norm == 0.0:
-        return Reject.FREE_RIDER, "update identical to the global model"
-    return None
+class NoCopies:
+    def __call__(self, alive: list[Candidate], data: RoundData) -> list[tuple[Candidate, Verdict]]:
+        by_hash: dict[str, int] = defaultdict(int)
+        for c in alive:
+            by_hash[c.update_hash] += 1
+        copy = (Reason.DUPLICATE_UPDATE, "bit-identical to another reply this round")
+        return [(c, copy if by_hash[c.update_hash] > 1 else None) for c in alive]
+
+
+class RelativeToMedian:
+    """Norm outliers, relative free riders and direction, against the round's robust centre."""
+
+    def __call__(self, alive: list[Candidate], data: RoundData) -> list[tuple[Candidate, Verdict]]:
+        s = data.settings
+        if len(alive) < s.min_peers:
+            return [(c, None) for c in alive]
+        rows = [c.row for c in alive]
+        norms = data.norms[rows]
+        median_norm = float(np.median(norms))
+        centre = np.median(data.deltas[rows], axis=0) if s.min_cosine > -1 else None
+        centre_norm = float(np.linalg.norm(centre)) if centre is not None else 0.0
+        out: list[tuple[Candidate, Verdict]] = []
+        for c, norm in zip(alive, norms, strict=True):
+            verdict: Verdict = None
+            if s.norm_factor > 0 and norm > s.norm_factor * median_norm:
+                verdict = (
+                    Reason.NORM_OUTLIER,
+                    (
+                        f"update norm {norm:.4g} > {s.norm_factor:g} x round median "
+                        f"{median_norm:.4g}"
+                    ),
+                )
+            elif norm < s.min_relative_norm * median_norm:
+                verdict = (
+                    Reason.FREE_RIDER,
+                    (
+                        f"update norm {norm:.3g} < {s.min_relative_norm:g} x round median "
+                        f"{median_norm:.4g}"
+                    ),
+                )
+            elif centre is not None and centre_norm > 0:
+                cosine = float(np.dot(data.deltas[c.row], centre) / (norm * centre_norm))
+                if cosine < s.min_cosine:
+                    verdict = (
+                        Reason.COSINE,
+                        (f"cosine to the median update {cosine:.3f} < {s.min_cosine:g}"),
+                    )
+            out.append((c, verdict))
+        return out
+
+
+REPLY_CHECKS: Sequence[ReplyCheck] = (
+    OneArrayOneMetric(),
+    FiniteMetrics(),
+    PlausibleNumExamples(),
+    SameStructure(),
+    FiniteArrays(),
+    MaxNorm(),
+    NonZeroUpdate(),
+)
+ROUND_CHECKS: Sequence[RoundCheck] = (MetricConsensus(), NoCopies(), RelativeToMedian())
+
+
+def _flat_size(record: ArrayRecord) -> int:
+    return sum(int(np.prod(a.shape)) for a in record.values())
 
 
 def screen(
     candidates: list[Candidate],
     global_arrays: ArrayRecord,
-    cfg: ScreeningConfig,
+    settings: ScreeningSettings,
     array_key: str = "arrays",
 ) -> Screened:
-    """Split verified replies into accepted and rejected (with a reason code and detail)."""
-    if not cfg.enabled:
+    """Split replies into accepted and rejected (with a reason and a detail).
+
+    Parameters
+    ----------
+    candidates : list[Candidate]
+        The round's replies (verified ones, when a VerifiedStrategy is outside).
+    global_arrays : ArrayRecord
+        The model the round started from: updates are measured against it.
+    settings : ScreeningSettings
+        Thresholds.
+    array_key : str
+        Name of the ArrayRecord the inner strategy reads.
+    """
+    if not settings.enabled:
         for c in candidates:
-            content = _content(c.reply, array_key)
-            if not isinstance(content, str):
-                n = content[1].get(WEIGHT_KEY, 0)
-                c.num_examples = int(n) if isinstance(n, int | float) else 0
-                c.update_hash = array_record_hash(content[0])
+            metrics = c.reply.content.metric_records
+            n = next(iter(metrics.values())).get(WEIGHT_KEY, 0) if len(metrics) == 1 else 0
+            c.num_examples = int(n) if isinstance(n, int | float) else 0
+            arrays = c.reply.content.array_records
+            c.update_hash = array_record_hash(arrays[array_key]) if array_key in arrays else ""
         return Screened(list(candidates), [])
-    base = _flatten(global_arrays)
-    rejected: list[tuple[Candidate, Reject, str]] = []
+    size = _flat_size(global_arrays)
+    base = (
+        np.concatenate(
+            [a.numpy().ravel().astype(np.float32, copy=False) for a in global_arrays.values()]
+        )
+        if size
+        else np.zeros(0, np.float32)
+    )
+    data = RoundData(
+        settings,
+        global_arrays,
+        array_key,
+        base,
+        np.empty((len(candidates), size), np.float32),
+        np.zeros(len(candidates), np.float64),
+    )
+    rejected: list[tuple[Candidate, Reason, str]] = []
     alive: list[Candidate] = []
-    for c in candidates:
-        verdict = _check_one(c, base, global_arrays, cfg, array_key)
+    for i, c in enumerate(candidates):
+        c.row = i
+        verdict = next((v for check in REPLY_CHECKS if (v := check(c, data)) is not None), None)
         if verdict is None:
             alive.append(c)
         else:
-            rejected.append((c, verdict[0], verdict[1]))
-
-    # Aggregators need every reply's MetricRecord to have the same name and keys: keep the
-    # most common shape (ties: the smallest), so a deviant reply cannot make them raise.
-    shapes = Counter(_metric_shape(c.reply) for c in alive)
-    if len(shapes) > 1:
-        usual = min(shapes, key=lambda shape: (-shapes[shape], shape))
-        for c in alive:
-            if _metric_shape(c.reply) != usual:
-                rejected.append(
-                    (c, Reject.MALFORMED, f"metrics {_metric_shape(c.reply)} != {usual}")
-                )
-        alive = [c for c in alive if _metric_shape(c.reply) == usual]
-
-    by_hash: dict[str, list[Candidate]] = defaultdict(list)
-    for c in alive:
-        by_hash[c.update_hash].append(c)
-    copies = {id(c) for group in by_hash.values() if len(group) > 1 for c in group}
-    for c in alive:
-        if id(c) in copies:
-            rejected.append((c, Reject.DUPLICATE, "bit-identical to another reply this round"))
-    alive = [c for c in alive if id(c) not in copies]
-
-    if len(alive) >= cfg.min_peers:
-        updates = np.stack([c.update for c in alive])  # type: ignore[arg-type]
-        norms = np.linalg.norm(updates, axis=1)
-        median_norm = float(np.median(norms))
-        median_update = np.median(updates, axis=0)
-        median_update_norm = float(np.linalg.norm(median_update))
+            rejected.append((c, *verdict))
+    for round_check in ROUND_CHECKS:
         keep: list[Candidate] = []
-        for c, norm in zip(alive, norms, strict=True):
-            reason = _relative_verdict(
-                c, float(norm), median_norm, median_update, median_update_norm, cfg
-            )
-            if reason is None:
+        for c, verdict in round_check(alive, data):
+            if verdict is None:
                 keep.append(c)
             else:
-                rejected.append((c, reason[0], reason[1]))
+                rejected.append((c, *verdict))
         alive = keep
-    for c in candidates:
-        c.update = None  # free the round's vectors early
     return Screened(alive, rejected)
 
 
-def _relative_verdict(
-    c: Candidate,
-    norm: float,
-    median_norm: float,
-    median_update: np.ndarray,
-    median_update_norm: float,
-    cfg: ScreeningConfig,
-) -> tuple[Reject, str] | None:
-    if cfg.norm_factor > 0 and norm > cfg.norm_factor * median_norm:
-        return Reject.NORM_OUTLIER, (
-            f"update norm {norm:.4g} > {cfg.norm_factor:g} x round median {median_norm:.4g}"
+class ScreeningStrategy(Strategy):
+    """Screen every training reply before the inner strategy sees it.
+
+    Parameters
+    ----------
+    inner : Strategy
+        Any Flower strategy; it receives only the accepted replies, untouched.
+    settings : ScreeningSettings, optional
+        Thresholds; the defaults suit small CNNs on non-IID data.
+
+    Attributes
+    ----------
+    verdicts : dict[tuple[int, str], RoundVerdicts]
+        Per (round, "train"): accepted nodes and rejections with reasons. A VerifiedStrategy
+        outside this one attributes them to pseudonyms.
+    screened : dict[int, Screened]
+        Per round: the candidates (with ``num_examples`` and ``update_hash``) and rejections,
+        for the wrappers outside that score and pay.
+    """
+
+    def __init__(self, inner: Strategy, settings: ScreeningSettings | None = None) -> None:
+        self.inner = inner
+        self.settings = settings or ScreeningSettings()
+        self.array_key = str(getattr(inner, "arrayrecord_key", "arrays"))
+        self._global: dict[int, ArrayRecord] = {}
+        self.verdicts: dict[tuple[int, str], RoundVerdicts] = {}
+        self.screened: dict[int, Screened] = {}
+
+    def global_before(self, server_round: int) -> ArrayRecord | None:
+        """The model the round's training started from (until the round is aggregated)."""
+        return self._global.get(server_round)
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._global[server_round] = arrays
+        return self.inner.configure_train(server_round, arrays, config, grid)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        before = self._global.pop(server_round, None)
+        candidates = [Candidate(r.metadata.src_node_id, r) for r in replies]
+        verdicts = RoundVerdicts()
+        if before is None:  # no instruction went through us: nothing to measure against
+            screened = Screened(
+                [], [(c, Reason.UNEXPECTED_REPLY, "no instruction was sent") for c in candidates]
+            )
+        else:
+            screened = screen(candidates, before, self.settings, self.array_key)
+        self.screened[server_round] = screened
+        for c in screened.accepted:
+            verdicts.accepted[c.node] = ""
+        for c, reason, detail in screened.rejected:
+            verdicts.reject(c.node, reason, detail)
+            log(
+                WARNING,
+                "round %d: screened out node %s: %s (%s)",
+                server_round,
+                c.node,
+                reason,
+                detail,
+            )
+        self.verdicts[(server_round, MessageType.TRAIN)] = verdicts
+        accepted = [c.reply for c in screened.accepted]
+        arrays, metrics = (
+            self.inner.aggregate_train(server_round, accepted) if accepted else (None, None)
         )
-    if norm < cfg.min_relative_norm * median_norm:
-        return Reject.FREE_RIDER, (
-            f"update norm {norm:.3g} < {cfg.min_relative_norm:g} x round median {median_norm:.4g}"
+        return arrays, merge_counts(metrics, len(accepted), verdicts.rejected)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        return self.inner.aggregate_evaluate(server_round, replies)
+
+    def summary(self) -> None:
+        s = self.settings
+        log(
+            INFO,
+            "\t├── ScreeningStrategy: enabled=%s, max_norm=%g, norm_factor=%g, min_cosine=%g, "
+            "min_relative_norm=%g, min_peers=%d",
+            s.enabled,
+            s.max_norm,
+            s.norm_factor,
+            s.min_cosine,
+            s.min_relative_norm,
+            s.min_peers,
         )
-    if cfg.min_cosine > -1 and median_update_norm > 0:
-        cosine = float(np.dot(c.update, median_update) / (norm * median_update_norm))  # type: ignore[arg-type]
-        if cosine < cfg.min_cosine:
-            return Reject.COSINE, f"cosine to the median update {cosine:.3f} < {cfg.min_cosine:g}"
-    return None
+        self.inner.summary()

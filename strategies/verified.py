@@ -1,18 +1,16 @@
 """VerifiedStrategy: a wrapper that lets only correctly signed, fresh replies through.
 
-Like Flower's DP wrappers, it holds an inner strategy and adds one concern. Every
-train/evaluate instruction gets the round's challenge (a fresh 256-bit nonce); every reply
-must carry a valid signature over its records bound to this run, round, nonce, instruction
-and message type, and each pseudonym may answer once per round. Rejected replies are
-recorded with a reason and never reach the inner strategy, so a forged, replayed or broken
-reply cannot crash FedAvg; the accepted ones reach it untouched.
+Like Flower's DP wrappers, it holds an inner strategy and adds one concern. Every train/evaluate
+instruction gets the round's challenge (a fresh 256-bit nonce and the strict flag); every reply
+must carry a valid signature over its records bound to this run, round, nonce, instruction and
+message type, and each pseudonym may answer once per round. Rejected replies are recorded with a
+reason and never reach the inner strategy, so a forged, replayed or broken reply cannot crash
+FedAvg; the accepted ones reach it untouched.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from logging import INFO, WARNING
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
@@ -20,31 +18,42 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from flwr_stellar.protocol.digest import CHALLENGE_RECORD, new_challenge, verify_reply
+from flwr_stellar.protocol.challenge import CHALLENGE_RECORD, Challenge
+from flwr_stellar.protocol.signature import verify_reply
+from flwr_stellar.reasons import Reason, Rejected, RoundVerdicts, merge_counts
 
-DUPLICATE = "duplicate-pseudonym"
-
-
-@dataclass
-class RoundVerdicts:
-    """What verification decided for one round and message type."""
-
-    accepted: dict[int, str] = field(default_factory=dict)  # node id -> pseudonym
-    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # node, reason, detail
-
-    def metrics(self) -> dict[str, int]:
-        out = {"replies_accepted": len(self.accepted), "replies_rejected": len(self.rejected)}
-        for reason, n in Counter(r for _, r, _ in self.rejected).items():
-            out[f"rejected_{reason}"] = n
-        return out
+__all__ = ["RoundVerdicts", "VerifiedStrategy"]
 
 
 class VerifiedStrategy(Strategy):
-    def __init__(self, inner: Strategy) -> None:
+    """Verify every reply's signature before the inner strategy sees it.
+
+    Parameters
+    ----------
+    inner : Strategy
+        Any Flower strategy (or another wrapper); it receives only verified replies, untouched.
+    strict : bool (default: True)
+        Sent to the nodes with each challenge: a node that cannot sign refuses the instruction
+        instead of replying unsigned (which would be rejected anyway).
+
+    Attributes
+    ----------
+    verdicts : dict[tuple[int, str], RoundVerdicts]
+        Per (round, message type): accepted node -> pseudonym, and rejections with reasons
+        (including those of an inner wrapper that reports ``verdicts`` of its own).
+    """
+
+    def __init__(self, inner: Strategy, *, strict: bool = True) -> None:
         self.inner = inner
-        self._nonces: dict[tuple[int, str], bytes] = {}
+        self.strict = strict
+        self._challenges: dict[tuple[int, str], Challenge] = {}
         self._run_id: int | None = None
         self.verdicts: dict[tuple[int, str], RoundVerdicts] = {}
+
+    @property
+    def run_id(self) -> int | None:
+        """The run this strategy serves (known after the first ``configure_*``)."""
+        return self._run_id
 
     # ------------------------------------------------------------------ configure
     def _attach(
@@ -54,10 +63,11 @@ class VerifiedStrategy(Strategy):
         if not out:
             return out
         self._run_id = grid.run.run_id
-        challenge = new_challenge(self._run_id, server_round)
-        self._nonces[(server_round, kind)] = challenge["nonce"]  # type: ignore[assignment]
+        challenge = Challenge.fresh(self._run_id, server_round, self.strict)
+        self._challenges[(server_round, kind)] = challenge
+        record = challenge.to_record()
         for message in out:
-            message.content[CHALLENGE_RECORD] = challenge
+            message.content[CHALLENGE_RECORD] = record
         return out
 
     def configure_train(
@@ -73,41 +83,45 @@ class VerifiedStrategy(Strategy):
         return self._attach(inner, server_round, MessageType.EVALUATE, grid)
 
     # ------------------------------------------------------------------ aggregate
-    def screen(self, server_round: int, replies: Iterable[Message], kind: str) -> list[Message]:
-        """Verify every reply; return the accepted ones, remember the verdicts."""
-        nonce = self._nonces.pop((server_round, kind), None)
+    def verify(self, server_round: int, replies: Iterable[Message], kind: str) -> list[Message]:
+        """Verify every reply; return the accepted ones and record the verdicts."""
+        challenge = self._challenges.pop((server_round, kind), None)
         verdicts = RoundVerdicts()
         accepted: list[Message] = []
         for reply in replies:
             node = reply.metadata.src_node_id
-            if nonce is None or self._run_id is None:
-                verdicts.rejected.append((node, "unexpected-reply", "no instruction was sent"))
+            if challenge is None:
+                verdicts.rejected.append(
+                    Rejected(node, Reason.UNEXPECTED_REPLY, "no instruction was sent")
+                )
                 continue
             verdict = verify_reply(
                 reply,
-                run_id=self._run_id,
+                run_id=challenge.run_id,
                 server_round=server_round,
-                nonce=nonce,
+                nonce=challenge.nonce,
                 message_type=kind,
             )
             if verdict.ok and verdict.pseudonym in verdicts.accepted.values():
-                verdicts.rejected.append((node, DUPLICATE, "pseudonym already answered"))
-                continue
-            if verdict.ok:
+                verdicts.rejected.append(
+                    Rejected(node, Reason.DUPLICATE_PSEUDONYM, "pseudonym already answered")
+                )
+            elif verdict.ok:
                 verdicts.accepted[node] = str(verdict.pseudonym)
                 accepted.append(reply)
             else:
-                verdicts.rejected.append((node, str(verdict.reason), verdict.detail))
+                assert verdict.reason is not None
+                verdicts.rejected.append(Rejected(node, verdict.reason, verdict.detail))
         self.verdicts[(server_round, kind)] = verdicts
-        for node, reason, detail in verdicts.rejected:
+        for r in verdicts.rejected:
             log(
                 WARNING,
                 "round %d %s: rejected reply of node %s: %s (%s)",
                 server_round,
                 kind,
-                node,
-                reason,
-                detail,
+                r.node,
+                r.reason,
+                r.detail,
             )
         log(
             INFO,
@@ -119,33 +133,43 @@ class VerifiedStrategy(Strategy):
         )
         return accepted
 
+    def _absorb_inner_verdicts(self, server_round: int, kind: str) -> int:
+        """Attribute an inner wrapper's rejections to pseudonyms; return how many there were."""
+        inner_verdicts = getattr(self.inner, "verdicts", {}).get((server_round, kind))
+        if not isinstance(inner_verdicts, RoundVerdicts):
+            return 0
+        ours = self.verdicts[(server_round, kind)]
+        for r in inner_verdicts.rejected:
+            ours.reject(r.node, r.reason, r.detail)
+        return len(inner_verdicts.rejected)
+
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        accepted = self.screen(server_round, replies, MessageType.TRAIN)
+        accepted = self.verify(server_round, replies, MessageType.TRAIN)
         arrays, metrics = (
             self.inner.aggregate_train(server_round, accepted) if accepted else (None, None)
         )
-        return arrays, self._with_counts(metrics, server_round, MessageType.TRAIN)
+        own = list(self.verdicts[(server_round, MessageType.TRAIN)].rejected)
+        self._absorb_inner_verdicts(server_round, MessageType.TRAIN)
+        return arrays, merge_counts(metrics, len(accepted), own)
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         replies = list(replies)
-        if not replies and (server_round, MessageType.EVALUATE) not in self._nonces:
+        if not replies and (server_round, MessageType.EVALUATE) not in self._challenges:
             return None  # no federated evaluation this round
-        accepted = self.screen(server_round, replies, MessageType.EVALUATE)
+        accepted = self.verify(server_round, replies, MessageType.EVALUATE)
         metrics = self.inner.aggregate_evaluate(server_round, accepted) if accepted else None
-        return self._with_counts(metrics, server_round, MessageType.EVALUATE)
-
-    def _with_counts(
-        self, metrics: MetricRecord | None, server_round: int, kind: str
-    ) -> MetricRecord:
-        merged = MetricRecord(dict(metrics.items()) if metrics is not None else {})
-        for key, value in self.verdicts[(server_round, kind)].metrics().items():
-            merged[key] = value
-        return merged
+        own = list(self.verdicts[(server_round, MessageType.EVALUATE)].rejected)
+        self._absorb_inner_verdicts(server_round, MessageType.EVALUATE)
+        return merge_counts(metrics, len(accepted), own)
 
     def summary(self) -> None:
-        log(INFO, "\t├── VerifiedStrategy: signed, nonce-bound replies only")
+        log(
+            INFO,
+            "\t├── VerifiedStrategy: signed, nonce-bound replies only (strict=%s)",
+            self.strict,
+        )
         self.inner.summary()

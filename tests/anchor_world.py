@@ -6,25 +6,16 @@ from pathlib import Path
 
 from stellar_sdk import ChangeTrust, Keypair
 
-from flwr_stellar.app.config import RewardConfig
 from flwr_stellar.identity.keystore import MasterSecret
 from flwr_stellar.ledger.embedded import EmbeddedLedger
 from flwr_stellar.ledger.tx import submit_signed
 from flwr_stellar.payments.anchoring import Anchorer
 from flwr_stellar.payments.manifest import Contribution, ManifestStore, RoundManifest
 from flwr_stellar.payments.outbox import Outbox
+from flwr_stellar.payments.settings import RewardSettings
 from flwr_stellar.payments.treasury import Treasury, prepare
 
-REWARD = RewardConfig(
-    asset_code="DLC",
-    budget_per_round="10",
-    scorer="flat",
-    onboarding="sponsored",
-    auth_required=False,
-    auth_revocable=False,
-    clawback=False,
-    treasury_keystore="",
-)
+REWARD = RewardSettings(budget_per_round="10")
 
 
 def keypair(label: str) -> Keypair:

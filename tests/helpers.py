@@ -23,7 +23,12 @@ def node_context(tmp_path, partition: int = 0, run_id: int = RUN_ID, **overrides
     return Context(
         run_id=run_id,
         node_id=100 + partition,
-        node_config={"partition-id": partition, "num-partitions": 4},
+        node_config={
+            "partition-id": partition,
+            "num-partitions": 4,
+            "dev-keystore": True,
+            "dev-keystore-dir": str(tmp_path / "keystores"),
+        },
         state=RecordDict(),
         run_config=run_config,
     )

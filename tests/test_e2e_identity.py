@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from flwr_stellar.app.simulation import run_app_simulation
-from flwr_stellar.client.mod import DEV_PASSPHRASE
+from flwr_stellar.client.identity import DEV_PASSPHRASE
 from flwr_stellar.identity import derive_pseudonym, keystore
 
 pytestmark = pytest.mark.slow

@@ -11,18 +11,13 @@ from flwr.serverapp.strategy import FedAvg, FedTrimmedAvg, Krum
 from flwr.supercore.task_identity import TaskIdentity
 from helpers import RUN_ID, instruction, node_context
 
-from flwr_stellar.app.config import ScreeningConfig
-from flwr_stellar.client.mod import onboarding_reply, signing_mod
-from flwr_stellar.identity.keystore import MasterSecret
-from flwr_stellar.ledger.embedded import EmbeddedLedger
-from flwr_stellar.payments.anchoring import Anchorer
-from flwr_stellar.payments.manifest import ManifestStore
-from flwr_stellar.payments.outbox import Outbox
-from flwr_stellar.payments.treasury import Treasury, prepare
+from flwr_stellar import LedgerConfig, LedgerStrategy, RewardSettings, ScreeningSettings
+from flwr_stellar.client.mod import signing_mod
+from flwr_stellar.client.onboarding import onboarding_reply
 from flwr_stellar.protocol.digest import SIGNATURE_RECORD
-from strategies.ledger_strategy import TERMS_RECORD, LedgerStrategy
+from flwr_stellar.protocol.terms import TERMS_RECORD, RewardTerms
 
-SCREENING = ScreeningConfig(True, 0.0, 3.0, 0.0, 1e-3, 1000, 3)
+SCREENING = ScreeningSettings(min_cosine=0.0, max_num_examples=1000)
 GLOBAL = ArrayRecord({"w": Array(np.ones(6, np.float32))})
 
 
@@ -69,42 +64,44 @@ def extra_record_app(msg: Message, context) -> Message:
     return reply
 
 
+def nan_app(msg: Message, context) -> Message:
+    """A hostile node that signs a NaN update itself: only screening can stop it."""
+    reply = honest_app(msg, context)
+    w = reply.content["arrays"]["w"].numpy().copy()
+    w[0] = np.nan
+    reply.content["arrays"] = ArrayRecord({"w": Array(w)})
+    return reply
+
+
 @pytest.fixture
 def layer(tmp_path: Path):
-    ledger = EmbeddedLedger(tmp_path / "ledger.db")
-    treasury = Treasury.from_master(MasterSecret.generate(with_mnemonic=False), "DLC")
-    from anchor_world import REWARD
-
-    prepare(ledger, treasury, REWARD, 10**12)
-    anchorer = Anchorer(
-        lambda: EmbeddedLedger(tmp_path / "ledger.db"),
-        treasury,
-        Outbox(tmp_path / "outbox.db"),
-        ManifestStore(tmp_path / "m"),
-    )
-    anchorer.start()
+    opened = []
 
     def make(inner):
-        return LedgerStrategy(
-            inner,
-            ledger=ledger,
-            treasury=treasury,
-            anchorer=anchorer,
-            reward=REWARD,
+        config = LedgerConfig(
+            output_dir=str(tmp_path / "out"),
+            reward=RewardSettings(budget_per_round="10"),
             screening=SCREENING,
-            config_hash="0" * 64,
+            scorer="flat",
         )
+        strategy = LedgerStrategy.wrap(inner, config=config)
+        strategy.open(num_rounds=100)
+        opened.append(strategy)
+        return strategy
 
-    yield make, ledger, anchorer
-    ledger.close()
+    yield make
+    for strategy in opened:
+        strategy.close()
 
 
 def test_bad_replies_are_rejected_with_reasons_and_honest_ones_paid(tmp_path, layer) -> None:
-    make, ledger, anchorer = layer
-    strategy = make(FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1))
+    strategy = layer(FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1))
+    ledger, anchorer = strategy.session.ledger, strategy.session.anchorer
     grid = FakeGrid(tmp_path, nodes=8)
     round1 = list(strategy.configure_train(1, GLOBAL, ConfigRecord(), grid))
-    assert all(TERMS_RECORD in m.content for m in round1)
+    terms = RewardTerms.from_record(round1[0].content[TERMS_RECORD])
+    assert terms.budget_stroops == strategy.budget and terms.scorer == "flat"
+    assert terms.asset_issuer == strategy.session.treasury.issuer.public_key
     r1_replies = [grid.deliver(m) for m in round1]
     arrays, metrics = strategy.aggregate_train(1, r1_replies)
     assert arrays is not None and metrics["replies_accepted"] == 8
@@ -126,7 +123,7 @@ def test_bad_replies_are_rejected_with_reasons_and_honest_ones_paid(tmp_path, la
     assert arrays2 is not None  # FedAvg ran on the three honest replies
     assert metrics2["replies_accepted"] == 3 and metrics2["replies_rejected"] == 5
     verdicts = strategy.verdicts[(2, "train")]
-    reasons = {node: reason for node, reason, _ in verdicts.rejected}
+    reasons = {r.node: r.reason for r in verdicts.rejected}
     assert reasons[103] == "missing-signature"
     assert reasons[104] == "bad-signature"
     assert reasons[105] in ("wrong-round", "wrong-nonce", "unexpected-reply", "bad-signature")
@@ -136,7 +133,7 @@ def test_bad_replies_are_rejected_with_reasons_and_honest_ones_paid(tmp_path, la
     manifest = anchorer.store.get(strategy.outcomes[2].manifest_hash)
     paid = {c.pseudonym: c.payout for c in manifest.contributions}
     assert len(paid) == 3 and sum(paid.values()) == manifest.budget
-    asset = strategy.treasury.asset_id
+    asset = strategy.session.treasury.asset_id
     for pseudonym in paid:  # paid twice: round 1 and round 2
         expected = strategy.outcomes[1].payouts[pseudonym] + paid[pseudonym]
         assert ledger.load_account(pseudonym).balance(asset) == expected
@@ -155,16 +152,23 @@ def test_bad_replies_are_rejected_with_reasons_and_honest_ones_paid(tmp_path, la
     ids=["fedtrimmedavg", "krum"],
 )
 def test_wraps_other_strategies(tmp_path, layer, inner) -> None:
-    make, _, anchorer = layer
-    strategy = make(inner())
+    strategy = layer(inner())
     grid = FakeGrid(tmp_path, nodes=5)
-    replies = [grid.deliver(m) for m in strategy.configure_train(1, GLOBAL, ConfigRecord(), grid)]
-    nan = replies[0]
+    messages = list(strategy.configure_train(1, GLOBAL, ConfigRecord(), grid))
+    hostile = messages[0].metadata.dst_node_id
+    replies = [grid.deliver(m, app=nan_app if m is messages[0] else None) for m in messages]
     arrays, metrics = strategy.aggregate_train(1, replies)
-    assert arrays is not None and metrics["replies_accepted"] == 5
-    del nan
+    assert arrays is not None and np.isfinite(arrays["w"].numpy()).all()
+    assert metrics["replies_accepted"] == 4 and metrics["rejected_non-finite"] == 1
+    verdicts = strategy.verdicts[(1, "train")]
+    assert hostile not in verdicts.accepted
+    assert [(r.node, r.reason) for r in verdicts.rejected] == [(hostile, "non-finite")]
+    assert verdicts.rejected[0].pseudonym  # signed by the node itself: attributable
+    anchorer = strategy.session.anchorer
     anchorer.drain()
     assert anchorer.anchored[1].paid == strategy.budget
+    manifest = anchorer.store.get(strategy.outcomes[1].manifest_hash)
+    assert verdicts.rejected[0].pseudonym not in {c.pseudonym for c in manifest.contributions}
 
 
 class RefusingGrid(FakeGrid):
@@ -189,8 +193,8 @@ class RefusingGrid(FakeGrid):
 
 
 def test_a_node_refusing_onboarding_is_not_paid_and_the_others_are(tmp_path, layer) -> None:
-    make, ledger, anchorer = layer
-    strategy = make(FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1))
+    strategy = layer(FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1))
+    ledger, anchorer = strategy.session.ledger, strategy.session.anchorer
     grid = RefusingGrid(tmp_path, nodes=5)
     replies = [grid.deliver(m) for m in strategy.configure_train(1, GLOBAL, ConfigRecord(), grid)]
     strategy.aggregate_train(1, replies)
@@ -201,7 +205,7 @@ def test_a_node_refusing_onboarding_is_not_paid_and_the_others_are(tmp_path, lay
     assert by_pseudonym[refused].payout == 0
     assert "not onboarded" in by_pseudonym[refused].note
     assert anchorer.anchored[1].paid == manifest.total_paid == manifest.budget
-    asset = strategy.treasury.asset_id
+    asset = strategy.session.treasury.asset_id
     for pseudonym, c in by_pseudonym.items():
         if pseudonym != refused:
             assert c.payout > 0 and ledger.load_account(pseudonym).balance(asset) == c.payout

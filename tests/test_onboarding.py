@@ -10,25 +10,20 @@ from flwr.app import ConfigRecord, RecordDict
 from helpers import instruction
 from stellar_sdk import Asset, Keypair, ManageData, Payment, SetOptions
 
-from flwr_stellar.app.config import RewardConfig
+from flwr_stellar.client.onboarding import check_envelope, cosign
 from flwr_stellar.identity.keystore import MasterSecret
 from flwr_stellar.ledger.embedded import EmbeddedLedger
+from flwr_stellar.ledger.embedded.entries import AUTH_REQUIRED
 from flwr_stellar.ledger.tx import build
+from flwr_stellar.payments.onboarding import attach_cosignature
+from flwr_stellar.payments.settings import RewardSettings
 from flwr_stellar.payments.treasury import Treasury, prepare
-from flwr_stellar.protocol.onboarding import (
-    ONBOARD_RECORD,
-    OnboardingRefused,
-    Terms,
-    attach_cosignature,
-    check_envelope,
-    cosign,
-    operations,
-)
+from flwr_stellar.protocol.onboarding import ONBOARD_RECORD, OnboardingRefused, Terms, operations
 
 PSEUDONYM = Keypair.random()
 
 
-def reward_cfg(**kw) -> RewardConfig:
+def reward_cfg(**kw) -> RewardSettings:
     return replace(REWARD, onboarding="sponsored", **kw)
 
 
@@ -148,7 +143,9 @@ def test_cosigned_onboarding_applies_sponsored(world, authorize: bool) -> None:
     assert account.balance() == 0  # owns no XLM: the sponsor carries its reserves
     assert account.num_sponsored == 3  # account (2 base reserves) + trustline
     line = next(b for b in account.balances if b.asset == treasury.asset_id)
-    assert bool(line.flags & 1) == authorize or not authorize
+    assert line.flags & 1  # authorized: by the issuer's operation when the asset requires it
+    issuer_flags = ledger.load_account(treasury.issuer.public_key).flags
+    assert bool(issuer_flags & AUTH_REQUIRED) == authorize
     assert ledger.load_account(terms.sponsor).num_sponsoring == 3
 
 

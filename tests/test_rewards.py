@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flwr_stellar.payments.amounts import SCORERS, format_amount, parse_amount, split_budget
+from flwr_stellar.payments.amounts import format_amount, parse_amount, split_budget
+from strategies.scoring import SCORERS, Contribution, score
 
 
 @pytest.mark.parametrize(
@@ -53,9 +54,12 @@ def test_zero_weight_gets_nothing() -> None:
 
 
 def test_scorers() -> None:
-    contributions = [("A", 10), ("B", 30)]
+    contributions = [Contribution("A", 10), Contribution("B", 30)]
     assert SCORERS["flat"](contributions) == [1, 1]
     assert SCORERS["num-examples"](contributions) == [10, 30]
+    assert score("num-examples", contributions) == {"A": 10, "B": 30}
+    with pytest.raises(ValueError, match="unknown scorer"):
+        score("shapley", contributions)
 
 
 def test_negative_input_is_refused() -> None:

@@ -7,10 +7,10 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from helpers import instruction
 
-from flwr_stellar.app.config import ScreeningConfig
-from strategies.screening import Candidate, Reject, screen
+from flwr_stellar.reasons import Reason as Reject
+from strategies.screening import Candidate, ScreeningSettings, screen
 
-CFG = ScreeningConfig(
+CFG = ScreeningSettings(
     enabled=True,
     max_norm=0.0,
     norm_factor=3.0,
@@ -49,7 +49,7 @@ def candidate(node: int, arrays: dict | None = None, n: int | float = 100, **rec
             **records,
         }
     )
-    return Candidate(node=node, pseudonym=f"G{node}", reply=instruction(content))
+    return Candidate(node=node, reply=instruction(content))
 
 
 def honest(k: int = 4) -> list[Candidate]:
@@ -145,7 +145,11 @@ def test_identical_updates_are_all_rejected_as_duplicates() -> None:
     copy = arrays_from(seed=1)
     cands = [*honest(4), candidate(8, dict(copy)), candidate(9, dict(copy))]
     result = screen(cands, global_record(), CFG)
-    assert reasons(result) == {1: Reject.DUPLICATE, 8: Reject.DUPLICATE, 9: Reject.DUPLICATE}
+    assert reasons(result) == {
+        1: Reject.DUPLICATE_UPDATE,
+        8: Reject.DUPLICATE_UPDATE,
+        9: Reject.DUPLICATE_UPDATE,
+    }
 
 
 def test_deviant_metric_keys_are_rejected_before_the_aggregator_sees_them() -> None:

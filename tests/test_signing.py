@@ -7,14 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stellar_sdk import Keypair
 
-from flwr_stellar.protocol.digest import (
-    SIGNATURE_RECORD,
-    Binding,
-    Reason,
-    reply_digest,
-    sign_reply,
-    verify_content,
-)
+from flwr_stellar.protocol.digest import SIGNATURE_RECORD, Binding, reply_digest
+from flwr_stellar.protocol.signature import sign_reply, verify_content
+from flwr_stellar.reasons import Reason
 
 BINDING = Binding(
     run_id=11, server_round=3, nonce=b"n" * 32, instruction_id="abc", message_type="train"

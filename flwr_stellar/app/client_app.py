@@ -1,21 +1,46 @@
-"""ClientApp: local training and evaluation on this node's partition."""
+"""ClientApp of the reference app: local training and evaluation on this node's partition.
+
+It uses the plugin exactly as the README shows (the signing Mod, the onboarding handler), plus
+two things of its own: a Mod that maps its run config's ``identity.*`` keys onto the node config
+the plugin reads, and the simulated attackers of ``attack.*``.
+"""
 
 from __future__ import annotations
 
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable
 
+from flwr_stellar import onboarding_reply, signing_mod
 from flwr_stellar.app.attacks import attack_mod, poison_mod
 from flwr_stellar.app.config import AppConfig
 from flwr_stellar.app.data import load_client_data, round_sample
 from flwr_stellar.app.models import build_model, evaluate, train
-from flwr_stellar.app.task import node_partition
-from flwr_stellar.client.mod import onboarding_reply, signing_mod
+from flwr_stellar.app.task import node_partition, resolve_output_dir
+
+
+def identity_settings_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """This app's ``identity.*`` run-config keys -> the plugin's node-config keys.
+
+    The plugin never reads a run config; an app that wants its run config to steer the nodes'
+    identities says so here. Keys the SuperNode was started with win.
+    """
+    cfg = AppConfig.from_run_config(context.run_config)
+    nc = context.node_config
+    nc.setdefault("federation", cfg.identity.federation)
+    nc.setdefault("require-challenge", cfg.identity.enabled and cfg.identity.strict)
+    if "keystore" not in nc:
+        nc.setdefault("dev-keystore", cfg.identity.dev_keystores)
+        keystores = resolve_output_dir(cfg.output_dir, context.run_id) / "keystores"
+        nc.setdefault("dev-keystore-dir", str(keystores))
+    return call_next(msg, context)
+
 
 # Order matters: attack_mod wraps the signing Mod (it meddles with signed replies);
 # poison_mod runs inside it (a hostile node signs its own poisoned update).
-app = ClientApp(mods=[attack_mod, signing_mod, poison_mod])
+app = ClientApp(mods=[identity_settings_mod, attack_mod, signing_mod, poison_mod])
+app.query("onboard")(onboarding_reply)  # co-signs the sponsored account + DLC trustline
 
 
 def _setup(msg: Message, context: Context) -> tuple[AppConfig, torch.nn.Module, int, int]:
@@ -64,7 +89,3 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
     loss, acc = evaluate(model, local_val, cfg.evaluation.batch_size)
     metrics = MetricRecord({"loss": loss, "accuracy": acc, "num-examples": len(local_val)})
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
-
-
-# The server's onboarding request (sponsored account + DLC trustline) is co-signed here.
-app.query("onboard")(onboarding_reply)

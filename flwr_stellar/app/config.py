@@ -14,12 +14,24 @@ from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from flwr_stellar.ledger.settings import BACKENDS as LEDGER_BACKENDS
+from flwr_stellar.ledger.settings import PRESET_NAMES, LedgerSettings
+from flwr_stellar.payments.amounts import asset_code_ok, parse_amount
+from flwr_stellar.payments.settings import ONBOARDING, RewardSettings
+from strategies.ledger_strategy import LedgerConfig as PluginConfig
+from strategies.scoring import SCORERS
+from strategies.screening import ScreeningSettings
+
 Scalar = bool | int | float | str
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DATASETS = ("fashion_mnist",)
 PARTITIONERS = ("dirichlet", "iid")
-LEDGER_BACKENDS = ("embedded", "horizon")
+# Names the reference app's registries answer to (strategy_factory, models, attacks check that
+# they agree); kept here so this schema imports none of them (no import cycle).
+STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedmedian", "fedtrimmedavg", "krum", "multikrum")
+MODEL_NAMES = ("cnn", "cnn_small")
+ATTACK_KINDS = ("none", "tamper", "replay", "nan", "signflip", "freeride")
 
 
 class ConfigError(ValueError):
@@ -169,14 +181,59 @@ class AppConfig:
         """Flatten to Flower's ``"section.key"`` form (the inverse of from_run_config)."""
         return flatten(asdict(self))
 
+    def ledger_settings(self) -> LedgerSettings:
+        """The plugin's ledger settings from this app's ``ledger.*`` keys."""
+        lg = self.ledger
+        return LedgerSettings(
+            backend=lg.backend,
+            db=lg.db,
+            preset=lg.preset,
+            horizon_url=lg.horizon_url,
+            network_passphrase=lg.network_passphrase,
+            allow_pubnet=lg.allow_pubnet,
+        )
+
+    def reward_settings(self) -> RewardSettings:
+        """The plugin's reward settings from this app's ``reward.*`` keys."""
+        r = self.reward
+        return RewardSettings(
+            asset_code=r.asset_code,
+            budget_per_round=r.budget_per_round,
+            onboarding=r.onboarding,
+            auth_required=r.auth_required,
+            auth_revocable=r.auth_revocable,
+            clawback=r.clawback,
+            treasury_keystore=r.treasury_keystore,
+        )
+
+    def screening_settings(self) -> ScreeningSettings:
+        """The plugin's screening settings; claims are bounded by what a node trains on."""
+        sc = self.screening
+        bound = sc.max_num_examples or self.dataset.max_train_examples
+        return ScreeningSettings(
+            enabled=sc.enabled,
+            max_norm=sc.max_norm,
+            norm_factor=sc.norm_factor,
+            min_cosine=sc.min_cosine,
+            min_relative_norm=sc.min_relative_norm,
+            max_num_examples=bound,
+            min_peers=sc.min_peers,
+        )
+
+    def plugin_config(self, output_dir: Path) -> PluginConfig:
+        """The LedgerStrategy's config for a run writing to ``output_dir``."""
+        return PluginConfig(
+            output_dir=str(output_dir),
+            ledger=self.ledger_settings(),
+            reward=self.reward_settings(),
+            screening=self.screening_settings(),
+            scorer=self.reward.scorer,
+            strict=self.identity.strict,
+            run_config=self.to_run_config(),
+        )
+
     def validate(self) -> None:
         """Check value ranges; raise ConfigError naming the first offending key."""
-        from flwr_stellar.app.attacks import ATTACKS
-        from flwr_stellar.app.models import MODELS
-        from flwr_stellar.app.strategy_factory import STRATEGIES
-        from flwr_stellar.ledger.horizon import PRESETS
-        from flwr_stellar.payments.amounts import ONBOARDING, SCORERS, asset_code_ok, parse_amount
-
         d, s, t, lg = self.dataset, self.strategy, self.train, self.ledger
         r, sc = self.reward, self.screening
         rules: list[tuple[str, bool, str]] = [
@@ -193,12 +250,12 @@ class AppConfig:
             ("dataset.val_fraction", 0 <= d.val_fraction < 1, "must be in [0, 1)"),
             ("dataset.server_val_size", 0 <= d.server_val_size <= 30000, "must be in [0, 30000]"),
             ("dataset.max_train_examples", d.max_train_examples >= 0, "must be >= 0"),
-            ("model.name", self.model.name in MODELS, f"must be one of {tuple(MODELS)}"),
+            ("model.name", self.model.name in MODEL_NAMES, f"must be one of {MODEL_NAMES}"),
             ("train.local_epochs", t.local_epochs >= 1, "must be >= 1"),
             ("train.batch_size", t.batch_size >= 1, "must be >= 1"),
             ("train.lr", t.lr > 0, "must be > 0"),
             ("train.momentum", 0 <= t.momentum < 1, "must be in [0, 1)"),
-            ("strategy.name", s.name in STRATEGIES, f"must be one of {tuple(STRATEGIES)}"),
+            ("strategy.name", s.name in STRATEGY_NAMES, f"must be one of {STRATEGY_NAMES}"),
             ("strategy.fraction_train", 0 < s.fraction_train <= 1, "must be in (0, 1]"),
             (
                 "strategy.fraction_evaluate",
@@ -214,8 +271,8 @@ class AppConfig:
             ("identity.federation", bool(self.identity.federation), "must not be empty"),
             (
                 "attack.kind",
-                bool(self.attack.kinds()) and all(k in ATTACKS for k in self.attack.kinds()),
-                f"must be one of {ATTACKS}, or one per attack.nodes entry, comma-separated",
+                bool(self.attack.kinds()) and all(k in ATTACK_KINDS for k in self.attack.kinds()),
+                f"must be one of {ATTACK_KINDS}, or one per attack.nodes entry, comma-separated",
             ),
             (
                 "attack.kind",
@@ -230,8 +287,8 @@ class AppConfig:
             ("ledger.backend", lg.backend in LEDGER_BACKENDS, f"must be one of {LEDGER_BACKENDS}"),
             (
                 "ledger.preset",
-                lg.preset in (*PRESETS, "custom"),
-                f"must be one of {(*PRESETS, 'custom')}",
+                lg.preset in PRESET_NAMES,
+                f"must be one of {PRESET_NAMES}",
             ),
             (
                 "ledger.allow_pubnet",
@@ -281,6 +338,10 @@ class AppConfig:
         for key, ok, why in rules:
             if not ok:
                 raise ConfigError(f"{key} {why}, got {_lookup(self, key)!r}")
+        try:  # anything the plugin's own settings refuse, before round 1
+            self.plugin_config(Path("."))
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"plugin settings: {err}") from None
 
 
 def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:

@@ -18,7 +18,7 @@ from flwr_stellar.app.config import AppConfig
 from flwr_stellar.app.data import load_server_data
 from flwr_stellar.app.models import build_model, evaluate
 from flwr_stellar.files import write_atomic
-from strategies.verified import VerifiedStrategy
+from flwr_stellar.reasons import RoundVerdicts
 
 
 def node_partition(context: Context) -> tuple[int, int]:
@@ -99,15 +99,16 @@ class CentralEvaluator:
         return MetricRecord({"accuracy": acc, "loss": loss})
 
 
-def record_verdicts(round_log: RoundLog, strategy: VerifiedStrategy) -> None:
-    """Per round: which pseudonym each node used, and every rejection with its reason."""
-    verdicts = {}
-    for (server_round, kind), v in sorted(strategy.verdicts.items()):
+def record_verdicts(round_log: RoundLog, strategy: object) -> None:
+    """Per round: which pseudonym each node used, and every rejection with its reason (from
+    the outermost plugin wrapper that keeps ``verdicts``)."""
+    found: dict[tuple[int, str], RoundVerdicts] = getattr(strategy, "verdicts", {})
+    verdicts: dict[str, dict[str, Any]] = {}
+    for (server_round, kind), v in sorted(found.items()):
         verdicts.setdefault(str(server_round), {})[kind] = {
             "accepted": {str(node): pseudonym for node, pseudonym in v.accepted.items()},
             "rejected": [
-                {"node": node, "reason": reason, "detail": detail}
-                for node, reason, detail in v.rejected
+                {"node": r.node, "reason": str(r.reason), "detail": r.detail} for r in v.rejected
             ],
         }
     round_log.extra["verification"] = verdicts

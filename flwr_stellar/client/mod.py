@@ -1,90 +1,33 @@
-"""The client wrapper: a Flower Mod that signs every train/evaluate reply with the node's
-per-run Stellar pseudonym.
+"""The signing Mod: every train/evaluate reply signed by the node's per-run Stellar pseudonym.
 
-Install it as ``ClientApp(mods=[signing_mod])``. The secret stays on the node: the keystore
-is unlocked once per process and only public data (address, signature) leaves. Where the
-keystore comes from:
-
-- deployment: ``--node-config "keystore='/path/node.json' passphrase-file='/path/pass'"``
-  (or ``passphrase-env='VAR'``; default variable FLWR_STELLAR_PASSPHRASE);
-- simulation (``identity.dev_keystores = true`` and no ``keystore`` key): one keystore per
-  partition under ``<output_dir>/keystores/``, encrypted with the documented development
-  passphrase ``DEV_PASSPHRASE``. Never use dev keystores for real rewards.
+Add it to any ClientApp: ``ClientApp(mods=[signing_mod])``. The secret stays on the node: the
+keystore is unlocked once per process and only public data (address, signature) leaves. What the
+Mod needs to know comes from two places only: the node's ``--node-config`` (see
+:mod:`flwr_stellar.client.identity`) and the records the server attaches to the instruction
+(the challenge, with its nonce and strict flag). The app's run config is never read.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from logging import ERROR, WARNING
-from pathlib import Path
 
-from flwr.app import ConfigRecord, Context, Error, Message, MessageType
+from flwr.app import Context, Error, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.logger import log
-from stellar_sdk import Keypair
 
-from flwr_stellar.app.config import AppConfig
+from flwr_stellar.client.identity import IdentityUnavailableError, NodeSettings
 from flwr_stellar.identity import keystore
-from flwr_stellar.identity.passphrase import DEFAULT_ENV, resolve_passphrase
-from flwr_stellar.identity.pseudonym import derive_pseudonym
-from flwr_stellar.protocol.digest import CHALLENGE_RECORD, DIGEST_VERSION, Binding, sign_reply
+from flwr_stellar.protocol.challenge import CHALLENGE_RECORD, Challenge
+from flwr_stellar.protocol.digest import Binding
+from flwr_stellar.protocol.errors import RecordError
+from flwr_stellar.protocol.signature import sign_reply
 
-DEV_PASSPHRASE = "flwr-stellar-dev-only"  # documented; simulation keystores only
-DEV_KDF = keystore.KdfParams(n=2**14)  # cheaper unlock for many simulated nodes
 SIGNING_REFUSED = 4701  # Error.code of a refused instruction
-
-_unlocked: dict[Path, keystore.MasterSecret] = {}
-_lock = threading.Lock()
+IDENTITY_ERRORS = (keystore.KeystoreError, IdentityUnavailableError, ValueError)
 
 
-class IdentityUnavailableError(RuntimeError):
-    """The node has no usable keystore; the message says what to configure."""
-
-
-def _dev_keystore(context: Context, cfg: AppConfig) -> Path:
-    from flwr_stellar.app.task import node_partition, resolve_output_dir
-
-    pid, _ = node_partition(context)
-    path = resolve_output_dir(cfg.output_dir, context.run_id) / "keystores" / f"node-{pid}.json"
-    if not path.exists():
-        with contextlib.suppress(keystore.KeystoreError):  # another worker may be first
-            keystore.save(
-                path,
-                keystore.MasterSecret.generate(with_mnemonic=False),
-                DEV_PASSPHRASE,
-                kdf=DEV_KDF,
-            )
-        log(WARNING, "node %s: created development keystore %s (dev passphrase)", pid, path)
-    return path
-
-
-def node_master(context: Context, cfg: AppConfig) -> keystore.MasterSecret:
-    """This node's unlocked master secret (cached per process and keystore)."""
-    nc = context.node_config
-    if "keystore" in nc:
-        path = Path(str(nc["keystore"])).expanduser().resolve()
-        pass_file = nc.get("passphrase-file")
-        env = str(nc.get("passphrase-env", DEFAULT_ENV))
-        passphrase = None
-    elif cfg.identity.dev_keystores:
-        path, pass_file, env, passphrase = _dev_keystore(context, cfg), None, None, DEV_PASSPHRASE
-    else:
-        raise IdentityUnavailableError(
-            "no keystore: start the SuperNode with --node-config \"keystore='PATH' "
-            "passphrase-file='PATH'\" (create one with `flwr-stellar keys new PATH`)"
-        )
-    with _lock:
-        if path not in _unlocked:
-            if passphrase is None:
-                passphrase = resolve_passphrase(
-                    env=env, file=Path(str(pass_file)) if pass_file else None, prompt=False
-                )
-            _unlocked[path] = keystore.load(path, passphrase)
-        return _unlocked[path]
-
-
-def _refuse(msg: Message, reason: str) -> Message:
+def refuse(msg: Message, reason: str) -> Message:
+    """An error reply (never a crash) that tells the server why the node will not answer."""
     log(
         ERROR,
         "flwr-stellar: refusing %s instruction %s: %s",
@@ -95,72 +38,60 @@ def _refuse(msg: Message, reason: str) -> Message:
     return Message(Error(code=SIGNING_REFUSED, reason=reason), reply_to=msg)
 
 
-def _challenge(msg: Message) -> tuple[int, bytes] | str:
-    """(server round, nonce) from the instruction, or why it is unusable."""
-    record = msg.content.get(CHALLENGE_RECORD)
-    if not isinstance(record, ConfigRecord):
-        return "instruction carries no server nonce"
-    nonce, server_round = record.get("nonce"), record.get("server-round")
-    if record.get("version") != DIGEST_VERSION:
-        return f"unknown challenge version {record.get('version')!r}"
-    if not isinstance(nonce, bytes) or len(nonce) != 32 or not isinstance(server_round, int):
-        return "malformed server nonce"
-    if record.get("run-id") != str(msg.metadata.run_id):
-        return "server nonce is for another run"
-    return server_round, nonce
-
-
 def signing_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """Sign train/evaluate replies; refuse un-nonced instructions when identity.strict."""
+    """Sign train/evaluate replies with this run's pseudonym.
+
+    Parameters
+    ----------
+    msg : Message
+        The server's instruction. Signing happens only when it carries the server's challenge;
+        other message types pass through untouched.
+    context : Context
+        The node's context; its ``node_config`` says where the keystore is.
+    call_next : ClientAppCallable
+        The rest of the ClientApp (the user's handler and inner Mods).
+
+    Returns
+    -------
+    Message
+        The handler's reply with a signature record added, or an error reply when the
+        challenge is malformed or for another run, or when the node cannot sign and the
+        server is strict. Without a challenge the reply passes through unsigned, unless the
+        node config sets ``require-challenge=true``.
+    """
     if msg.metadata.message_type not in (MessageType.TRAIN, MessageType.EVALUATE):
         return call_next(msg, context)
-    cfg = AppConfig.from_run_config(context.run_config)
-    if not cfg.identity.enabled:
-        return call_next(msg, context)
-    challenge = _challenge(msg)
-    if isinstance(challenge, str):
-        if cfg.identity.strict:
-            return _refuse(msg, challenge + " (identity.strict = true)")
-        config = msg.content.get("config")
-        server_round = config.get("server-round", 0) if isinstance(config, ConfigRecord) else 0
-        challenge = (int(server_round), b"")  # type: ignore[arg-type]
     try:
-        pseudonym: Keypair = derive_pseudonym(
-            node_master(context, cfg), msg.metadata.run_id, cfg.identity.federation
-        )
-    except (keystore.KeystoreError, IdentityUnavailableError, ValueError) as err:
-        return _refuse(msg, f"node identity unavailable: {err}")
+        settings = NodeSettings.from_node_config(context.node_config, context.node_id)
+    except IdentityUnavailableError as err:
+        return refuse(msg, f"node identity unavailable: {err}")
+    if CHALLENGE_RECORD not in msg.content:
+        if settings.require_challenge:
+            return refuse(msg, "instruction carries no server nonce (require-challenge=true)")
+        return call_next(msg, context)  # a server without flwr-stellar: nothing to sign for
+    try:
+        challenge = Challenge.from_record(msg.content[CHALLENGE_RECORD])
+    except RecordError as err:
+        return refuse(msg, str(err))
+    if challenge.run_id != msg.metadata.run_id:
+        return refuse(msg, "server nonce is for another run")
+    try:
+        pseudonym = settings.pseudonym(msg.metadata.run_id)
+    except IDENTITY_ERRORS as err:
+        if challenge.strict:
+            return refuse(msg, f"node identity unavailable: {err}")
+        log(WARNING, "flwr-stellar: replying unsigned (server not strict): %s", err)
+        return call_next(msg, context)
 
     reply = call_next(msg, context)
     if reply.has_error():
         return reply
     binding = Binding(
         run_id=msg.metadata.run_id,
-        server_round=challenge[0],
-        nonce=challenge[1],
+        server_round=challenge.server_round,
+        nonce=challenge.nonce,
         instruction_id=msg.metadata.message_id,
         message_type=msg.metadata.message_type,
     )
     sign_reply(reply.content, binding, pseudonym)
     return reply
-
-
-def onboarding_reply(msg: Message, context: Context) -> Message:
-    """Co-sign the server's onboarding transaction for this run's pseudonym, or refuse.
-
-    Register it on the ClientApp as ``app.query("onboard")(onboarding_reply)``. A node may
-    pin the issuer it accepts coins from with ``--node-config "dlc-issuer='G...'"``.
-    """
-    from flwr_stellar.protocol.onboarding import OnboardingRefused, cosign
-
-    cfg = AppConfig.from_run_config(context.run_config)
-    try:
-        pseudonym = derive_pseudonym(
-            node_master(context, cfg), msg.metadata.run_id, cfg.identity.federation
-        )
-        pinned = context.node_config.get("dlc-issuer")
-        return cosign(msg, pseudonym, str(pinned) if pinned else None)
-    except OnboardingRefused as err:
-        return _refuse(msg, f"onboarding refused: {err}")
-    except (keystore.KeystoreError, IdentityUnavailableError, ValueError) as err:
-        return _refuse(msg, f"node identity unavailable: {err}")

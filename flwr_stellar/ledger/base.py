@@ -117,8 +117,19 @@ class NotFoundError(LedgerError):
 
 
 class Ledger(Protocol):
+    """What every backend offers; adding a backend means writing one class with these methods."""
+
     @property
     def network_passphrase(self) -> str: ...
+
+    @property
+    def location(self) -> str:
+        """Where the ledger is (a file path or a URL), for logs and run records."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files; idempotent."""
+        ...
 
     def load_account(self, account_id: str) -> AccountInfo: ...
 

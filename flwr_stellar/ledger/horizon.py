@@ -94,6 +94,13 @@ class HorizonLedger:
     def network_passphrase(self) -> str:
         return self._passphrase
 
+    @property
+    def location(self) -> str:
+        return str(self.server.horizon_url)
+
+    def close(self) -> None:
+        self.server.close()
+
     def _call(self, builder: Any) -> dict[str, Any]:
         try:
             return builder.call()  # type: ignore[no-any-return]

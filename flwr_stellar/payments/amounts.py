@@ -1,19 +1,19 @@
-"""Reward policy: how a round's DLC budget is shared, in integer stroops.
+"""Amounts in integer stroops: the one codec between decimal coin strings and int64, and the
+budget split.
 
-A scorer turns accepted contributions into non-negative integer weights; ``split_budget``
-shares the budget by largest remainder, so payouts are integers, sum to at most the budget
-(exactly the budget when any weight is positive) and do not depend on reply order.
+``split_budget`` shares a round's budget among non-negative integer weights by largest
+remainder, so payouts are integers, sum to at most the budget (exactly the budget when any
+weight is positive) and do not depend on reply order.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
 from flwr_stellar.ledger.base import STROOPS_PER_UNIT
 
-ONBOARDING = ("sponsored", "friendbot")
 MAX_AMOUNT = 2**63 - 1  # int64 stroops
 
 
@@ -35,15 +35,6 @@ def format_amount(stroops: int) -> str:
 
 def asset_code_ok(code: str) -> bool:
     return re.fullmatch(r"[A-Za-z0-9]{1,12}", code) is not None
-
-
-Contribution = tuple[str, int]  # (pseudonym, num-examples)
-Scorer = Callable[[list[Contribution]], list[int]]
-
-SCORERS: dict[str, Scorer] = {
-    "flat": lambda contributions: [1 for _ in contributions],
-    "num-examples": lambda contributions: [max(0, n) for _, n in contributions],
-}
 
 
 def split_budget(budget: int, weights: Mapping[str, int]) -> dict[str, int]:

@@ -22,15 +22,14 @@ from stellar_sdk import (
     TrustLineFlags,
 )
 
-from flwr_stellar.app.config import RewardConfig
 from flwr_stellar.identity import keystore
 from flwr_stellar.identity.passphrase import resolve_passphrase
 from flwr_stellar.identity.pseudonym import derive_keypair
 from flwr_stellar.ledger.base import AccountInfo, Ledger, LedgerError, NotFoundError
 from flwr_stellar.ledger.tx import submit_signed
 from flwr_stellar.payments.amounts import format_amount
+from flwr_stellar.payments.settings import RewardSettings
 
-TREASURY_PASSPHRASE_ENV = "FLWR_STELLAR_TREASURY_PASSPHRASE"
 DEV_TREASURY_PASSPHRASE = "flwr-stellar-dev-only"  # dev treasuries of simulations only
 ROLES = ("issuer", "distributor", "sponsor")
 
@@ -59,16 +58,29 @@ class Treasury:
         return f"Treasury(asset={self.asset_id}, distributor={self.distributor.public_key})"
 
 
-def open_treasury(cfg: RewardConfig, output_dir: Path) -> Treasury:
-    """Unlock (or, for a dev treasury, create) the keystore and derive the three accounts."""
+def open_treasury(cfg: RewardSettings, output_dir: Path) -> Treasury:
+    """Unlock (or, for a dev treasury, create) the keystore and derive the three accounts.
+
+    Parameters
+    ----------
+    cfg : RewardSettings
+        ``treasury_keystore`` and its passphrase variable; ``asset_code``.
+    output_dir : Path
+        Where a development treasury is created when no keystore is named.
+    """
     if cfg.treasury_keystore:
         path = Path(cfg.treasury_keystore).expanduser()
-        passphrase = resolve_passphrase(env=TREASURY_PASSPHRASE_ENV, file=None, prompt=False)
+        passphrase = resolve_passphrase(env=cfg.treasury_passphrase_env, file=None, prompt=False)
     else:
         path, passphrase = output_dir / "treasury.json", DEV_TREASURY_PASSPHRASE
         if not path.exists():
             keystore.save(path, keystore.MasterSecret.generate(with_mnemonic=False), passphrase)
-            log(WARNING, "created development treasury %s (dev passphrase)", path)
+            log(
+                WARNING,
+                "flwr-stellar: created DEVELOPMENT treasury %s with the public dev passphrase; "
+                "set treasury_keystore for real money",
+                path,
+            )
     return Treasury.from_master(keystore.load(path, passphrase), cfg.asset_code)
 
 
@@ -91,7 +103,7 @@ def ensure_funded(ledger: Ledger, address: str) -> AccountInfo:
     return account
 
 
-def prepare(ledger: Ledger, treasury: Treasury, cfg: RewardConfig, budget_total: int) -> None:
+def prepare(ledger: Ledger, treasury: Treasury, cfg: RewardSettings, budget_total: int) -> None:
     """Idempotently: accounts exist, issuer flags set, distributor trusts DLC and holds at
     least ``budget_total`` stroops of it (issuing only the difference)."""
     issuer = ensure_funded(ledger, treasury.issuer.public_key)

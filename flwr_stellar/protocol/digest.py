@@ -1,4 +1,4 @@
-"""Canonical digest of a reply's records, bound to its round; ed25519 sign / verify.
+"""Canonical digest of a reply's records, bound to its run, round, nonce and instruction.
 
 Digest v1 = SHA-256 over length-prefixed frames, in this order:
 
@@ -19,24 +19,33 @@ encoded with ``float.hex`` (exact) and every value carries a type tag, so 1, 1.0
 from __future__ import annotations
 
 import hashlib
-import secrets
 import struct
 from dataclasses import dataclass
-from enum import StrEnum
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
-from stellar_sdk import Keypair
-from stellar_sdk.exceptions import BadSignatureError, Ed25519PublicKeyInvalidError
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 DIGEST_VERSION = 1
 DOMAIN = b"flwr-stellar/reply/v1"
 SIGNATURE_RECORD = "flwr-stellar.signature"  # the reply's ConfigRecord carrying the signature
-CHALLENGE_RECORD = "flwr-stellar.challenge"  # the instruction's ConfigRecord with the nonce
 
 
 @dataclass(frozen=True)
 class Binding:
-    """What a reply is bound to, besides its records."""
+    """What a reply is bound to, besides its records: the instruction it answers.
+
+    Parameters
+    ----------
+    run_id : int
+        Flower run id.
+    server_round : int
+        The round of the instruction.
+    nonce : bytes
+        The server's fresh 32-byte challenge (empty when the instruction carried none).
+    instruction_id : str
+        Flower message id of the instruction.
+    message_type : str
+        ``train`` or ``evaluate``.
+    """
 
     run_id: int
     server_round: int
@@ -101,6 +110,15 @@ def array_record_hash(record: ArrayRecord) -> str:
 
 
 def reply_digest(content: RecordDict, binding: Binding) -> bytes:
+    """The 32 bytes a node signs: its reply's records (minus the signature) and the binding.
+
+    Parameters
+    ----------
+    content : RecordDict
+        The reply's records; the signature record, if present, is left out.
+    binding : Binding
+        Run, round, nonce, instruction id and message type the reply answers.
+    """
     f = _Framer()
     f.frame(DOMAIN)
     f.text(str(binding.run_id), str(binding.server_round))
@@ -122,116 +140,3 @@ def reply_digest(content: RecordDict, binding: Binding) -> bytes:
         else:  # pragma: no cover - RecordDict admits only the three kinds
             raise TypeError(f"unknown record type {type(record).__name__}")
     return f.h.digest()
-
-
-class Reason(StrEnum):
-    """Why a reply was rejected; stable strings for manifests and metrics."""
-
-    ERROR_REPLY = "error-reply"
-    MISSING_SIGNATURE = "missing-signature"
-    UNKNOWN_VERSION = "unknown-version"
-    MALFORMED_SIGNATURE = "malformed-signature"
-    WRONG_RUN = "wrong-run"
-    WRONG_ROUND = "wrong-round"
-    WRONG_NONCE = "wrong-nonce"
-    WRONG_INSTRUCTION = "wrong-instruction"
-    WRONG_MESSAGE_TYPE = "wrong-message-type"
-    BAD_SIGNATURE = "bad-signature"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    pseudonym: str | None
-    reason: Reason | None = None
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.reason is None
-
-
-def new_challenge(run_id: int, server_round: int) -> ConfigRecord:
-    """The instruction-side record: a fresh 256-bit nonce for this round."""
-    return ConfigRecord(
-        {
-            "version": DIGEST_VERSION,
-            "run-id": str(run_id),
-            "server-round": server_round,
-            "nonce": secrets.token_bytes(32),
-        }
-    )
-
-
-def sign_reply(content: RecordDict, binding: Binding, keypair: Keypair) -> None:
-    """Add the signature record to ``content`` (in place)."""
-    signature = keypair.sign(reply_digest(content, binding))
-    content[SIGNATURE_RECORD] = ConfigRecord(
-        {
-            "version": DIGEST_VERSION,
-            "address": keypair.public_key,
-            "signature": signature,
-            "run-id": str(binding.run_id),
-            "server-round": binding.server_round,
-            "nonce": binding.nonce,
-            "instruction-id": binding.instruction_id,
-            "message-type": binding.message_type,
-        }
-    )
-
-
-def verify_content(content: RecordDict, expected: Binding) -> Verdict:
-    """Check the signature record of ``content`` against what the server expects."""
-    if SIGNATURE_RECORD not in content:
-        return Verdict(None, Reason.MISSING_SIGNATURE, "reply carries no signature record")
-    record = content[SIGNATURE_RECORD]
-    if not isinstance(record, ConfigRecord):
-        return Verdict(None, Reason.MALFORMED_SIGNATURE, "signature record is not a ConfigRecord")
-    if record.get("version") != DIGEST_VERSION:
-        return Verdict(None, Reason.UNKNOWN_VERSION, f"version {record.get('version')!r}")
-    address, signature = record.get("address"), record.get("signature")
-    if not isinstance(address, str) or not isinstance(signature, bytes) or len(signature) != 64:
-        return Verdict(None, Reason.MALFORMED_SIGNATURE, "address or signature malformed")
-    try:
-        public = Keypair.from_public_key(address)
-    except Ed25519PublicKeyInvalidError:
-        return Verdict(None, Reason.MALFORMED_SIGNATURE, "address is not a Stellar account id")
-    checks = (
-        (Reason.WRONG_RUN, "run-id", str(expected.run_id)),
-        (Reason.WRONG_ROUND, "server-round", expected.server_round),
-        (Reason.WRONG_NONCE, "nonce", expected.nonce),
-        (Reason.WRONG_INSTRUCTION, "instruction-id", expected.instruction_id),
-        (Reason.WRONG_MESSAGE_TYPE, "message-type", expected.message_type),
-    )
-    for reason, key, want in checks:
-        got = record.get(key)
-        if got != want or type(got) is not type(want):
-            return Verdict(address, reason, f"{key} is {got!r}, expected {want!r}")
-    try:
-        public.verify(reply_digest(content, expected), signature)
-    except BadSignatureError:
-        return Verdict(address, Reason.BAD_SIGNATURE, "signature does not match the records")
-    return Verdict(address)
-
-
-def verify_reply(
-    reply: Message,
-    *,
-    run_id: int,
-    server_round: int,
-    nonce: bytes,
-    instruction_id: str | None = None,
-    message_type: str | None = None,
-) -> Verdict:
-    """Verify a reply Message; instruction id and type default to what it claims to answer."""
-    if reply.has_error():
-        return Verdict(None, Reason.ERROR_REPLY, f"node replied with error {reply.error.code}")
-    expected = Binding(
-        run_id=run_id,
-        server_round=server_round,
-        nonce=nonce,
-        instruction_id=instruction_id or reply.metadata.reply_to_message_id,
-        message_type=message_type or reply.metadata.message_type,
-    )
-    if reply.metadata.run_id != run_id:
-        return Verdict(None, Reason.WRONG_RUN, f"message run {reply.metadata.run_id}")
-    return verify_content(reply.content, expected)

@@ -1,4 +1,8 @@
-"""Onboarding a pseudonym the Stellar way: its account and DLC trustline in one transaction.
+"""Onboarding records: the request (terms + envelope) the server sends, the node's reply, and
+the one list of operations both sides build.
+
+Onboarding puts a pseudonym on the ledger the Stellar way: its account and DLC trustline in one
+transaction.
 
 The server builds the transaction (source: its sponsor account, which pays the fee and, in
 ``sponsored`` mode, the reserves via Begin/EndSponsoringFutureReserves) and signs it; the node
@@ -11,41 +15,50 @@ anything of the pseudonym's beyond opening that one trustline.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.app import ConfigRecord
 from stellar_sdk import (
     Asset,
     BeginSponsoringFutureReserves,
     ChangeTrust,
     CreateAccount,
-    DecoratedSignature,
     EndSponsoringFutureReserves,
-    Keypair,
-    NoneMemo,
     Operation,
     SetTrustLineFlags,
-    TransactionEnvelope,
     TrustLineFlags,
 )
-from stellar_sdk.exceptions import SdkError
 
-from flwr_stellar.ledger.tx import BASE_FEE
+from flwr_stellar.protocol.errors import RecordError
 
 ONBOARD_TYPE = "query.onboard"  # Flower message type of an onboarding request
 ONBOARD_RECORD = "flwr-stellar.onboard"
 VERSION = 1
 MAX_VALIDITY_S = 900  # the node signs nothing that stays valid longer than this
+_TEXT_FIELDS = ("envelope", "network-passphrase", "sponsor", "asset-code", "asset-issuer")
 
 
-class OnboardingRefused(ValueError):
+class OnboardingRefused(RecordError):
     """The node will not co-sign this envelope; the message says why."""
 
 
 @dataclass(frozen=True)
 class Terms:
-    """What the node agrees to: who sponsors, which asset, on which network."""
+    """What the node agrees to: who sponsors, which asset, on which network.
+
+    Parameters
+    ----------
+    network_passphrase : str
+        The network the envelope is for (its hash is what the node signs).
+    sponsor : str
+        The account that is the transaction's source and pays fees and reserves.
+    asset_code, asset_issuer : str
+        The coin the trustline is for.
+    sponsored : bool
+        True: the sponsor creates the account with 0 XLM; False: it exists (friendbot).
+    authorize : bool
+        The issuer authorizes the trustline in the same transaction (AUTH_REQUIRED assets).
+    """
 
     network_passphrase: str
     sponsor: str
@@ -55,6 +68,7 @@ class Terms:
     authorize: bool  # the issuer authorizes the trustline in the same transaction
 
     def to_record(self, envelope_xdr: str) -> ConfigRecord:
+        """The request record: these terms and the envelope to co-sign."""
         return ConfigRecord(
             {
                 "version": VERSION,
@@ -69,21 +83,32 @@ class Terms:
         )
 
     @classmethod
-    def from_record(cls, record: ConfigRecord) -> tuple[Terms, str]:
+    def from_record(cls, record: object) -> tuple[Terms, str]:
+        """(terms, envelope XDR) of a request record; OnboardingRefused if malformed."""
+        if not isinstance(record, ConfigRecord):
+            raise OnboardingRefused("onboarding request carries no onboarding record")
         try:
             if record["version"] != VERSION:
                 raise OnboardingRefused(f"unknown onboarding version {record['version']!r}")
-            terms = cls(
-                network_passphrase=str(record["network-passphrase"]),
-                sponsor=str(record["sponsor"]),
-                asset_code=str(record["asset-code"]),
-                asset_issuer=str(record["asset-issuer"]),
-                sponsored=bool(record["sponsored"]),
-                authorize=bool(record["authorize"]),
-            )
-            return terms, str(record["envelope"])
+            text = {k: record[k] for k in _TEXT_FIELDS}
+            flags = {k: record[k] for k in ("sponsored", "authorize")}
         except KeyError as err:
             raise OnboardingRefused(f"onboarding request lacks {err.args[0]!r}") from None
+        for key, value in text.items():
+            if not isinstance(value, str):
+                raise OnboardingRefused(f"onboarding request field {key!r} is not a string")
+        for key, value in flags.items():
+            if not isinstance(value, bool):
+                raise OnboardingRefused(f"onboarding request field {key!r} is not a bool")
+        terms = cls(
+            network_passphrase=str(text["network-passphrase"]),
+            sponsor=str(text["sponsor"]),
+            asset_code=str(text["asset-code"]),
+            asset_issuer=str(text["asset-issuer"]),
+            sponsored=bool(flags["sponsored"]),
+            authorize=bool(flags["authorize"]),
+        )
+        return terms, str(text["envelope"])
 
     @property
     def asset(self) -> Asset:
@@ -112,66 +137,30 @@ def operations(terms: Terms, pseudonym: str) -> list[Operation]:
     ]
 
 
-def check_envelope(
-    envelope_xdr: str, terms: Terms, pseudonym: str, now: float | None = None
-) -> TransactionEnvelope:
-    """Parse and check an onboarding envelope; raise OnboardingRefused naming the problem."""
-    try:
-        envelope = TransactionEnvelope.from_xdr(envelope_xdr, terms.network_passphrase)
-    except (SdkError, ValueError, TypeError) as err:
-        raise OnboardingRefused(f"envelope does not decode: {err}") from None
-    tx = envelope.transaction
-    if tx.source.account_id != terms.sponsor:
-        raise OnboardingRefused(f"transaction source {tx.source.account_id} is not the sponsor")
-    expected = operations(terms, pseudonym)
-    if len(tx.operations) != len(expected):
-        raise OnboardingRefused(
-            f"{len(tx.operations)} operations, expected exactly {len(expected)}"
-        )
-    for i, (got, want) in enumerate(zip(tx.operations, expected, strict=True)):
-        if got.to_xdr_object().to_xdr() != want.to_xdr_object().to_xdr():
-            raise OnboardingRefused(f"operation {i} is not the expected {type(want).__name__}")
-    if not isinstance(tx.memo, NoneMemo):
-        raise OnboardingRefused("onboarding transactions carry no memo")
-    bounds = tx.preconditions.time_bounds if tx.preconditions else None
-    now = time.time() if now is None else now
-    if bounds is None or bounds.max_time == 0 or bounds.max_time > now + MAX_VALIDITY_S:
-        raise OnboardingRefused(f"transaction must expire within {MAX_VALIDITY_S} s")
-    if tx.fee > 10 * BASE_FEE * len(expected):
-        raise OnboardingRefused(f"fee {tx.fee} stroops is implausibly high")
-    return envelope
+@dataclass(frozen=True)
+class Cosignature:
+    """The node's reply: its pseudonym's signature over the envelope's hash.
 
+    Parameters
+    ----------
+    pseudonym : str
+        The account being onboarded.
+    signature : bytes
+        ed25519 signature over the transaction hash (network id included).
+    """
 
-def cosign(msg: Message, pseudonym: Keypair, pinned_issuer: str | None = None) -> Message:
-    """The node's side: check the request, add the pseudonym's signature, reply."""
-    record = msg.content.get(ONBOARD_RECORD)
-    if not isinstance(record, ConfigRecord):
-        raise OnboardingRefused("onboarding request carries no onboarding record")
-    terms, envelope_xdr = Terms.from_record(record)
-    if pinned_issuer and terms.asset_issuer != pinned_issuer:
-        raise OnboardingRefused(
-            f"asset issuer {terms.asset_issuer} is not the pinned issuer {pinned_issuer}"
-        )
-    envelope = check_envelope(envelope_xdr, terms, pseudonym.public_key)
-    signature = pseudonym.sign(envelope.hash())
-    reply = ConfigRecord({"pseudonym": pseudonym.public_key, "signature": signature})
-    return Message(RecordDict({ONBOARD_RECORD: reply}), reply_to=msg)
+    pseudonym: str
+    signature: bytes
 
+    def to_record(self) -> ConfigRecord:
+        return ConfigRecord({"pseudonym": self.pseudonym, "signature": self.signature})
 
-def attach_cosignature(envelope: TransactionEnvelope, pseudonym: str, reply: Message) -> bool:
-    """The server's side: add the node's signature if it is the pseudonym's over this hash."""
-    if reply.has_error():
-        return False
-    record = reply.content.get(ONBOARD_RECORD)
-    if not isinstance(record, ConfigRecord) or record.get("pseudonym") != pseudonym:
-        return False
-    signature = record.get("signature")
-    if not isinstance(signature, bytes):
-        return False
-    kp = Keypair.from_public_key(pseudonym)
-    try:
-        kp.verify(envelope.hash(), signature)
-    except SdkError:
-        return False
-    envelope.signatures.append(DecoratedSignature(kp.signature_hint(), signature))
-    return True
+    @classmethod
+    def from_record(cls, record: object) -> Cosignature:
+        """Read the node's reply record; RecordError if it is not one."""
+        if not isinstance(record, ConfigRecord):
+            raise RecordError("onboarding reply carries no onboarding record")
+        pseudonym, signature = record.get("pseudonym"), record.get("signature")
+        if not isinstance(pseudonym, str) or not isinstance(signature, bytes):
+            raise RecordError("onboarding reply: pseudonym or signature malformed")
+        return cls(pseudonym, signature)

@@ -118,6 +118,10 @@ class EmbeddedLedger:
     def network_passphrase(self) -> str:
         return self._passphrase
 
+    @property
+    def location(self) -> str:
+        return str(self.store.path)
+
     def close(self) -> None:
         self.store.close()
 

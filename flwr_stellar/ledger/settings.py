@@ -1,0 +1,98 @@
+"""Which ledger a run uses: typed settings that validate before round 1, and ``open``.
+
+The embedded ledger is the zero-set-up default; ``backend="horizon"`` talks to any Horizon (the
+embedded ``ledger serve``, a private network, testnet, or pubnet once ``allow_pubnet`` says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flwr_stellar.ledger.base import Ledger
+from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE, EmbeddedLedger
+from flwr_stellar.ledger.horizon import PRESETS, HorizonLedger
+
+BACKENDS = ("embedded", "horizon")
+PRESET_NAMES = (*PRESETS, "custom")
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    """Where rounds are anchored and rewards paid.
+
+    Parameters
+    ----------
+    backend : {"embedded", "horizon"}
+        ``embedded``: a Stellar-rules ledger in a local SQLite file, nothing to set up.
+        ``horizon``: any Horizon server through stellar_sdk.
+    db : str
+        Embedded ledger file; ``""`` puts ``ledger.db`` in the output folder.
+    preset : {"local", "testnet", "futurenet", "pubnet", "custom"}
+        Horizon network preset; ``custom`` needs ``horizon_url`` and ``network_passphrase``.
+    horizon_url : str
+        Overrides the preset's URL (``""`` keeps it).
+    network_passphrase : str
+        Overrides the preset's passphrase; for ``embedded``, its own network's.
+    allow_pubnet : bool
+        Pubnet moves real money: it must be allowed explicitly.
+    """
+
+    backend: str = "embedded"
+    db: str = ""
+    preset: str = "local"
+    horizon_url: str = ""
+    network_passphrase: str = ""
+    allow_pubnet: bool = False
+
+    def __post_init__(self) -> None:
+        problems = [
+            ("backend", self.backend in BACKENDS, f"must be one of {BACKENDS}"),
+            ("preset", self.preset in PRESET_NAMES, f"must be one of {PRESET_NAMES}"),
+            (
+                "allow_pubnet",
+                self.backend != "horizon" or self.preset != "pubnet" or self.allow_pubnet,
+                "must be True to use pubnet (real money)",
+            ),
+            (
+                "horizon_url",
+                self.backend != "horizon" or self.preset != "custom" or bool(self.horizon_url),
+                "must be set when preset='custom'",
+            ),
+            (
+                "network_passphrase",
+                self.backend != "horizon"
+                or self.preset != "custom"
+                or bool(self.network_passphrase),
+                "must be set when preset='custom'",
+            ),
+            (
+                "horizon_url",
+                not self.horizon_url or self.horizon_url.startswith(("http://", "https://")),
+                "must be an http(s) URL",
+            ),
+        ]
+        for name, ok, why in problems:
+            if not ok:
+                raise ValueError(f"LedgerSettings.{name} {why}, got {getattr(self, name)!r}")
+
+    def open(self, output_dir: Path) -> Ledger:
+        """Open (creating, for an embedded file) the ledger these settings name."""
+        if self.backend == "embedded":
+            db = Path(self.db).expanduser() if self.db else output_dir / "ledger.db"
+            db.parent.mkdir(parents=True, exist_ok=True)
+            return EmbeddedLedger(db, self.network_passphrase or DEFAULT_PASSPHRASE)
+        if self.preset == "custom":
+            return HorizonLedger(
+                self.horizon_url, self.network_passphrase, allow_real_money=self.allow_pubnet
+            )
+        preset = PRESETS[self.preset]
+        friendbot = preset.friendbot_url
+        if self.preset == "local" and self.horizon_url:  # `ledger serve` elsewhere: its faucet
+            friendbot = self.horizon_url.rstrip("/") + "/friendbot"
+        return HorizonLedger(
+            self.horizon_url or preset.horizon_url,
+            self.network_passphrase or preset.network_passphrase,
+            friendbot_url=friendbot,
+            allow_real_money=self.allow_pubnet,
+        )

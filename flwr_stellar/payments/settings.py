@@ -1,0 +1,69 @@
+"""What a run pays and how: typed settings that validate in their constructor, before round 1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flwr_stellar.payments.amounts import asset_code_ok, parse_amount
+
+ONBOARDING = ("sponsored", "friendbot")
+TREASURY_PASSPHRASE_ENV = "FLWR_STELLAR_TREASURY_PASSPHRASE"
+
+
+@dataclass(frozen=True)
+class RewardSettings:
+    """The coin, the budget, how pseudonyms get a trustline, and whose keys pay.
+
+    Parameters
+    ----------
+    asset_code : str
+        The reward coin, a Stellar credit asset of the run's issuer (1-12 letters/digits).
+    budget_per_round : str
+        Coins shared by a round's accepted contributions, as a decimal string with at most
+        7 decimals (Stellar amounts are integer stroops; a string keeps them exact).
+    onboarding : {"sponsored", "friendbot"}
+        ``sponsored``: the server's sponsor account creates each pseudonym with 0 XLM and pays
+        its reserves, the node co-signs; ``friendbot``: a dev network's faucet funds it.
+    auth_required, auth_revocable, clawback : bool
+        Issuer flags; ``clawback`` needs ``auth_revocable`` (a Stellar rule).
+    treasury_keystore : str
+        The treasury keystore (issuer, distributor and sponsor derive from it); ``""`` creates
+        a development treasury in the output folder with the public dev passphrase.
+    treasury_passphrase_env : str
+        Environment variable holding the treasury keystore's passphrase.
+    """
+
+    asset_code: str = "DLC"
+    budget_per_round: str = "100"
+    onboarding: str = "sponsored"
+    auth_required: bool = False
+    auth_revocable: bool = False
+    clawback: bool = False
+    treasury_keystore: str = ""
+    treasury_passphrase_env: str = TREASURY_PASSPHRASE_ENV
+
+    def __post_init__(self) -> None:
+        problems = [
+            ("asset_code", asset_code_ok(self.asset_code), "must be 1-12 letters/digits"),
+            (
+                "budget_per_round",
+                isinstance(self.budget_per_round, str)
+                and parse_amount(self.budget_per_round) is not None,
+                'must be a decimal string > 0 with at most 7 decimals, e.g. "100"',
+            ),
+            ("onboarding", self.onboarding in ONBOARDING, f"must be one of {ONBOARDING}"),
+            (
+                "clawback",
+                not self.clawback or self.auth_revocable,
+                "needs auth_revocable=True (Stellar rule)",
+            ),
+            ("treasury_passphrase_env", bool(self.treasury_passphrase_env), "must not be empty"),
+        ]
+        for name, ok, why in problems:
+            if not ok:
+                raise ValueError(f"RewardSettings.{name} {why}, got {getattr(self, name)!r}")
+
+    @property
+    def budget_stroops(self) -> int:
+        """The round budget in stroops (validated, so never None)."""
+        return parse_amount(self.budget_per_round) or 0

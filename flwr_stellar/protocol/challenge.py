@@ -1,0 +1,85 @@
+"""The challenge record: what the server attaches to every train/evaluate instruction.
+
+It carries a fresh 256-bit nonce, so a signed reply can answer exactly one instruction of one
+round of one run and never be replayed, and the server's ``strict`` flag, so a node knows from
+the server itself (not from any app config) whether an unsigned reply would be thrown away.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from flwr.app import ConfigRecord
+
+from flwr_stellar.protocol.digest import DIGEST_VERSION
+from flwr_stellar.protocol.errors import RecordError
+
+CHALLENGE_RECORD = "flwr-stellar.challenge"  # the instruction's ConfigRecord with the nonce
+NONCE_BYTES = 32
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One round's challenge.
+
+    Parameters
+    ----------
+    run_id : int
+        Flower run id; a node refuses a challenge for another run.
+    server_round : int
+        The round the instruction belongs to.
+    nonce : bytes
+        32 random bytes, fresh for each round and message type.
+    strict : bool
+        True when the server rejects unsigned replies: a node that cannot sign then refuses
+        the instruction instead of training for nothing.
+    version : int
+        Digest version the node must sign with.
+    """
+
+    run_id: int
+    server_round: int
+    nonce: bytes
+    strict: bool = True
+    version: int = DIGEST_VERSION
+
+    def __post_init__(self) -> None:
+        if len(self.nonce) != NONCE_BYTES:
+            raise RecordError(f"challenge nonce must be {NONCE_BYTES} bytes, got {len(self.nonce)}")
+
+    @classmethod
+    def fresh(cls, run_id: int, server_round: int, strict: bool = True) -> Challenge:
+        """A new challenge with a nonce from the OS's CSPRNG."""
+        return cls(run_id, server_round, secrets.token_bytes(NONCE_BYTES), strict)
+
+    def to_record(self) -> ConfigRecord:
+        return ConfigRecord(
+            {
+                "version": self.version,
+                "run-id": str(self.run_id),
+                "server-round": self.server_round,
+                "nonce": self.nonce,
+                "strict": self.strict,
+            }
+        )
+
+    @classmethod
+    def from_record(cls, record: object) -> Challenge:
+        """Read and check a challenge record; raise RecordError naming the problem."""
+        if not isinstance(record, ConfigRecord):
+            raise RecordError("challenge record is not a ConfigRecord")
+        version = record.get("version")
+        if version != DIGEST_VERSION:
+            raise RecordError(f"unknown challenge version {version!r}")
+        nonce, server_round = record.get("nonce"), record.get("server-round")
+        run_id, strict = record.get("run-id"), record.get("strict", True)
+        if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
+            raise RecordError("malformed server nonce")
+        if not isinstance(server_round, int) or isinstance(server_round, bool):
+            raise RecordError("malformed server round")
+        if not isinstance(run_id, str) or not run_id.isdigit():
+            raise RecordError("malformed run id")
+        if not isinstance(strict, bool):
+            raise RecordError("malformed strict flag")
+        return cls(int(run_id), server_round, nonce, strict, version)
