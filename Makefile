@@ -57,6 +57,7 @@ bench: install dataset
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy    # strict on the library and strategies/ (pyproject [tool.mypy])
 
 # `flwr run .` on a local simulation federation (config in .flwr-home/, see README).
 flwr-run: install dataset

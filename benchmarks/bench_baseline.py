@@ -15,7 +15,12 @@ import json
 
 from demo_runner import parse_overrides, run_demo, write
 
-PLAIN = {"strategy.name": "fedavg", "identity.enabled": False, "ledger.enabled": False}
+PLAIN = {
+    "strategy.name": "fedavg",
+    "identity.enabled": False,
+    "ledger.enabled": False,
+    "screening.enabled": False,
+}
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import argparse
 
 from demo_runner import compare_abba, parse_overrides
 
-PLAIN = {"identity.enabled": False, "ledger.enabled": False}
+PLAIN = {"identity.enabled": False, "ledger.enabled": False, "screening.enabled": False}
 LEDGER = {"identity.enabled": True, "ledger.enabled": True}
 
 

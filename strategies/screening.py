@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from logging import INFO, WARNING
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
@@ -122,8 +122,6 @@ Verdict = tuple[Reason, str] | None
 
 class ReplyCheck(Protocol):
     """A check of one reply on its own."""
-
-    reason: ClassVar[Reason]
 
     def __call__(self, c: Candidate, data: RoundData) -> Verdict: ...
 

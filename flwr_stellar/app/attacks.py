@@ -56,8 +56,8 @@ def _replay(reply: Message, msg: Message, context: Context) -> Message:
 
 def _poison(transform: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Attack:
     def act(reply: Message, msg: Message, context: Context) -> Message:
-        sent = msg.content["arrays"]
-        record = reply.content["arrays"]
+        sent = msg.content.array_records["arrays"]
+        record = reply.content.array_records["arrays"]
         poisoned = ArrayRecord()
         for key, array in record.items():
             poisoned[key] = Array(transform(sent[key].numpy(), array.numpy()))
@@ -89,7 +89,9 @@ def _kind_for(context: Context) -> str:
     return attack.kind_of(int(context.node_config.get("partition-id", -1)))
 
 
-def _run(table: dict[str, Attack], msg: Message, context: Context, call_next: ClientAppCallable):
+def _run(
+    table: dict[str, Attack], msg: Message, context: Context, call_next: ClientAppCallable
+) -> Message:
     reply = call_next(msg, context)
     if msg.metadata.message_type != MessageType.TRAIN or reply.has_error():
         return reply

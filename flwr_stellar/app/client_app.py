@@ -47,7 +47,7 @@ def _setup(msg: Message, context: Context) -> tuple[AppConfig, torch.nn.Module, 
     torch.set_num_threads(1)  # one core per simulated node; Ray gives each one CPU
     cfg = AppConfig.from_run_config(context.run_config)
     model = build_model(cfg.model.name)
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
     pid, num_partitions = node_partition(context)
     return cfg, model, pid, num_partitions
 
@@ -56,8 +56,10 @@ def _setup(msg: Message, context: Context) -> tuple[AppConfig, torch.nn.Module, 
 def train_fn(msg: Message, context: Context) -> Message:
     cfg, model, pid, n = _setup(msg, context)
     local_train, _ = load_client_data(cfg.dataset, cfg.seed, pid, n)
-    config = msg.content["config"]
-    server_round = int(config["server-round"])
+    config = msg.content.config_records["config"]
+    server_round = config["server-round"]
+    assert isinstance(server_round, int), "Flower sends the round as an int"
+    mu = config.get("proximal-mu", 0.0)
     rows = round_sample(
         len(local_train), cfg.dataset.max_train_examples, cfg.seed, pid, server_round
     )
@@ -69,7 +71,7 @@ def train_fn(msg: Message, context: Context) -> Message:
         lr=cfg.train.lr,
         momentum=cfg.train.momentum,
         seed=cfg.seed * 1_000_003 + pid * 1009 + server_round,
-        proximal_mu=float(config.get("proximal-mu", 0.0)),
+        proximal_mu=float(mu) if isinstance(mu, int | float) else 0.0,
     )
     metrics = MetricRecord(
         {

@@ -411,7 +411,7 @@ def _coerce(key: str, value: Any, typ: type) -> Scalar:
         ok = isinstance(value, str)
     if not ok:
         raise ConfigError(f"{key} must be of type {typ.__name__}, got {value!r}")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _is_id_list(text: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -81,19 +82,16 @@ def prepare_raw_files(root: Path, cache_dir: Path) -> Path:
         if target.exists():
             continue
         plain, packed = root / name, root / f"{name}.gz"
-        if plain.is_file():
-            opener = plain.open
-        elif packed.is_file():
-
-            def opener(mode: str, _p: Path = packed):  # type: ignore[no-untyped-def]
-                return gzip.open(_p, mode)
-        else:
+        if not plain.is_file() and not packed.is_file():
             raise DatasetNotFoundError(
                 f"Fashion-MNIST file {packed} (or {plain}) not found; {INSTALL_HINT}"
             )
+        source: io.BufferedIOBase = (
+            plain.open("rb") if plain.is_file() else gzip.open(packed, "rb")  # noqa: SIM115
+        )
         fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{name}.")
         try:
-            with os.fdopen(fd, "wb") as out, opener("rb") as src:
+            with os.fdopen(fd, "wb") as out, source as src:
                 shutil.copyfileobj(src, out)
             os.replace(tmp, target)
         except BaseException:
@@ -137,7 +135,7 @@ def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as out:
-            np.savez(out, **arrays)
+            np.savez(out, **arrays)  # type: ignore[arg-type]  # numpy stubs: savez(**kw)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -36,8 +36,8 @@ from flwr_stellar.app.config import (
 class FederationConfig:
     """How to launch (Flower's federation config), not part of the App's run config."""
 
-    num_supernodes: int = MISSING  # type: ignore[assignment]
-    cpus_per_client: float = MISSING  # type: ignore[assignment]
+    num_supernodes: int = MISSING
+    cpus_per_client: float = MISSING
 
 
 @dataclass
@@ -58,8 +58,8 @@ def to_run_config(cfg: DictConfig) -> dict[str, Any]:
     """The Flower run config of a composed Hydra config (everything but federation)."""
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
-    container.pop("federation", None)
-    return AppConfig.from_run_config(flatten(container)).to_run_config()
+    values = {str(k): v for k, v in container.items() if k != "federation"}
+    return AppConfig.from_run_config(flatten(values)).to_run_config()
 
 
 register_schema()

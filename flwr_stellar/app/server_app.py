@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from logging import INFO
 from pathlib import Path
+from typing import TypeGuard
 
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.common.logger import log
@@ -41,6 +42,10 @@ def wrap_strategy(cfg: AppConfig, inner: Strategy, out: Path) -> Strategy:
     return strategy
 
 
+def _scalar(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float)
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg = AppConfig.from_run_config(context.run_config)
@@ -60,11 +65,15 @@ def main(grid: Grid, context: Context) -> None:
     )
     for server_round, metrics in result.train_metrics_clientapp.items():
         round_log.rounds.setdefault(server_round, {}).update(
-            {k: float(v) for k, v in metrics.items() if k != "num-examples"}
+            {k: float(v) for k, v in metrics.items() if k != "num-examples" and _scalar(v)}
         )
     for server_round, metrics in result.evaluate_metrics_clientapp.items():
         round_log.rounds.setdefault(server_round, {}).update(
-            {f"client_{k}": float(v) for k, v in metrics.items() if k != "num-examples"}
+            {
+                f"client_{k}": float(v)
+                for k, v in metrics.items()
+                if k != "num-examples" and _scalar(v)
+            }
         )
     record_verdicts(round_log, strategy)
     save_model(result.arrays, out / "model.pt")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from flwr.serverapp.strategy import (
     FedAdam,
@@ -18,7 +19,7 @@ from flwr.serverapp.strategy import (
 from flwr_stellar.app.config import StrategyConfig
 
 
-def _common(cfg: StrategyConfig) -> dict[str, float | int]:
+def _common(cfg: StrategyConfig) -> dict[str, Any]:
     return {
         "fraction_train": cfg.fraction_train,
         "fraction_evaluate": cfg.fraction_evaluate,

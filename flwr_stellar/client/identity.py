@@ -37,6 +37,7 @@ from stellar_sdk import Keypair
 from stellar_sdk.exceptions import Ed25519PublicKeyInvalidError
 
 from flwr_stellar.identity import keystore
+from flwr_stellar.identity.keystore import MasterSecret
 from flwr_stellar.identity.passphrase import DEFAULT_ENV, resolve_passphrase
 from flwr_stellar.identity.pseudonym import derive_pseudonym
 
@@ -45,7 +46,7 @@ DEV_KDF = keystore.KdfParams(n=2**14)  # cheaper unlock for many simulated nodes
 HOME_ENV = "FLWR_STELLAR_HOME"
 SIMULATION_KEYS = frozenset({"partition-id", "num-partitions"})
 
-_unlocked: dict[Path, keystore.MasterSecret] = {}
+_unlocked: dict[Path, MasterSecret] = {}
 _lock = threading.Lock()
 
 
@@ -127,7 +128,7 @@ class NodeSettings:
             require_challenge=_flag(node_config, "require-challenge", False),
         )
 
-    def master(self) -> keystore.MasterSecret:
+    def master(self) -> MasterSecret:
         """The unlocked master secret (cached per process and keystore path)."""
         if self.keystore is not None:
             path, passphrase = self.keystore, None
@@ -158,7 +159,7 @@ class NodeSettings:
             with contextlib.suppress(keystore.KeystoreError):  # another worker may be first
                 keystore.save(
                     path,
-                    keystore.MasterSecret.generate(with_mnemonic=False),
+                    MasterSecret.generate(with_mnemonic=False),
                     DEV_PASSPHRASE,
                     kdf=DEV_KDF,
                 )

@@ -84,6 +84,7 @@ def add_ledger_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         p.add_argument("--db", type=Path, default=Path("ledger.db"), help="SQLite file")
         p.add_argument("--network-passphrase", default=DEFAULT_PASSPHRASE)
         p.set_defaults(func=func)
+        assert isinstance(p, argparse.ArgumentParser)
         return p
 
     serve = cmd("serve", cmd_serve, "serve the Horizon-compatible API (creates the db if new)")

@@ -117,9 +117,18 @@ class Outbox:
             ).fetchall()
         return [
             Entry(
-                *row[:4],
-                tuple((str(d), int(a)) for d, a in json.loads(row[4])),  # type: ignore[misc]
-                *row[5:],
+                id=row[0],
+                manifest_hash=row[1],
+                part=row[2],
+                server_round=row[3],
+                payments=tuple((str(d), int(a)) for d, a in json.loads(row[4])),
+                state=row[5],
+                envelope=row[6],
+                tx_hash=row[7],
+                sequence=row[8],
+                ledger=row[9],
+                codes=row[10],
+                attempts=row[11],
             )
             for row in rows
         ]

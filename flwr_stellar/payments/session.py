@@ -126,6 +126,7 @@ class PaymentSession:
     ) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
         self.output_dir = output_dir
+        self.backend = ledger_settings.backend
         self.ledger: Ledger = ledger_settings.open(output_dir)
         try:
             self.treasury: Treasury = open_treasury(reward, output_dir)
@@ -171,6 +172,7 @@ class PaymentSession:
         asset = self.treasury.asset_id
         report = PayoutReport(
             ledger={
+                "backend": self.backend,
                 "location": self.ledger.location,
                 "network_passphrase": self.ledger.network_passphrase,
             },

@@ -82,4 +82,4 @@ class Challenge:
             raise RecordError("malformed run id")
         if not isinstance(strict, bool):
             raise RecordError("malformed strict flag")
-        return cls(int(run_id), server_round, nonce, strict, version)
+        return cls(int(run_id), server_round, nonce, strict, DIGEST_VERSION)

@@ -62,7 +62,8 @@ class RewardTerms:
             _field(record, "budget-stroops", int),
             _field(record, "scorer", str),
         )
-        return cls(str(code), str(issuer), int(budget), str(scorer))
+        assert isinstance(budget, int)
+        return cls(str(code), str(issuer), budget, str(scorer))
 
 
 def _field(record: ConfigRecord, key: str, typ: type) -> object:

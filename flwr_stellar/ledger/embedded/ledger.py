@@ -190,7 +190,10 @@ class EmbeddedLedger:
         assert last is not None
         ledger_seq, close_time = last["seq"] + 1, max(last["close_time"], int(time.time()))
         view = Overlay(self.store)
-        results, rows, fees, ops, tx_hashes = [], [], 0, 0, []
+        results: list[SubmitResult] = []
+        rows: list[Any] = []
+        tx_hashes: list[bytes] = []
+        fees, ops = 0, 0
         for envelope, raw, env, tx_hash in decoded:
             try:
                 result, row = self._apply(

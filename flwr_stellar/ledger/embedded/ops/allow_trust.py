@@ -22,11 +22,11 @@ def apply(op: Operation, source: str, st: Overlay, ctx: ApplyContext) -> str:
     body = op.body.allow_trust_op
     assert body is not None
     a = body.asset
-    raw = (
-        a.asset_code4.asset_code4
-        if a.type == AssetType.ASSET_TYPE_CREDIT_ALPHANUM4
-        else a.asset_code12.asset_code12
-    )  # type: ignore[union-attr]
+    holder = a.asset_code4 if a.type == AssetType.ASSET_TYPE_CREDIT_ALPHANUM4 else a.asset_code12
+    assert holder is not None
+    raw: bytes = (
+        getattr(holder, "asset_code4", None) or getattr(holder, "asset_code12", None) or b""
+    )
     code = raw.rstrip(b"\x00").decode("ascii", errors="replace")
     authorize = int(body.authorize.uint32)
     if authorize not in (0, AUTHORIZED, AUTHORIZED_TO_MAINTAIN_LIABILITIES) or not code:

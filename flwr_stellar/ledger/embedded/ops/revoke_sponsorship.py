@@ -33,7 +33,12 @@ def _key(op: Operation) -> Key | None:
         alpha = a.alpha_num4 or a.alpha_num12
         if alpha is None:
             return None
-        raw = getattr(alpha.asset_code, "asset_code4", None) or alpha.asset_code.asset_code12
+        code_holder = alpha.asset_code
+        raw: bytes = (
+            getattr(code_holder, "asset_code4", None)
+            or getattr(code_holder, "asset_code12", None)
+            or b""
+        )
         code = raw.rstrip(b"\x00").decode("ascii", errors="replace")
         return ("tl", account_id(lk.trust_line.account_id), f"{code}:{account_id(alpha.issuer)}")
     if lk.type == LedgerEntryType.DATA and lk.data:

@@ -17,7 +17,9 @@ def encode_key(raw: bytes) -> str:
 
 
 def account_id(pk: AccountID) -> str:
-    return encode_key(pk.account_id.ed25519.uint256)
+    key = pk.account_id.ed25519
+    assert key is not None
+    return encode_key(key.uint256)
 
 
 def muxed_id(muxed: MuxedAccount) -> str:
