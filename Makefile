@@ -52,7 +52,7 @@ test-fast: install dataset
 bench: install dataset
 	cd benchmarks && $(abspath $(PY)) bench_baseline.py && $(abspath $(PY)) bench_signing.py \
 		&& $(abspath $(PY)) bench_identity.py && $(abspath $(PY)) bench_ledger.py \
-		&& $(abspath $(PY)) bench_ledger_strategy.py
+		&& $(abspath $(PY)) bench_ledger_strategy.py && $(abspath $(PY)) bench_screening.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -21,7 +21,8 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 from stellar_sdk import Keypair
 
-from flwr_stellar.protocol.digest import Binding, reply_digest, sign_reply, verify_content
+from flwr_stellar.protocol.digest import Binding, reply_digest
+from flwr_stellar.protocol.signature import sign_reply, verify_content
 
 REPS = 7
 BINDING = Binding(1, 1, b"n" * 32, "instruction", "train")

@@ -275,6 +275,30 @@ class NoCopies:
         return [(c, copy if by_hash[c.update_hash] > 1 else None) for c in alive]
 
 
+SORTING_NETWORK_MAX_ROWS = 24
+
+
+def coordinate_median(rows: np.ndarray) -> np.ndarray:
+    """Coordinate-wise median of a few long rows.
+
+    ``np.median(rows, axis=0)`` partitions each of the (many) columns separately, which for 10
+    updates of 225k parameters costs more than the rest of screening together. For up to
+    ``SORTING_NETWORK_MAX_ROWS`` rows an odd-even transposition network sorts every column at
+    once with whole-row minimum/maximum operations instead (n^2/2 vector ops).
+    """
+    n = rows.shape[0]
+    if n == 0 or n > SORTING_NETWORK_MAX_ROWS:
+        return np.median(rows, axis=0)
+    r = [rows[i].copy() for i in range(n)]
+    for step in range(n):
+        for j in range(step % 2, n - 1, 2):
+            low = np.minimum(r[j], r[j + 1])
+            np.maximum(r[j], r[j + 1], out=r[j + 1])
+            r[j] = low
+    mid = n // 2
+    return r[mid] if n % 2 else (r[mid - 1] + r[mid]) * np.float32(0.5)
+
+
 class RelativeToMedian:
     """Norm outliers, relative free riders and direction, against the round's robust centre."""
 
@@ -285,7 +309,7 @@ class RelativeToMedian:
         rows = [c.row for c in alive]
         norms = data.norms[rows]
         median_norm = float(np.median(norms))
-        centre = np.median(data.deltas[rows], axis=0) if s.min_cosine > -1 else None
+        centre = coordinate_median(data.deltas[rows]) if s.min_cosine > -1 else None
         centre_norm = float(np.linalg.norm(centre)) if centre is not None else 0.0
         out: list[tuple[Candidate, Verdict]] = []
         for c, norm in zip(alive, norms, strict=True):

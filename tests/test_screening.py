@@ -168,3 +168,12 @@ def test_disabled_screening_passes_everything_through() -> None:
     cands = [*honest(3), candidate(9, arrays_from(update_scale=10, seed=9))]
     result = screen(cands, global_record(), replace(CFG, enabled=False))
     assert len(result.accepted) == 4 and all(c.update_hash for c in result.accepted)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 10, 24, 25])
+def test_coordinate_median_equals_numpy(n: int) -> None:
+    from strategies.screening import coordinate_median
+
+    rows = np.random.default_rng(n).normal(size=(n, 257)).astype(np.float32)
+    rows[0, :5] = rows[-1, :5]  # ties
+    np.testing.assert_allclose(coordinate_median(rows), np.median(rows, axis=0), rtol=1e-6)
