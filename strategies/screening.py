@@ -288,7 +288,7 @@ def coordinate_median(rows: np.ndarray) -> np.ndarray:
     """
     n = rows.shape[0]
     if n == 0 or n > SORTING_NETWORK_MAX_ROWS:
-        return np.median(rows, axis=0)
+        return np.asarray(np.median(rows, axis=0))
     r = [rows[i].copy() for i in range(n)]
     for step in range(n):
         for j in range(step % 2, n - 1, 2):
@@ -296,7 +296,7 @@ def coordinate_median(rows: np.ndarray) -> np.ndarray:
             np.maximum(r[j], r[j + 1], out=r[j + 1])
             r[j] = low
     mid = n // 2
-    return r[mid] if n % 2 else (r[mid - 1] + r[mid]) * np.float32(0.5)
+    return r[mid] if n % 2 else np.asarray((r[mid - 1] + r[mid]) * np.float32(0.5))
 
 
 class RelativeToMedian:

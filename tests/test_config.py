@@ -44,7 +44,7 @@ def test_pyproject_defaults_are_valid(defaults: AppConfig) -> None:
         ("reward.budget_per_round", "-5", "reward.budget_per_round must be a decimal"),
         ("reward.asset_code", "DLC!", "reward.asset_code must be 1-12"),
         ("reward.scorer", "shapley", "reward.scorer must be one of"),
-        ("reward.clawback", True, "reward.clawback needs reward.auth_revocable"),
+        ("reward.clawback", True, "reward.clawback needs auth_revocable=True"),
         ("screening.min_cosine", 1.5, "screening.min_cosine must be in [-1, 1]"),
         ("screening.norm_factor", 0.5, "screening.norm_factor must be 0 or >= 1"),
         ("attack.kind", "nan,signflip", "attack.kind must name one kind, or exactly one per"),
@@ -59,7 +59,7 @@ def test_invalid_values_rejected_naming_key(key: str, value: object, message: st
 
 def test_pubnet_needs_explicit_confirmation() -> None:
     pubnet = load_default_run_config() | {"ledger.backend": "horizon", "ledger.preset": "pubnet"}
-    with pytest.raises(ConfigError, match=r"ledger\.allow_pubnet must be true"):
+    with pytest.raises(ConfigError, match=r"ledger\.allow_pubnet must be True"):
         AppConfig.from_run_config(pubnet)
     assert AppConfig.from_run_config(pubnet | {"ledger.allow_pubnet": True}).ledger.allow_pubnet
     custom = load_default_run_config() | {"ledger.backend": "horizon", "ledger.preset": "custom"}

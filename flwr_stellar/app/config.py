@@ -14,12 +14,9 @@ from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from flwr_stellar.ledger.settings import BACKENDS as LEDGER_BACKENDS
-from flwr_stellar.ledger.settings import PRESET_NAMES, LedgerSettings
-from flwr_stellar.payments.amounts import asset_code_ok, parse_amount
-from flwr_stellar.payments.settings import ONBOARDING, RewardSettings
+from flwr_stellar.ledger.settings import LedgerSettings
+from flwr_stellar.payments.settings import RewardSettings
 from strategies.ledger_strategy import LedgerConfig as PluginConfig
-from strategies.scoring import SCORERS
 from strategies.screening import ScreeningSettings
 
 Scalar = bool | int | float | str
@@ -32,6 +29,14 @@ PARTITIONERS = ("dirichlet", "iid")
 STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedmedian", "fedtrimmedavg", "krum", "multikrum")
 MODEL_NAMES = ("cnn", "cnn_small")
 ATTACK_KINDS = ("none", "tamper", "replay", "nan", "signflip", "freeride")
+# The plugin's settings validate ledger.*, reward.* and screening.*; their messages name the
+# dataclass field, which maps back onto this schema's run-config key.
+PLUGIN_FIELDS = (
+    ("LedgerConfig.scorer", "reward.scorer"),
+    ("LedgerSettings.", "ledger."),
+    ("RewardSettings.", "reward."),
+    ("ScreeningSettings.", "screening."),
+)
 
 
 class ConfigError(ValueError):
@@ -235,7 +240,6 @@ class AppConfig:
     def validate(self) -> None:
         """Check value ranges; raise ConfigError naming the first offending key."""
         d, s, t, lg = self.dataset, self.strategy, self.train, self.ledger
-        r, sc = self.reward, self.screening
         rules: list[tuple[str, bool, str]] = [
             ("seed", self.seed >= 0, "must be >= 0"),
             ("num_rounds", self.num_rounds >= 1, "must be >= 1"),
@@ -284,64 +288,23 @@ class AppConfig:
                 _is_id_list(self.attack.nodes),
                 'must be comma-separated partition ids, e.g. "0,3"',
             ),
-            ("ledger.backend", lg.backend in LEDGER_BACKENDS, f"must be one of {LEDGER_BACKENDS}"),
-            (
-                "ledger.preset",
-                lg.preset in PRESET_NAMES,
-                f"must be one of {PRESET_NAMES}",
-            ),
-            (
-                "ledger.allow_pubnet",
-                lg.backend != "horizon" or lg.preset != "pubnet" or lg.allow_pubnet,
-                "must be true to use pubnet (real money)",
-            ),
-            (
-                "ledger.horizon_url",
-                lg.backend != "horizon" or lg.preset != "custom" or bool(lg.horizon_url),
-                "must be set when ledger.preset=custom",
-            ),
-            (
-                "ledger.network_passphrase",
-                lg.backend != "horizon" or lg.preset != "custom" or bool(lg.network_passphrase),
-                "must be set when ledger.preset=custom",
-            ),
             (
                 "ledger.enabled",
                 not lg.enabled or self.identity.enabled,
                 "needs identity.enabled = true (rewards go to signing pseudonyms)",
             ),
-            ("reward.asset_code", asset_code_ok(r.asset_code), "must be 1-12 letters/digits"),
-            (
-                "reward.budget_per_round",
-                parse_amount(r.budget_per_round) is not None,
-                'must be a decimal amount > 0 with at most 7 decimals, e.g. "100"',
-            ),
-            ("reward.scorer", r.scorer in SCORERS, f"must be one of {tuple(SCORERS)}"),
-            ("reward.onboarding", r.onboarding in ONBOARDING, f"must be one of {ONBOARDING}"),
-            (
-                "reward.clawback",
-                not r.clawback or r.auth_revocable,
-                "needs reward.auth_revocable = true (Stellar rule)",
-            ),
-            ("screening.max_norm", sc.max_norm >= 0, "must be >= 0 (0 disables)"),
-            (
-                "screening.norm_factor",
-                sc.norm_factor == 0 or sc.norm_factor >= 1,
-                "must be 0 or >= 1",
-            ),
-            ("screening.min_cosine", -1 <= sc.min_cosine <= 1, "must be in [-1, 1]"),
-            ("screening.min_relative_norm", 0 <= sc.min_relative_norm < 1, "must be in [0, 1)"),
-            ("screening.max_num_examples", sc.max_num_examples >= 0, "must be >= 0"),
-            ("screening.min_peers", sc.min_peers >= 2, "must be >= 2"),
             ("evaluation.batch_size", self.evaluation.batch_size >= 1, "must be >= 1"),
         ]
         for key, ok, why in rules:
             if not ok:
                 raise ConfigError(f"{key} {why}, got {_lookup(self, key)!r}")
-        try:  # anything the plugin's own settings refuse, before round 1
+        try:  # the plugin's settings check the ledger.*, reward.* and screening.* values
             self.plugin_config(Path("."))
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"plugin settings: {err}") from None
+            message = str(err)
+            for plugin_name, key in PLUGIN_FIELDS:
+                message = message.replace(plugin_name, key)
+            raise ConfigError(message) from None
 
 
 def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
