@@ -12,7 +12,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 
 def _cmd_flwr_run(args: argparse.Namespace) -> int:
-    from flwr_stellar.app.flwr_run import FlwrRunError, flwr_run
+    from flwr_stellar.flwr_run import FlwrRunError, flwr_run
 
     try:
         run_id = flwr_run(
@@ -31,8 +31,6 @@ def _cmd_flwr_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flwr_stellar.app.config import PROJECT_DIR
-
     parser = argparse.ArgumentParser(
         prog="flwr-stellar",
         description="Accountable federated learning for Flower on a Stellar ledger.",
@@ -46,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         "written to $FLWR_HOME/config.toml, report the run's real final status (non-zero exit "
         "unless it completed) and stop the local SuperLink afterwards.",
     )
-    run.add_argument("--app-dir", type=Path, default=PROJECT_DIR, help="Flower App folder")
+    run.add_argument(
+        "--app-dir", type=Path, default=Path.cwd(), help="Flower App folder (default: here)"
+    )
     run.add_argument(
         "--flwr-home",
         type=Path,

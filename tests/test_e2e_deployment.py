@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flwr_stellar.app.config import PROJECT_DIR
-from flwr_stellar.app.flwr_run import flwr_env, run_status
+from flwr_stellar.flwr_run import flwr_env, run_status
 from flwr_stellar.identity import derive_pseudonym, keystore
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flwr_stellar.app.flwr_run import local_superlink_pids
 from flwr_stellar.client.identity import DEV_PASSPHRASE, default_home
+from flwr_stellar.flwr_run import local_superlink_pids
 from flwr_stellar.identity import derive_pseudonym, keystore
 from flwr_stellar.ledger.embedded import EmbeddedLedger
 from flwr_stellar.payments.manifest import RoundManifest

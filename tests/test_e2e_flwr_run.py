@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flwr_stellar.app.flwr_run import local_superlink_pids
+from flwr_stellar.flwr_run import local_superlink_pids
 
 pytestmark = pytest.mark.slow
 
@@ -21,6 +21,8 @@ def flwr_run(tmp_path: Path, *run_config: str) -> subprocess.CompletedProcess[st
                 "-m",
                 "flwr_stellar.cli",
                 "flwr-run",
+                "--app-dir",
+                str(Path(__file__).resolve().parent.parent),
                 "--flwr-home",
                 str(home),
                 "--num-supernodes",

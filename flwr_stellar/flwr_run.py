@@ -19,8 +19,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from flwr_stellar.app.config import PROJECT_DIR
-
 FEDERATION_TOML = """\
 # Written by flwr-stellar: a local simulation federation for `flwr run . local`.
 [superlink]
@@ -115,14 +113,16 @@ def run_status(run_id: str, flwr_home: Path, federation: str = "local") -> str:
 
 def flwr_run(
     *,
-    app_dir: Path = PROJECT_DIR,
+    app_dir: Path | None = None,
     flwr_home: Path | None = None,
     num_supernodes: int = 10,
     cpus_per_client: int = 1,
     run_config: Sequence[str] = (),
     keep_superlink: bool = False,
 ) -> str:
-    """Run the App with ``flwr run``; return the run id; raise unless it completed."""
+    """Run the App in ``app_dir`` (default: the working directory) with ``flwr run``; return
+    the run id; raise unless it completed."""
+    app_dir = (app_dir or Path.cwd()).resolve()
     home = (flwr_home or app_dir / ".flwr-home").resolve()
     ensure_federation(home)
     cmd = [
