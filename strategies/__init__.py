@@ -1,0 +1,1 @@
+"""Server-side Strategy wrappers, one concern each, composable around any Flower strategy."""

@@ -96,7 +96,13 @@ class LedgerConfig:
             )
 
     def config_hash(self, inner: Strategy) -> str:
-        """SHA-256 of these settings, the inner strategy's class and the app's run config."""
+        """SHA-256 of these settings, the inner strategy's class and the app's run config.
+
+        Parameters
+        ----------
+        inner : Strategy
+            The wrapped strategy (its class name is part of the hash).
+        """
         doc = {
             "ledger": asdict(self.ledger),
             "reward": {k: v for k, v in asdict(self.reward).items() if k != "treasury_keystore"},
@@ -179,7 +185,13 @@ class LedgerStrategy(Strategy):
 
     # ------------------------------------------------------------------ lifecycle
     def open(self, num_rounds: int) -> PaymentSession:
-        """Open the ledger, treasury, outbox and worker (``start()`` does this for you)."""
+        """Open the ledger, treasury, outbox and worker (``start()`` does this for you).
+
+        Parameters
+        ----------
+        num_rounds : int
+            The distributor is topped up to this many round budgets before round 1.
+        """
         if self.session is not None:
             return self.session
         out = Path(self.config.output_dir).expanduser().resolve()
@@ -219,7 +231,18 @@ class LedgerStrategy(Strategy):
         evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
     ) -> Result:
         """Flower's ``Strategy.start``, with the payment machinery opened before round 1 and
-        settled and closed after the last (also when a round raises)."""
+        settled and closed after the last (also when a round raises).
+
+        Parameters
+        ----------
+        grid, initial_arrays, num_rounds, timeout, train_config, evaluate_config, evaluate_fn
+            As for :meth:`flwr.serverapp.strategy.Strategy.start`.
+
+        Returns
+        -------
+        Result
+            Flower's result; ``self.report`` holds what the ledger paid.
+        """
         opened_here = self.session is None
         self.open(num_rounds)
         try:

@@ -449,7 +449,13 @@ class ScreeningStrategy(Strategy):
         self.screened: dict[int, Screened] = {}
 
     def global_before(self, server_round: int) -> ArrayRecord | None:
-        """The model the round's training started from (until the round is aggregated)."""
+        """The model the round's training started from (until the round is aggregated).
+
+        Parameters
+        ----------
+        server_round : int
+            The round.
+        """
         return self._global.get(server_round)
 
     def configure_train(

@@ -84,7 +84,17 @@ class VerifiedStrategy(Strategy):
 
     # ------------------------------------------------------------------ aggregate
     def verify(self, server_round: int, replies: Iterable[Message], kind: str) -> list[Message]:
-        """Verify every reply; return the accepted ones and record the verdicts."""
+        """Verify every reply; return the accepted ones and record the verdicts.
+
+        Parameters
+        ----------
+        server_round : int
+            The round the replies answer.
+        replies : Iterable[Message]
+            As received.
+        kind : str
+            ``train`` or ``evaluate``: which challenge they must answer.
+        """
         challenge = self._challenges.pop((server_round, kind), None)
         verdicts = RoundVerdicts()
         accepted: list[Message] = []

@@ -150,7 +150,13 @@ class NodeSettings:
             return _unlocked[path]
 
     def pseudonym(self, run_id: int) -> Keypair:
-        """This node's account in this run: unlinkable to its other runs and to its master."""
+        """This node's account in this run: unlinkable to its other runs and to its master.
+
+        Parameters
+        ----------
+        run_id : int
+            Flower run id.
+        """
         return derive_pseudonym(self.master(), run_id, self.federation)
 
     def _dev_keystore(self) -> Path:

@@ -131,11 +131,41 @@ class Ledger(Protocol):
         """Release connections and files; idempotent."""
         ...
 
-    def load_account(self, account_id: str) -> AccountInfo: ...
+    def load_account(self, account_id: str) -> AccountInfo:
+        """The account's current state.
 
-    def submit(self, envelope_xdr: str) -> SubmitResult: ...
+        Parameters
+        ----------
+        account_id : str
+            ``G...`` strkey.
 
-    def transaction(self, tx_hash: str) -> TxRecord: ...
+        Raises
+        ------
+        NotFoundError
+            The account does not exist (yet).
+        """
+        ...
+
+    def submit(self, envelope_xdr: str) -> SubmitResult:
+        """Submit one signed transaction envelope; a failed transaction is a result, not an
+        exception (``applied`` tells charged failures from rejections).
+
+        Parameters
+        ----------
+        envelope_xdr : str
+            Base64 ``TransactionEnvelope`` XDR, signed for this ledger's network.
+        """
+        ...
+
+    def transaction(self, tx_hash: str) -> TxRecord:
+        """A transaction in the ledger by its hash (hex); NotFoundError if it is not there.
+
+        Parameters
+        ----------
+        tx_hash : str
+            64 hex characters.
+        """
+        ...
 
     def account_transactions(
         self,
@@ -144,7 +174,21 @@ class Ledger(Protocol):
         cursor: str | None = None,
         limit: int = 10,
         order: str = "asc",
-    ) -> Page[TxRecord]: ...
+    ) -> Page[TxRecord]:
+        """One page of the transactions an account took part in.
+
+        Parameters
+        ----------
+        account_id : str
+            ``G...`` strkey.
+        cursor : str, optional
+            Paging token of the last record already seen.
+        limit : int
+            Records per page.
+        order : {"asc", "desc"}
+            Oldest or newest first.
+        """
+        ...
 
     def account_payments(
         self,
@@ -153,8 +197,22 @@ class Ledger(Protocol):
         cursor: str | None = None,
         limit: int = 10,
         order: str = "asc",
-    ) -> Page[PaymentRecord]: ...
+    ) -> Page[PaymentRecord]:
+        """One page of payments (and account creations, clawbacks) to or from an account.
+
+        Parameters
+        ----------
+        account_id, cursor, limit, order
+            As for :meth:`account_transactions`.
+        """
+        ...
 
     def fund(self, account_id: str) -> SubmitResult:
-        """Create and fund ``account_id`` on a development network (friendbot)."""
+        """Create and fund ``account_id`` on a development network (friendbot).
+
+        Parameters
+        ----------
+        account_id : str
+            ``G...`` strkey of the account to create.
+        """
         ...

@@ -61,6 +61,23 @@ PRESETS = {
 
 
 class HorizonLedger:
+    """The :class:`~flwr_stellar.ledger.base.Ledger` protocol over stellar_sdk's ``Server``, for
+    any Horizon: ``ledger serve``, a private network, testnet, pubnet.
+
+    Parameters
+    ----------
+    horizon_url : str
+        Base URL of the Horizon API.
+    network_passphrase : str
+        The network envelopes are signed for.
+    friendbot_url : str, optional
+        Faucet for :meth:`fund` on development networks.
+    allow_real_money : bool
+        Must be True for pubnet.
+    timeout : int
+        Seconds per HTTP request.
+    """
+
     def __init__(
         self,
         horizon_url: str,

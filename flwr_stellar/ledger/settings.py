@@ -77,7 +77,13 @@ class LedgerSettings:
                 raise ValueError(f"LedgerSettings.{name} {why}, got {getattr(self, name)!r}")
 
     def open(self, output_dir: Path) -> Ledger:
-        """Open (creating, for an embedded file) the ledger these settings name."""
+        """Open (creating, for an embedded file) the ledger these settings name.
+
+        Parameters
+        ----------
+        output_dir : Path
+            Where an embedded ``ledger.db`` goes when ``db`` is empty.
+        """
         if self.backend == "embedded":
             db = Path(self.db).expanduser() if self.db else output_dir / "ledger.db"
             db.parent.mkdir(parents=True, exist_ok=True)

@@ -97,6 +97,20 @@ def toid(ledger: int, tx_index: int, op_index: int = 0) -> int:
 
 
 class EmbeddedLedger:
+    """A one-machine Stellar-rules ledger in SQLite: the zero-set-up default backend.
+
+    It applies real signed envelopes as stellar-core would (signatures and thresholds, sequence
+    numbers, fees, reserves, sponsorship) and chains ledger headers by hash. The methods are
+    those of the :class:`~flwr_stellar.ledger.base.Ledger` protocol.
+
+    Parameters
+    ----------
+    path : str or Path
+        SQLite file (created if new); ``":memory:"`` for a throw-away ledger.
+    network_passphrase : str
+        Its own network's passphrase, so its envelopes can never replay on a real network.
+    """
+
     def __init__(
         self, path: str | Path = ":memory:", network_passphrase: str = DEFAULT_PASSPHRASE
     ) -> None:
