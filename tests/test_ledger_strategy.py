@@ -209,3 +209,40 @@ def test_a_node_refusing_onboarding_is_not_paid_and_the_others_are(tmp_path, lay
     for pseudonym, c in by_pseudonym.items():
         if pseudonym != refused:
             assert c.payout > 0 and ledger.load_account(pseudonym).balance(asset) == c.payout
+
+
+def test_verification_and_screening_work_without_payment(tmp_path) -> None:
+    from flwr_stellar import ScreeningStrategy, VerifiedStrategy
+
+    inner = FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1)
+    strategy = VerifiedStrategy(ScreeningStrategy(inner, SCREENING))
+    grid = FakeGrid(tmp_path, nodes=5)
+    messages = list(strategy.configure_train(1, GLOBAL, ConfigRecord(), grid))
+    assert all(TERMS_RECORD not in m.content for m in messages)  # nothing is paid
+    hostile = messages[0].metadata.dst_node_id
+    replies = [grid.deliver(m, app=nan_app if m is messages[0] else None) for m in messages]
+    arrays, metrics = strategy.aggregate_train(1, replies)
+    assert arrays is not None and np.isfinite(arrays["w"].numpy()).all()
+    assert metrics["replies_accepted"] == 4 and metrics["replies_rejected"] == 1
+    rejected = strategy.verdicts[(1, "train")].rejected
+    assert [(r.node, r.reason) for r in rejected] == [(hostile, "non-finite")]
+    assert rejected[0].pseudonym  # attributed to the pseudonym that signed it
+
+
+def test_reference_app_screens_without_the_ledger(defaults) -> None:
+    from dataclasses import replace
+
+    from flwr_stellar.app.server_app import wrap_strategy
+    from strategies.screening import ScreeningStrategy
+    from strategies.verified import VerifiedStrategy
+
+    cfg = replace(defaults, ledger=replace(defaults.ledger, enabled=False))
+    wrapped = wrap_strategy(cfg, FedAvg(), Path("unused"))
+    assert isinstance(wrapped, VerifiedStrategy)
+    assert isinstance(wrapped.inner, ScreeningStrategy)
+    plain = replace(
+        cfg,
+        identity=replace(cfg.identity, enabled=False),
+        screening=replace(cfg.screening, enabled=False),
+    )
+    assert isinstance(wrap_strategy(plain, FedAvg(), Path("unused")), FedAvg)
