@@ -141,6 +141,8 @@ class OneArrayOneMetric:
     reason = Reason.MALFORMED
 
     def __call__(self, c: Candidate, data: RoundData) -> Verdict:
+        if c.reply.has_error():  # possible when no VerifiedStrategy is outside
+            return Reason.ERROR_REPLY, f"node replied with error {c.reply.error.code}"
         content = c.reply.content
         arrays, metrics = content.array_records, content.metric_records
         configs = [k for k in content.config_records if k != SIGNATURE_RECORD]

@@ -177,3 +177,11 @@ def test_coordinate_median_equals_numpy(n: int) -> None:
     rows = np.random.default_rng(n).normal(size=(n, 257)).astype(np.float32)
     rows[0, :5] = rows[-1, :5]  # ties
     np.testing.assert_allclose(coordinate_median(rows), np.median(rows, axis=0), rtol=1e-6)
+
+
+def test_an_error_reply_is_rejected_not_raised() -> None:
+    from flwr.app import Error, Message
+
+    error = Message(Error(code=1, reason="boom"), reply_to=instruction(RecordDict()))
+    result = screen([*honest(4), Candidate(node=9, reply=error)], global_record(), CFG)
+    assert reasons(result) == {9: Reject.ERROR_REPLY}
