@@ -69,11 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_flwr_run)
 
+    from flwr_stellar.audit.cli import add_audit_parser
     from flwr_stellar.identity.cli import add_keys_parser
     from flwr_stellar.ledger.cli import add_ledger_parser
 
     add_keys_parser(sub)
     add_ledger_parser(sub)
+    add_audit_parser(sub)
     return parser
 
 

@@ -334,6 +334,7 @@ class LedgerStrategy(Strategy):
                 Rejection(reason=str(r.reason), pseudonym=r.pseudonym) for r in verdicts.rejected
             ),
             previous=self._previous,
+            distributor=self.session.treasury.distributor.public_key,
         )
         digest = self.session.submit_round(manifest)
         self._previous = digest

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from flwr_stellar.ledger.base import Ledger
+from flwr_stellar.ledger.base import Ledger, LedgerError
 from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE, EmbeddedLedger
 from flwr_stellar.ledger.horizon import PRESETS, HorizonLedger
 
@@ -102,3 +102,41 @@ class LedgerSettings:
             friendbot_url=friendbot,
             allow_real_money=self.allow_pubnet,
         )
+
+
+def open_existing(
+    db: Path | None = None, url: str | None = None, network_passphrase: str = ""
+) -> Ledger:
+    """Open a ledger to read (audits, the explorer): an existing embedded file or a Horizon URL.
+
+    Parameters
+    ----------
+    db : Path, optional
+        Embedded ledger file; it must exist (nothing is created).
+    url : str, optional
+        Horizon base URL (used when ``db`` is None).
+    network_passphrase : str
+        For a URL: the network's passphrase (default: the embedded ledger's). For a file:
+        read from the file when empty.
+
+    Raises
+    ------
+    LedgerError
+        Neither given, or the file does not exist.
+    """
+    if db is not None:
+        if not Path(db).is_file():
+            raise LedgerError(f"ledger database {db} not found")
+        if not network_passphrase:
+            from flwr_stellar.ledger.embedded.store import Store
+
+            store = Store(db)
+            try:
+                network_passphrase = store.meta("network_passphrase") or DEFAULT_PASSPHRASE
+            finally:
+                store.close()
+        return EmbeddedLedger(db, network_passphrase)
+    if url:
+        # reading is harmless: pubnet needs no confirmation here, nothing is signed
+        return HorizonLedger(url, network_passphrase or DEFAULT_PASSPHRASE, allow_real_money=True)
+    raise LedgerError("name a ledger: --db PATH (embedded file) or --ledger URL (Horizon)")

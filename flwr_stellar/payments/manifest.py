@@ -16,7 +16,7 @@ from typing import Any
 
 from flwr_stellar.files import write_atomic
 
-FORMAT = "flwr-stellar/round-manifest/v1"
+FORMAT = "flwr-stellar/round-manifest/v2"  # v2: names the paying distributor
 HEX64 = frozenset("0123456789abcdef")
 
 
@@ -52,6 +52,7 @@ class RoundManifest:
     contributions: tuple[Contribution, ...]
     rejections: tuple[Rejection, ...]
     previous: str = ""  # hash of the previous round's manifest ("" for the first)
+    distributor: str = ""  # the account that pays and anchors: an auditor checks the source
     format: str = field(default=FORMAT)
 
     def encode(self) -> bytes:

@@ -1,0 +1,78 @@
+"""``flwr-stellar audit RUN_DIR``: exit 0 only when every check of every run passes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from flwr_stellar.audit.run_audit import AuditReport, audit_run
+from flwr_stellar.ledger.embedded import EmbeddedLedger
+from flwr_stellar.ledger.settings import open_existing
+
+
+def run_audit_for(
+    run_dir: Path,
+    *,
+    db: Path | None = None,
+    url: str | None = None,
+    network_passphrase: str = "",
+    model: Path | None = None,
+) -> list[AuditReport]:
+    """Audit ``run_dir`` against its ledger; defaults: ``run_dir/ledger.db`` and
+    ``run_dir/model.pt`` when they exist.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run's folder (with ``manifests/``).
+    db, url : Path or str, optional
+        The ledger: an embedded file or a Horizon URL.
+    network_passphrase : str
+        The network's passphrase (Horizon) or an override (file).
+    model : Path, optional
+        The final model file.
+    """
+    if db is None and url is None:
+        db = run_dir / "ledger.db"
+    if model is None and (run_dir / "model.pt").is_file():
+        model = run_dir / "model.pt"
+    ledger = open_existing(db, url, network_passphrase)
+    try:
+        verify = ledger.verify_chain if isinstance(ledger, EmbeddedLedger) else None
+        return audit_run(run_dir, ledger, model_file=model, verify_chain=verify)
+    finally:
+        ledger.close()
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    reports = run_audit_for(
+        args.run_dir,
+        db=args.db,
+        url=args.ledger,
+        network_passphrase=args.network_passphrase,
+        model=args.model,
+    )
+    for report in reports:
+        print(report.render())
+    if args.json is not None:
+        args.json.write_text(json.dumps([r.as_dict() for r in reports], indent=2) + "\n")
+    return 0 if reports and all(r.passed for r in reports) else 1
+
+
+def add_audit_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "audit",
+        help="check a run's manifests against the ledger (exit 0 only on a full pass)",
+        description="Re-derive a run from its manifests, the ledger and the final model: "
+        "manifest hashes, chain, budgets, model links, anchors and every payout exactly once. "
+        "Needs no keystore and no outbox.",
+    )
+    p.add_argument("run_dir", type=Path, help="the run's output folder (with manifests/)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--db", type=Path, help="embedded ledger file (default RUN_DIR/ledger.db)")
+    where.add_argument("--ledger", metavar="URL", help="Horizon URL of the ledger")
+    p.add_argument("--network-passphrase", default="", help="for --ledger (default: embedded)")
+    p.add_argument("--model", type=Path, help="final model file (default RUN_DIR/model.pt)")
+    p.add_argument("--json", type=Path, metavar="OUT", help="also write the findings as JSON")
+    p.set_defaults(func=cmd_audit)
