@@ -60,7 +60,7 @@ def test_encoding_is_canonical_and_round_trips(m: RoundManifest, rnd) -> None:
     )
     assert shuffled.encode() == data and shuffled.hash() == m.hash()
     assert m.hash() == hashlib.sha256(data).hexdigest()
-    assert json.loads(data)["format"] == "flwr-stellar/round-manifest/v1"
+    assert json.loads(data)["format"] == "flwr-stellar/round-manifest/v2"
 
 
 @given(manifests)
@@ -108,3 +108,12 @@ def test_store_is_content_addressed_and_detects_tampering(tmp_path: Path) -> Non
         store.get("../etc/passwd")
     with pytest.raises(ManifestError, match="not found"):
         store.get("0" * 64)
+
+
+def test_a_v1_manifest_is_refused_by_name() -> None:
+    from flwr_stellar.payments.manifest import ManifestError
+
+    doc = json.loads(RoundManifest(1, 1, "a" * 64, "b" * 64, "", "DLC:G", 10, (), ()).encode())
+    doc["format"] = "flwr-stellar/round-manifest/v1"
+    with pytest.raises(ManifestError, match="unknown manifest format"):
+        RoundManifest.decode(json.dumps(doc).encode())
