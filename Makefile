@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?= attack=hostile   # the demo federation has two hostile nodes (conf/attack/)
 export FLWR_TELEMETRY_ENABLED := 0
 
-.PHONY: install dataset demo test test-fast bench lint flwr-run clean
+.PHONY: install dataset browser demo test test-fast bench lint flwr-run clean
 
 install: $(STAMP)
 
@@ -40,10 +40,20 @@ dataset:
 	echo "Installing Debian package dataset-fashion-mnist ..."; \
 	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist
 
+# Chromium for the report's browser test (Debian package, like the dataset).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+	elif sudo -n true 2>/dev/null; then SUDO="sudo"; \
+	else echo "Chromium is missing (the HTML report test opens the page in it). Run:"; \
+	     echo "    sudo apt-get update && sudo apt-get install -y chromium"; exit 1; fi; \
+	echo "Installing Debian package chromium ..."; \
+	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium
+
 demo: install dataset
 	$(PY) -m flwr_stellar.app.experiment $(DEMO_ARGS) $(ARGS)
 
-test: install dataset
+test: install dataset browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: install dataset

@@ -44,6 +44,10 @@ def test_multirun_two_jobs(tmp_path: Path) -> None:
         assert (job / "model.pt").stat().st_size > 100_000
         finals.append(metrics["rounds"][-1]["central_accuracy"])
     assert finals[0] != finals[1]  # different seeds, different runs
+    for job in jobs:  # each job's own report, with its audit
+        assert "audit</h2><p>Run" in (job / "report.html").read_text()
+    sweep_page = (sweep / "sweep.html").read_text()
+    assert all(job.name in sweep_page for job in jobs) and "data:image/png;base64," in sweep_page
 
 
 def test_invalid_config_fails_before_training(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 import hydra
 from hydra.core.config_store import ConfigStore
+from hydra.experimental.callback import Callback
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -63,6 +64,19 @@ def to_run_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 register_schema()
+
+
+class SweepReportCallback(Callback):
+    """Hydra callback: after a multirun, one page comparing its jobs (``sweep.html``)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from flwr_stellar.report import write_sweep_report
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            print(f"sweep report: {write_sweep_report(sweep_dir)}")
+        except FileNotFoundError as err:  # every job failed: nothing to compare
+            print(f"sweep report: not written ({err})")
 
 
 @hydra.main(version_base=None, config_path=str(PROJECT_DIR / "conf"), config_name="config")

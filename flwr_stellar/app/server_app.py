@@ -18,10 +18,13 @@ from flwr_stellar.app.summary import render_summary
 from flwr_stellar.app.task import (
     CentralEvaluator,
     RoundLog,
+    pseudonym_roles,
     record_verdicts,
     resolve_output_dir,
     save_model,
 )
+from flwr_stellar.audit.cli import run_audit_for
+from flwr_stellar.report import write_run_report
 from strategies.ledger_strategy import LedgerStrategy
 from strategies.screening import ScreeningStrategy
 from strategies.verified import VerifiedStrategy
@@ -79,5 +82,12 @@ def main(grid: Grid, context: Context) -> None:
     save_model(result.arrays, out / "model.pt")
     if isinstance(strategy, LedgerStrategy) and strategy.report is not None:
         round_log.extra.update(strategy.report.as_dict())
+    round_log.extra["roles"] = pseudonym_roles(cfg, out, context.run_id)
     round_log.flush(status="completed", model="model.pt")
     log(INFO, "%s", render_summary(round_log.rounds, out))
+    audit = None
+    if (out / "ledger.db").is_file():  # the embedded ledger: audit the run as a third party would
+        audit = run_audit_for(out)
+        for finding in audit:
+            log(INFO, "%s", finding.render())
+    log(INFO, "report: %s", write_run_report(out, audit=audit, run_audit=False))

@@ -114,5 +114,26 @@ def record_verdicts(round_log: RoundLog, strategy: object) -> None:
     round_log.extra["verification"] = verdicts
 
 
+def pseudonym_roles(cfg: AppConfig, out: Path, run_id: int) -> dict[str, str]:
+    """Pseudonym -> "attacker" | "honest" for simulated nodes with dev keystores in ``out``.
+
+    Only the app knows which partitions it made hostile; reports use this to split the coins.
+    """
+    from flwr_stellar.client.identity import DEV_PASSPHRASE
+    from flwr_stellar.identity import derive_pseudonym, keystore
+
+    roles: dict[str, str] = {}
+    hostile = cfg.attack.partitions() if cfg.attack.kind != "none" else frozenset()
+    for path in sorted((out / "keystores").glob("node-*.json")):
+        try:
+            partition = int(path.stem.removeprefix("node-"))
+            master = keystore.load(path, DEV_PASSPHRASE)
+        except (ValueError, keystore.KeystoreError):
+            continue
+        pseudonym = derive_pseudonym(master, run_id, cfg.identity.federation).public_key
+        roles[pseudonym] = "attacker" if partition in hostile else "honest"
+    return roles
+
+
 def save_model(arrays: ArrayRecord, path: Path) -> None:
     torch.save(arrays.to_torch_state_dict(), path)
