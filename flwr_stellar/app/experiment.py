@@ -20,8 +20,8 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from hydra.experimental.callback import Callback
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from flwr_stellar.app.config import (
