@@ -169,3 +169,41 @@ def test_final_model_swapped(run_copy: Path) -> None:
     assert len(found) == 1 and found[0].startswith("round 3 model-link: final model file"), found
     digest = hashlib.sha256((run_copy / "model.pt").read_bytes()).hexdigest()
     assert digest  # the file exists and was read
+
+
+def test_ledger_explorer_on_the_file_and_through_ledger_serve(
+    honest_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    by_round = {r: m for r, (_, m) in manifests(honest_run).items()}
+    asset = by_round[1].asset
+    owed: dict[str, int] = {}
+    for m in by_round.values():
+        for c in m.contributions:
+            owed[c.pseudonym] = owed.get(c.pseudonym, 0) + c.payout
+
+    def explore(*args: str) -> object:
+        assert main(["ledger", *args, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    db = str(honest_run / "ledger.db")
+    rows = explore("balances", "--db", db, "--asset", asset)
+    holdings = {r["account"]: r["balance_stroops"] for r in rows if r["balance_stroops"]}
+    assert holdings == owed  # the distributor spent its whole budget
+    served = tmp_path / "served.db"
+    shutil.copy(honest_run / "ledger.db", served)
+    with serve_ledger(served) as url:
+        assert explore("balances", "--ledger", url, "--asset", asset) == rows
+        payee = by_round[1].contributions[0].pseudonym
+        remote = explore("history", payee, "--ledger", url)
+    local = explore("history", payee, "--db", db)
+    assert local == remote
+    memos = {t["memo"] for t in local if t["memo_type"] == "hash"}
+    assert {m.hash() for m in by_round.values()} <= memos  # paid in every round
+    view = explore("round", str(honest_run), "2")
+    assert view["manifest_hash"] == by_round[2].hash()
+    paid = sorted(
+        (p["destination"], p["amount_stroops"]) for t in view["transactions"] for p in t["payments"]
+    )
+    assert paid == sorted((c.pseudonym, c.payout) for c in by_round[2].contributions if c.payout)
+    assert main(["ledger", "round", str(honest_run), "9"]) == 2  # no such round: one clear line
+    assert "no manifest for round 9" in capsys.readouterr().err

@@ -27,22 +27,20 @@ import base64
 import hashlib
 import io
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from stellar_sdk import xdr as stellar_xdr
-from stellar_sdk.strkey import StrKey
 
-from flwr_stellar.ledger.base import Ledger, TxRecord
+from flwr_stellar.ledger.base import Ledger
+from flwr_stellar.ledger.decode import PaymentOp, decode_envelope, iter_transactions
 from flwr_stellar.payments.amounts import format_amount
 from flwr_stellar.payments.manifest import ManifestError, RoundManifest
 
 CHECKS = ("manifest-file", "chain", "budget", "model-link", "anchor", "payouts")
-PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -171,66 +169,6 @@ def _read_manifests(directory: Path, reports: dict[int | None, AuditReport]) -> 
     return manifests
 
 
-def _all_transactions(ledger: Ledger, account: str) -> Iterable[TxRecord]:
-    cursor: str | None = None
-    while True:
-        page = ledger.account_transactions(account, cursor=cursor, limit=PAGE, order="asc")
-        yield from page.records
-        if len(page.records) < PAGE or page.next_cursor in (None, cursor):
-            return
-        cursor = page.next_cursor
-
-
-def _asset_string(asset: stellar_xdr.Asset) -> str:
-    if asset.type == stellar_xdr.AssetType.ASSET_TYPE_NATIVE:
-        return "native"
-    alpha = asset.alpha_num4 or asset.alpha_num12
-    assert alpha is not None
-    code_holder = alpha.asset_code
-    raw: bytes = (
-        getattr(code_holder, "asset_code4", None)
-        or getattr(code_holder, "asset_code12", None)
-        or b""
-    )
-    issuer = alpha.issuer.account_id.ed25519
-    assert issuer is not None
-    code = raw.rstrip(b"\0").decode("ascii", "replace")
-    return f"{code}:{StrKey.encode_ed25519_public_key(issuer.uint256)}"
-
-
-def _account(muxed: stellar_xdr.MuxedAccount) -> str:
-    if muxed.ed25519 is not None:
-        return StrKey.encode_ed25519_public_key(muxed.ed25519.uint256)
-    assert muxed.med25519 is not None
-    return StrKey.encode_ed25519_public_key(muxed.med25519.ed25519.uint256)
-
-
-Payment = tuple[str, str, int]  # destination, asset, stroops
-
-
-def _decode(record: TxRecord) -> tuple[str, list[Payment], list[str]]:
-    """(transaction source, payments, other operations) of an envelope."""
-    envelope = stellar_xdr.TransactionEnvelope.from_xdr(record.envelope_xdr)
-    tx = envelope.v1.tx if envelope.v1 is not None else None
-    if tx is None:
-        return record.source, [], ["not a v1 transaction envelope"]
-    source = _account(tx.source_account)
-    payments: list[Payment] = []
-    others: list[str] = []
-    for op in tx.operations:
-        op_source = _account(op.source_account) if op.source_account is not None else source
-        body = op.body
-        if body.type == stellar_xdr.OperationType.PAYMENT and op_source == source:
-            p = body.payment_op
-            assert p is not None
-            payments.append((_account(p.destination), _asset_string(p.asset), int(p.amount.int64)))
-        elif body.type == stellar_xdr.OperationType.BUMP_SEQUENCE and op_source == source:
-            continue  # the no-op that anchors a round without payouts
-        else:
-            others.append(f"{body.type.name} from {op_source}")
-    return source, payments, others
-
-
 def _check_run(
     report: AuditReport,
     manifests: list[RoundManifest],
@@ -313,15 +251,15 @@ def _check_ledger(report: AuditReport, chosen: dict[int, RoundManifest], ledger:
     (distributor,) = distributors
     wanted = {m.hash(): r for r, m in chosen.items()}
     anchors: dict[str, list[str]] = defaultdict(list)
-    paid: dict[str, Counter[Payment]] = defaultdict(Counter)
+    paid: dict[str, Counter[PaymentOp]] = defaultdict(Counter)
     foreign: dict[str, list[str]] = defaultdict(list)
-    for record in _all_transactions(ledger, distributor):
+    for record in iter_transactions(ledger, distributor):
         if record.memo_type != "hash" or not record.memo or not record.successful:
             continue
         memo = base64.b64decode(record.memo).hex()
         if memo not in wanted:
             continue
-        source, payments, others = _decode(record)
+        source, payments, others = decode_envelope(record)
         if source != distributor:
             foreign[memo].append(f"transaction {record.hash} from {source}")
             continue

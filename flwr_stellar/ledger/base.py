@@ -207,6 +207,22 @@ class Ledger(Protocol):
         """
         ...
 
+    def holders(
+        self, asset: str, *, cursor: str | None = None, limit: int = 10
+    ) -> Page[AccountInfo]:
+        """Accounts holding a trustline to ``asset`` (Horizon's ``/accounts?asset=``), by id.
+
+        Parameters
+        ----------
+        asset : str
+            ``CODE:ISSUER``.
+        cursor : str, optional
+            The last account id already seen.
+        limit : int
+            Records per page.
+        """
+        ...
+
     def fund(self, account_id: str) -> SubmitResult:
         """Create and fund ``account_id`` on a development network (friendbot).
 

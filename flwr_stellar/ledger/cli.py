@@ -75,6 +75,53 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_any(args: argparse.Namespace) -> Any:
+    from flwr_stellar.ledger.settings import open_existing
+
+    if args.ledger:
+        return open_existing(url=args.ledger, network_passphrase=args.network_passphrase)
+    return open_existing(db=args.db)
+
+
+def cmd_balances(args: argparse.Namespace) -> int:
+    from flwr_stellar.ledger import explorer
+
+    ledger = _open_any(args)
+    try:
+        rows = explorer.balances(ledger, args.asset)
+    finally:
+        ledger.close()
+    print(_json(rows) if args.json else explorer.render_balances(rows, args.asset))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from flwr_stellar.ledger import explorer
+
+    ledger = _open_any(args)
+    try:
+        rows = explorer.history(ledger, args.address, args.limit)
+    finally:
+        ledger.close()
+    title = f"transactions of {args.address}"
+    print(_json(rows) if args.json else explorer.render_history(rows, title))
+    return 0
+
+
+def cmd_round(args: argparse.Namespace) -> int:
+    from flwr_stellar.ledger import explorer
+
+    if args.ledger is None and args.db == Path("ledger.db"):
+        args.db = args.run_dir / "ledger.db"  # the run's own embedded ledger by default
+    ledger = _open_any(args)
+    try:
+        view = explorer.round_view(ledger, args.run_dir, args.round, args.run_id)
+    finally:
+        ledger.close()
+    print(_json(view) if args.json else explorer.render_round(view))
+    return 0
+
+
 def add_ledger_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ledger = sub.add_parser("ledger", help="the embedded Stellar ledger and its HTTP server")
     lsub = ledger.add_subparsers(dest="ledger_command", required=True)
@@ -97,3 +144,21 @@ def add_ledger_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     cmd("account", cmd_account, "an account's balances, signers and data").add_argument("address")
     cmd("tx", cmd_tx, "a transaction by hash").add_argument("hash")
     cmd("verify", cmd_verify, "re-derive the whole hash chain; exit 1 if it does not verify")
+
+    def explore(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
+        p = cmd(name, func, help_ + " (embedded file, or any Horizon with --ledger URL)")
+        p.add_argument("--ledger", metavar="URL", help="Horizon URL instead of --db")
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.set_defaults(network_passphrase="")
+        return p
+
+    explore("balances", cmd_balances, "every holder of a coin and its balance").add_argument(
+        "--asset", required=True, help="CODE:ISSUER, e.g. the asset of a run's manifests"
+    )
+    hist = explore("history", cmd_history, "an account's transactions, decoded")
+    hist.add_argument("address")
+    hist.add_argument("--limit", type=int, default=None, help="only the first N transactions")
+    rnd = explore("round", cmd_round, "a round's manifest and its transactions, decoded")
+    rnd.add_argument("run_dir", type=Path)
+    rnd.add_argument("round", type=int)
+    rnd.add_argument("--run-id", type=int, default=None, help="when the folder has several runs")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stellar_sdk import Network, Server
+from stellar_sdk import Asset, Network, Server
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BadRequestError
 from stellar_sdk.exceptions import NotFoundError as SdkNotFound
@@ -193,6 +193,15 @@ class HorizonLedger:
         )
         kinds = ("payment", "create_account")
         return Page(tuple(payment_from_json(r) for r in records if r["type"] in kinds), nxt)
+
+    def holders(
+        self, asset: str, *, cursor: str | None = None, limit: int = 10
+    ) -> Page[AccountInfo]:
+        code, _, issuer = asset.partition(":")
+        builder = self.server.accounts().for_asset(Asset(code, issuer))
+        records, _ = self._paged(builder, cursor, limit, "asc")
+        accounts = tuple(account_from_json(r) for r in records)
+        return Page(accounts, accounts[-1].account_id if accounts else cursor)
 
     def fund(self, account_id: str) -> SubmitResult:
         if not self.friendbot_url:

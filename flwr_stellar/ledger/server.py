@@ -78,6 +78,15 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
             }
         )
 
+    async def accounts(request: Request) -> JSONResponse:
+        asset = request.query_params.get("asset")
+        if not asset:
+            raise LedgerError("list accounts by asset: /accounts?asset=CODE:ISSUER")
+        cursor, limit, _ = _query(request)
+        page = ledger.holders(asset, cursor=cursor, limit=limit)
+        records = [account_to_json(a) for a in page.records]
+        return JSONResponse(_page(request, records, page.next_cursor))
+
     async def account(request: Request) -> JSONResponse:
         info = ledger.load_account(request.path_params["account_id"])
         return JSONResponse(account_to_json(info))
@@ -270,6 +279,7 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
     return Starlette(
         routes=[
             Route("/", root),
+            Route("/accounts", accounts),
             Route("/accounts/{account_id}", account),
             Route("/accounts/{account_id}/transactions", account_transactions),
             Route("/accounts/{account_id}/payments", account_payments),

@@ -528,6 +528,22 @@ class EmbeddedLedger:
         records = tuple(PaymentRecord(*r) for r in rows)
         return Page(records, records[-1].id if records else cursor)
 
+    def holders(
+        self, asset: str, *, cursor: str | None = None, limit: int = 10
+    ) -> Page[AccountInfo]:
+        code, _, issuer = asset.partition(":")
+        if not code or not StrKey.is_valid_ed25519_public_key(issuer):
+            raise LedgerError(f"asset must be CODE:ISSUER, got {asset!r}")
+        rows = self.store.db.execute(
+            "SELECT key FROM entries WHERE kind = 'tl' AND key LIKE ? ORDER BY key",
+            ("%\x1f" + asset,),
+        ).fetchall()
+        accounts = sorted(key.split("\x1f")[1] for (key,) in rows)
+        if cursor:
+            accounts = [a for a in accounts if a > cursor]
+        records = tuple(self.load_account(a) for a in accounts[: _limit(limit)])
+        return Page(records, records[-1].account_id if records else cursor)
+
     # ------------------------------------------------------------------ friendbot
     def fund(self, account_id: str, amount: int = FRIENDBOT_STARTING_BALANCE) -> SubmitResult:
         """Development faucet: the root account creates ``account_id`` (like friendbot)."""
