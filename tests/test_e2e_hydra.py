@@ -45,7 +45,7 @@ def test_multirun_two_jobs(tmp_path: Path) -> None:
         finals.append(metrics["rounds"][-1]["central_accuracy"])
     assert finals[0] != finals[1]  # different seeds, different runs
     for job in jobs:  # each job's own report, with its audit
-        assert "audit</h2><p>Run" in (job / "report.html").read_text()
+        assert "<h2>Audit</h2><p>Run" in (job / "report.html").read_text()
     sweep_page = (sweep / "sweep.html").read_text()
     assert all(job.name in sweep_page for job in jobs) and "data:image/png;base64," in sweep_page
 
