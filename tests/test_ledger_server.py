@@ -89,6 +89,48 @@ def test_sdk_and_horizon_ledger_against_server(served: str) -> None:
     )
 
 
+def test_safe_resubmission_returns_the_original_outcome(served: str) -> None:
+    """Horizon's promise: an already-included transaction, posted again, gets the response of
+    its first submission (what lets a client that lost the answer resubmit without paying
+    twice), for a successful and for an applied-failed one; nothing is charged again."""
+    ledger = HorizonLedger(served, DEFAULT_PASSPHRASE, friendbot_url=f"{served}/friendbot")
+    sdk = Server(served)
+    payer, payee = Keypair.random(), Keypair.random()
+    for kp in (payer, payee):
+        assert ledger.fund(kp.public_key).successful
+
+    def payment(amount: str):  # type: ignore[no-untyped-def]
+        tx = (
+            TransactionBuilder(sdk.load_account(payer.public_key), DEFAULT_PASSPHRASE, 100)
+            .append_payment_op(payee.public_key, Asset.native(), amount)
+            .set_timeout(60)
+            .build()
+        )
+        tx.sign(payer)
+        return tx
+
+    ok = payment("5")
+    first = sdk.submit_transaction(ok, skip_memo_required_check=True)
+    balance = ledger.load_account(payer.public_key).balance()
+    again = sdk.submit_transaction(ok, skip_memo_required_check=True)
+    assert (again["hash"], again["ledger"], again["successful"]) == (
+        first["hash"],
+        first["ledger"],
+        True,
+    )
+    assert ledger.load_account(payer.public_key).balance() == balance  # not paid, nor charged
+
+    failing = payment("1000000")  # more than it has: applied, failed, fee charged
+    results = [ledger.submit(failing.to_xdr()) for _ in range(2)]
+    assert [(r.applied, r.tx_code, r.op_codes, r.ledger) for r in results] == [
+        (True, "tx_failed", ("op_underfunded",), results[0].ledger)
+    ] * 2
+    assert ledger.load_account(payer.public_key).balance() == balance - 100  # one fee only
+    stale = payment("2")  # a different transaction with a used sequence number stays rejected
+    assert ledger.submit(payment("1").to_xdr()).successful
+    assert ledger.submit(stale.to_xdr()).tx_code == "tx_bad_seq"
+
+
 def test_ten_thousand_bad_requests(served: str) -> None:
     http = requests.Session()
     before = http.get(f"{served}/ledgers", params={"order": "desc", "limit": 1}).json()

@@ -214,6 +214,10 @@ class EmbeddedLedger:
                     view, env, raw, tx_hash, ledger_seq, close_time, len(rows) + 1
                 )
             except _Rejected as rej:
+                original = self._already_applied(tx_hash) if rej.tx_code == "tx_bad_seq" else None
+                if original is not None:  # Horizon's safe resubmission: the first outcome again
+                    results.append(replace(original, envelope_xdr=envelope))
+                    continue
                 results.append(
                     SubmitResult(
                         hash=tx_hash.hex(),
@@ -253,6 +257,23 @@ class EmbeddedLedger:
             self.store.write_tx(tx_row, participants, payments)
         self.store.commit()
         return results
+
+    def _already_applied(self, tx_hash: bytes) -> SubmitResult | None:
+        """The original outcome of a transaction already in a ledger (its sequence number is
+        used, hence tx_bad_seq), so a client that lost the first answer can resubmit safely."""
+        try:
+            record = self.transaction(tx_hash.hex())
+        except NotFoundError:
+            return None
+        return SubmitResult(
+            hash=record.hash,
+            successful=record.successful,
+            applied=True,
+            ledger=record.ledger,
+            fee_charged=record.fee_charged,
+            tx_code=record.tx_code,
+            op_codes=record.op_codes,
+        )
 
     def _decode(self, envelope_xdr: str) -> tuple[bytes, TransactionEnvelope, bytes]:
         """Decode once; the tx hash is taken over the received bytes, not a re-encoding."""
