@@ -1,7 +1,10 @@
 """Horizon's JSON shapes, both ways: the server writes them, HorizonLedger reads them.
 
-Only the fields stellar_sdk.Server and flwr-stellar use; amounts are strings with 7 decimals
-("12.5000000"), sequence numbers strings, as Horizon sends them.
+One encoder per resource (account, transaction, operation, ledger) and one for pages, each with
+Horizon's fields and HAL ``_links`` (templated where Horizon's are), because SDKs follow those
+links (the JS SDK turns every link into a method, and reads an account's ``data`` only when
+``_links.data`` exists). Amounts are strings with 7 decimals ("12.5000000"), sequence numbers
+strings, as Horizon sends them.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import base64
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from flwr_stellar.ledger.base import (
     NATIVE,
@@ -63,6 +67,49 @@ def _asset_from(d: dict[str, Any], prefix: str = "") -> str:
     return f"{d[f'{prefix}asset_code']}:{d[f'{prefix}asset_issuer']}"
 
 
+PAGE_TEMPLATE = "{?cursor,limit,order}"
+ACCOUNT_COLLECTIONS = ("transactions", "operations", "payments", "effects", "offers", "trades")
+
+
+def _link(href: str, templated: bool = False) -> dict[str, Any]:
+    return {"href": href, "templated": True} if templated else {"href": href}
+
+
+def page_json(
+    url: str, query: dict[str, str], records: list[dict[str, Any]], order: str
+) -> dict[str, Any]:
+    """A collection page: ``_embedded.records`` and self / next / prev links, as Horizon pages.
+
+    Parameters
+    ----------
+    url : str
+        The collection's URL without query.
+    query : dict
+        The request's query parameters.
+    records : list[dict]
+        Encoded records, each with a ``paging_token``.
+    order : {"asc", "desc"}
+        The page's order; ``prev`` reverses it from the first record.
+    """
+    limit = query.get("limit", "10")
+    base = {k: v for k, v in query.items() if k not in ("cursor", "order", "limit")}
+
+    def href(cursor: str, direction: str) -> str:
+        return f"{url}?{urlencode(base | {'cursor': cursor, 'limit': limit, 'order': direction})}"
+
+    first = records[0]["paging_token"] if records else query.get("cursor", "")
+    last = records[-1]["paging_token"] if records else query.get("cursor", "")
+    reverse = "desc" if order == "asc" else "asc"
+    return {
+        "_links": {
+            "self": _link(href(query.get("cursor", ""), order)),
+            "next": _link(href(last, order)),
+            "prev": _link(href(first, reverse)),
+        },
+        "_embedded": {"records": records},
+    }
+
+
 # ---------------------------------------------------------------------------- accounts
 def account_to_json(a: AccountInfo, base_url: str = "") -> dict[str, Any]:
     balances = []
@@ -83,8 +130,13 @@ def account_to_json(a: AccountInfo, base_url: str = "") -> dict[str, Any]:
         balances.append(entry)
     signers = [{"weight": w, "key": k, "type": "ed25519_public_key"} for k, w in a.signers]
     signers.append({"weight": a.master_weight, "key": a.account_id, "type": "ed25519_public_key"})
+    me = f"{base_url}/accounts/{a.account_id}"
     return {
-        "_links": {"self": {"href": f"{base_url}/accounts/{a.account_id}"}},
+        "_links": {
+            "self": _link(me),
+            **{name: _link(f"{me}/{name}{PAGE_TEMPLATE}", True) for name in ACCOUNT_COLLECTIONS},
+            "data": _link(f"{me}/data/{{key}}", True),
+        },
         "id": a.account_id,
         "account_id": a.account_id,
         "paging_token": a.account_id,
@@ -138,9 +190,19 @@ def account_from_json(d: dict[str, Any]) -> AccountInfo:
 
 
 # ---------------------------------------------------------------------------- transactions
-def tx_to_json(t: TxRecord, base_url: str = "") -> dict[str, Any]:
+def tx_to_json(t: TxRecord, base_url: str = "", result_xdr: str = "") -> dict[str, Any]:
+    me = f"{base_url}/transactions/{t.hash}"
     out: dict[str, Any] = {
-        "_links": {"self": {"href": f"{base_url}/transactions/{t.hash}"}},
+        "_links": {
+            "self": _link(me),
+            "account": _link(f"{base_url}/accounts/{t.source}"),
+            "ledger": _link(f"{base_url}/ledgers/{t.ledger}"),
+            "operations": _link(f"{me}/operations{PAGE_TEMPLATE}", True),
+            "effects": _link(f"{me}/effects{PAGE_TEMPLATE}", True),
+            "precedes": _link(f"{base_url}/transactions?order=asc&cursor={t.paging_token}"),
+            "succeeds": _link(f"{base_url}/transactions?order=desc&cursor={t.paging_token}"),
+            "transaction": _link(me),
+        },
         "id": t.hash,
         "hash": t.hash,
         "paging_token": t.paging_token,
@@ -148,9 +210,11 @@ def tx_to_json(t: TxRecord, base_url: str = "") -> dict[str, Any]:
         "ledger": t.ledger,
         "created_at": iso_time(t.created_at),
         "source_account": t.source,
+        "fee_account": t.source,
         "fee_charged": str(t.fee_charged),
         "operation_count": t.operation_count,
         "envelope_xdr": t.envelope_xdr,
+        "result_xdr": result_xdr,
         "result_codes": {"transaction": t.tx_code, "operations": list(t.op_codes)},
         "memo_type": t.memo_type,
     }
@@ -218,3 +282,171 @@ def payment_from_json(d: dict[str, Any], ledger: int | None = None) -> PaymentRe
         asset=asset,
         amount=amount,
     )
+
+
+# ---------------------------------------------------------------------------- operations
+OPERATION_NAMES = {
+    "CREATE_ACCOUNT": "create_account",
+    "PAYMENT": "payment",
+    "SET_OPTIONS": "set_options",
+    "CHANGE_TRUST": "change_trust",
+    "ALLOW_TRUST": "allow_trust",
+    "ACCOUNT_MERGE": "account_merge",
+    "MANAGE_DATA": "manage_data",
+    "BUMP_SEQUENCE": "bump_sequence",
+    "BEGIN_SPONSORING_FUTURE_RESERVES": "begin_sponsoring_future_reserves",
+    "END_SPONSORING_FUTURE_RESERVES": "end_sponsoring_future_reserves",
+    "REVOKE_SPONSORSHIP": "revoke_sponsorship",
+    "CLAWBACK": "clawback",
+    "SET_TRUST_LINE_FLAGS": "set_trust_line_flags",
+}
+
+
+def _op_fields(body: Any, source: str) -> dict[str, Any]:
+    """The type-specific fields Horizon gives an operation record."""
+    from stellar_sdk.strkey import StrKey
+
+    from flwr_stellar.ledger.decode import account_of, asset_string
+
+    def asset(a: Any, prefix: str = "") -> dict[str, str]:
+        return {f"{prefix}{k}": v for k, v in _asset_fields(asset_string(a)).items()}
+
+    def account_id(a: Any) -> str:
+        return StrKey.encode_ed25519_public_key(a.account_id.ed25519.uint256)
+
+    name = body.type.name
+    if name == "CREATE_ACCOUNT":
+        op = body.create_account_op
+        return {
+            "starting_balance": amount_str(op.starting_balance.int64),
+            "funder": source,
+            "account": account_id(op.destination),
+        }
+    if name == "PAYMENT":
+        op = body.payment_op
+        return {
+            **asset(op.asset),
+            "from": source,
+            "to": account_of(op.destination),
+            "amount": amount_str(op.amount.int64),
+        }
+    if name == "CHANGE_TRUST":
+        op = body.change_trust_op
+        line = op.line
+        fields: dict[str, Any] = {"limit": amount_str(op.limit.int64), "trustor": source}
+        if line.alpha_num4 is not None or line.alpha_num12 is not None:
+            text = asset_string(line)
+            fields |= _asset_fields(text) | {"trustee": text.split(":")[1]}
+        return fields
+    if name == "ACCOUNT_MERGE":
+        return {"account": source, "into": account_of(body.destination)}
+    if name == "MANAGE_DATA":
+        op = body.manage_data_op
+        value = op.data_value.data_value if op.data_value is not None else None
+        return {
+            "name": op.data_name.string64.decode("utf-8", "replace"),
+            "value": base64.b64encode(value).decode() if value is not None else None,
+        }
+    if name == "BUMP_SEQUENCE":
+        return {"bump_to": str(body.bump_sequence_op.bump_to.sequence_number.int64)}
+    if name == "BEGIN_SPONSORING_FUTURE_RESERVES":
+        return {"sponsored_id": account_id(body.begin_sponsoring_future_reserves_op.sponsored_id)}
+    if name == "CLAWBACK":
+        op = body.clawback_op
+        return {
+            **asset(op.asset),
+            "from": account_of(op.from_),
+            "amount": amount_str(op.amount.int64),
+        }
+    if name == "SET_TRUST_LINE_FLAGS":
+        op = body.set_trust_line_flags_op
+        return {
+            **asset(op.asset),
+            "trustor": account_id(op.trustor),
+            "set_flags": [b for b in (1, 2, 4) if op.set_flags.uint32 & b],
+            "clear_flags": [b for b in (1, 2, 4) if op.clear_flags.uint32 & b],
+        }
+    if name == "ALLOW_TRUST":
+        op = body.allow_trust_op
+        return {
+            "trustor": account_id(op.trustor),
+            "trustee": source,
+            "authorize": bool(op.authorize.uint32),
+        }
+    return {}
+
+
+def operation_to_json(t: TxRecord, index: int, base_url: str = "") -> dict[str, Any]:
+    """Horizon's operation record for operation ``index`` (1-based) of transaction ``t``.
+
+    Parameters
+    ----------
+    t : TxRecord
+        The transaction (its envelope is decoded here).
+    index : int
+        Which of its operations.
+    base_url : str
+        The server's URL, for the links.
+    """
+    from stellar_sdk import xdr
+
+    from flwr_stellar.ledger.decode import account_of
+
+    envelope = xdr.TransactionEnvelope.from_xdr(t.envelope_xdr)
+    assert envelope.v1 is not None
+    tx = envelope.v1.tx
+    op = tx.operations[index - 1]
+    source = account_of(op.source_account) if op.source_account else account_of(tx.source_account)
+    op_id = str(int(t.paging_token) | index)
+    me = f"{base_url}/operations/{op_id}"
+    return {
+        "_links": {
+            "self": _link(me),
+            "transaction": _link(f"{base_url}/transactions/{t.hash}"),
+            "effects": _link(f"{me}/effects"),
+            "succeeds": _link(f"{base_url}/effects?order=desc&cursor={op_id}"),
+            "precedes": _link(f"{base_url}/effects?order=asc&cursor={op_id}"),
+        },
+        "id": op_id,
+        "paging_token": op_id,
+        "transaction_successful": t.successful,
+        "source_account": source,
+        "type": OPERATION_NAMES.get(op.body.type.name, op.body.type.name.lower()),
+        "type_i": op.body.type.value,
+        "created_at": iso_time(t.created_at),
+        "transaction_hash": t.hash,
+        **_op_fields(op.body, source),
+    }
+
+
+# ---------------------------------------------------------------------------- ledgers
+def ledger_to_json(header: dict[str, Any], base_url: str = "") -> dict[str, Any]:
+    """Horizon's ledger record from a stored header."""
+    seq = header["seq"]
+    me = f"{base_url}/ledgers/{seq}"
+    return {
+        "_links": {
+            "self": _link(me),
+            **{
+                name: _link(f"{me}/{name}{PAGE_TEMPLATE}", True)
+                for name in ("transactions", "operations", "payments", "effects")
+            },
+        },
+        "id": header["hash"],
+        "paging_token": str(seq << 32),
+        "hash": header["hash"],
+        "prev_hash": header["prev_hash"],
+        "sequence": seq,
+        "successful_transaction_count": header["tx_count"],
+        "failed_transaction_count": 0,
+        "operation_count": header["op_count"],
+        "tx_set_operation_count": header["op_count"],
+        "closed_at": iso_time(header["close_time"]),
+        "total_coins": amount_str(header["total_coins"]),
+        "fee_pool": amount_str(header["fee_pool"]),
+        "base_fee_in_stroops": header["base_fee"],
+        "base_reserve_in_stroops": header["base_reserve"],
+        "max_tx_set_size": 1000,
+        "protocol_version": 22,
+        "header_xdr": "",
+    }

@@ -8,9 +8,10 @@ thread one at a time, which serialises access to the SQLite connection.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,17 +19,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from flwr_stellar.ledger.base import LedgerError
+from flwr_stellar.ledger.base import LedgerError, NotFoundError, TxRecord
 from flwr_stellar.ledger.embedded import EmbeddedLedger
 from flwr_stellar.ledger.horizon_json import (
     account_to_json,
-    amount_str,
     iso_time,
+    ledger_to_json,
+    operation_to_json,
+    page_json,
     payment_to_json,
     tx_to_json,
 )
+from flwr_stellar.ledger.result_xdr import ResultCodeError, build_result_xdr
 
 MAX_BODY_BYTES = 256 * 1024
+ACCOUNT_FILTERS = "{?signer,sponsor,asset,liquidity_pool,cursor,limit,order}"
 PROBLEM = "https://stellar.org/horizon-errors/"
 
 
@@ -54,27 +59,89 @@ def _query(request: Request) -> tuple[str | None, int, str]:
     return q.get("cursor") or None, int(limit_text), q.get("order", "asc")
 
 
-def _page(
-    request: Request, records: list[dict[str, Any]], next_cursor: str | None
-) -> dict[str, Any]:
-    base = str(request.url).split("?")[0]
-    params = dict(request.query_params)
-    links = {"self": {"href": str(request.url)}}
-    if next_cursor:
-        links["next"] = {"href": f"{base}?{urlencode(params | {'cursor': next_cursor})}"}
-    return {"_links": links, "_embedded": {"records": records}}
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _url(request: Request) -> str:
+    return _base(request) + request.url.path
 
 
 def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Starlette:
+    def result_xdr(t: TxRecord) -> str:
+        """The stored transaction's TransactionResult XDR ("" if a code has no XDR twin)."""
+        try:
+            return build_result_xdr(
+                t.envelope_xdr,
+                t.fee_charged,
+                t.tx_code,
+                t.op_codes,
+                lambda i: ledger.moved_amount(int(t.paging_token) | i),
+            )
+        except ResultCodeError:
+            return ""
+
+    def tx_page(request: Request, txs: tuple[TxRecord, ...], order: str) -> JSONResponse:
+        base = _base(request)
+        records = [tx_to_json(t, base, result_xdr(t)) for t in txs]
+        return JSONResponse(page_json(_url(request), dict(request.query_params), records, order))
+
+    def op_page(
+        request: Request, ops: tuple[tuple[TxRecord, int], ...], order: str
+    ) -> JSONResponse:
+        base = _base(request)
+        records = [operation_to_json(t, i, base) for t, i in ops]
+        return JSONResponse(page_json(_url(request), dict(request.query_params), records, order))
+
+    def ledger_seq(request: Request) -> int:
+        text = request.path_params["sequence"]
+        if not text.isdigit() or int(text) >= 2**31:
+            raise LedgerError(f"invalid ledger sequence {text!r}")
+        return int(text)
+
+    def ledger_json(request: Request, header: dict[str, Any]) -> dict[str, Any]:
+        ok, total = ledger.store.db.execute(
+            "SELECT COALESCE(SUM(successful), 0), COUNT(*) FROM txs WHERE ledger = ?",
+            (header["seq"],),
+        ).fetchone()
+        return ledger_to_json(header, _base(request)) | {
+            "successful_transaction_count": ok,
+            "failed_transaction_count": total - ok,
+        }
+
     async def root(request: Request) -> JSONResponse:
         header = ledger.latest_ledger()
+        base = _base(request)
         return JSONResponse(
             {
+                "_links": {
+                    "account": {"href": f"{base}/accounts/{{account_id}}", "templated": True},
+                    "accounts": {"href": f"{base}/accounts{ACCOUNT_FILTERS}", "templated": True},
+                    "fee_stats": {"href": f"{base}/fee_stats"},
+                    "friendbot": {"href": f"{base}/friendbot{{?addr}}", "templated": True},
+                    "ledger": {"href": f"{base}/ledgers/{{sequence}}", "templated": True},
+                    "ledgers": {
+                        "href": f"{base}/ledgers{{?cursor,limit,order}}",
+                        "templated": True,
+                    },
+                    "operation": {"href": f"{base}/operations/{{id}}", "templated": True},
+                    "self": {"href": f"{base}/"},
+                    "transaction": {"href": f"{base}/transactions/{{hash}}", "templated": True},
+                    "transactions": {
+                        "href": f"{base}/transactions{{?cursor,limit,order}}",
+                        "templated": True,
+                    },
+                },
                 "horizon_version": "flwr-stellar-embedded",
+                "core_version": "flwr-stellar-embedded",
                 "network_passphrase": ledger.network_passphrase,
                 "history_latest_ledger": header["seq"],
+                "history_latest_ledger_closed_at": iso_time(header["close_time"]),
+                "history_elder_ledger": 1,
                 "core_latest_ledger": header["seq"],
                 "current_protocol_version": 22,
+                "supported_protocol_version": 22,
+                "core_supported_protocol_version": 22,
             }
         )
 
@@ -84,28 +151,48 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
             raise LedgerError("list accounts by asset: /accounts?asset=CODE:ISSUER")
         cursor, limit, _ = _query(request)
         page = ledger.holders(asset, cursor=cursor, limit=limit)
-        records = [account_to_json(a) for a in page.records]
-        return JSONResponse(_page(request, records, page.next_cursor))
+        records = [account_to_json(a, _base(request)) for a in page.records]
+        return JSONResponse(page_json(_url(request), dict(request.query_params), records, "asc"))
 
     async def account(request: Request) -> JSONResponse:
         info = ledger.load_account(request.path_params["account_id"])
-        return JSONResponse(account_to_json(info))
+        return JSONResponse(account_to_json(info, _base(request)))
+
+    async def account_data(request: Request) -> JSONResponse:
+        info = ledger.load_account(request.path_params["account_id"])
+        key = request.path_params["key"]
+        value = dict(info.data).get(key)
+        if value is None:
+            raise NotFoundError(f"account {info.account_id} has no data entry {key!r}")
+        return JSONResponse({"value": base64.b64encode(value).decode(), "sponsor": None})
 
     async def account_transactions(request: Request) -> JSONResponse:
         cursor, limit, order = _query(request)
         page = ledger.account_transactions(
             request.path_params["account_id"], cursor=cursor, limit=limit, order=order
         )
-        records = [tx_to_json(t) for t in page.records]
-        return JSONResponse(_page(request, records, page.next_cursor))
+        return tx_page(request, page.records, order)
+
+    async def account_operations(request: Request) -> JSONResponse:
+        cursor, limit, order = _query(request)
+        page = ledger.operations(
+            account=request.path_params["account_id"], cursor=cursor, limit=limit, order=order
+        )
+        return op_page(request, page.records, order)
 
     async def account_payments(request: Request) -> JSONResponse:
         cursor, limit, order = _query(request)
         page = ledger.account_payments(
             request.path_params["account_id"], cursor=cursor, limit=limit, order=order
         )
-        return JSONResponse(
-            _page(request, [payment_to_json(p) for p in page.records], page.next_cursor)
+        base = _base(request)
+        records = [payment_to_json(p, base) for p in page.records]
+        return JSONResponse(page_json(_url(request), dict(request.query_params), records, order))
+
+    async def transactions(request: Request) -> JSONResponse:
+        cursor, limit, order = _query(request)
+        return tx_page(
+            request, ledger.transactions(cursor=cursor, limit=limit, order=order).records, order
         )
 
     async def transaction(request: Request) -> JSONResponse:
@@ -113,7 +200,43 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
         if len(tx_hash) != 64 or any(c not in "0123456789abcdefABCDEF" for c in tx_hash):
             raise LedgerError(f"invalid transaction hash {tx_hash!r}")
         t = ledger.transaction(tx_hash)
-        return JSONResponse(tx_to_json(t))
+        return JSONResponse(tx_to_json(t, _base(request), result_xdr(t)))
+
+    async def transaction_operations(request: Request) -> JSONResponse:
+        cursor, limit, order = _query(request)
+        page = ledger.operations(
+            tx_hash=request.path_params["tx_hash"], cursor=cursor, limit=limit, order=order
+        )
+        return op_page(request, page.records, order)
+
+    async def operation(request: Request) -> JSONResponse:
+        text = request.path_params["op_id"]
+        if not text.isdigit() or int(text) >= 2**63 or int(text) & 0xFFF == 0:
+            raise LedgerError(f"invalid operation id {text!r}")
+        op_id = int(text)
+        found = ledger.transactions(
+            ledger=op_id >> 32, cursor=str((op_id & ~0xFFF) - 1), limit=1
+        ).records
+        if not found or int(found[0].paging_token) != op_id & ~0xFFF:
+            raise NotFoundError(f"operation {op_id} not found")
+        if (op_id & 0xFFF) > found[0].operation_count:
+            raise NotFoundError(f"operation {op_id} not found")
+        return JSONResponse(operation_to_json(found[0], op_id & 0xFFF, _base(request)))
+
+    async def ledger_one(request: Request) -> JSONResponse:
+        return JSONResponse(ledger_json(request, ledger.header(ledger_seq(request))))
+
+    async def ledger_transactions(request: Request) -> JSONResponse:
+        cursor, limit, order = _query(request)
+        seq = ledger.header(ledger_seq(request))["seq"]
+        page = ledger.transactions(ledger=seq, cursor=cursor, limit=limit, order=order)
+        return tx_page(request, page.records, order)
+
+    async def ledger_operations(request: Request) -> JSONResponse:
+        cursor, limit, order = _query(request)
+        seq = ledger.header(ledger_seq(request))["seq"]
+        page = ledger.operations(ledger=seq, cursor=cursor, limit=limit, order=order)
+        return op_page(request, page.records, order)
 
     async def submit(request: Request) -> JSONResponse:
         if int(request.headers.get("content-length") or 0) > max_body:
@@ -146,17 +269,17 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
                 "form field 'tx' (a base64 TransactionEnvelope) is required",
             )
         result = ledger.submit(envelope)
-        if result.successful:
-            return JSONResponse(
-                {
-                    "hash": result.hash,
-                    "ledger": result.ledger,
-                    "successful": True,
-                    "envelope_xdr": result.envelope_xdr,
-                    "result_xdr": result.result_xdr,
-                    "fee_charged": str(result.fee_charged),
-                }
-            )
+        if result.applied:  # in a ledger: the stored record (also after a resubmission)
+            record = ledger.transaction(result.hash)
+            xdr_result = result_xdr(record)
+        else:
+            record = None
+            try:
+                xdr_result = build_result_xdr(envelope, 0, result.tx_code, ())
+            except ResultCodeError:
+                xdr_result = ""
+        if result.successful and record is not None:
+            return JSONResponse(tx_to_json(record, _base(request), xdr_result))
         return problem(
             400,
             "transaction_failed",
@@ -165,7 +288,7 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
             {
                 "hash": result.hash,
                 "envelope_xdr": result.envelope_xdr,
-                "result_xdr": result.result_xdr,
+                "result_xdr": xdr_result,
                 "result_codes": {
                     "transaction": result.tx_code,
                     "operations": list(result.op_codes),
@@ -176,35 +299,19 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
         )
 
     async def ledgers(request: Request) -> JSONResponse:
-        _, limit, order = _query(request)
+        cursor, limit, order = _query(request)
         if order not in ("asc", "desc") or not 1 <= limit <= 200:
             raise LedgerError("order must be asc|desc and limit in [1, 200]")
+        if cursor is not None and (not cursor.isdigit() or int(cursor) >= 2**63):
+            raise LedgerError(f"invalid cursor {cursor!r}")
+        after = int(cursor) >> 32 if cursor else None
+        where = "" if after is None else ("WHERE seq > ?" if order == "asc" else "WHERE seq < ?")
         rows = ledger.store.db.execute(
-            f"SELECT seq, hash, prev_hash, close_time, total_coins, fee_pool, base_fee, "
-            f"base_reserve, tx_count, op_count FROM ledgers ORDER BY seq {order.upper()} "
-            f"LIMIT ?",
-            (limit,),
+            f"SELECT seq FROM ledgers {where} ORDER BY seq {order.upper()} LIMIT ?",
+            (*(() if after is None else (after,)), limit),
         ).fetchall()
-        records = [
-            {
-                "id": h,
-                "hash": h,
-                "prev_hash": p,
-                "sequence": s,
-                "paging_token": str(s << 32),
-                "closed_at": iso_time(t),
-                "total_coins": amount_str(tc),
-                "fee_pool": amount_str(fp),
-                "base_fee_in_stroops": bf,
-                "base_reserve_in_stroops": br,
-                "successful_transaction_count": n,
-                "operation_count": ops,
-                "max_tx_set_size": 1,
-                "protocol_version": 22,
-            }
-            for s, h, p, t, tc, fp, bf, br, n, ops in rows
-        ]
-        return JSONResponse(_page(request, records, None))
+        records = [ledger_json(request, ledger.header(seq)) for (seq,) in rows]
+        return JSONResponse(page_json(_url(request), dict(request.query_params), records, order))
 
     async def fee_stats(request: Request) -> JSONResponse:
         header = ledger.latest_ledger()
@@ -281,11 +388,19 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
             Route("/", root),
             Route("/accounts", accounts),
             Route("/accounts/{account_id}", account),
+            Route("/accounts/{account_id}/data/{key}", account_data),
             Route("/accounts/{account_id}/transactions", account_transactions),
+            Route("/accounts/{account_id}/operations", account_operations),
             Route("/accounts/{account_id}/payments", account_payments),
             Route("/transactions", submit, methods=["POST"]),
+            Route("/transactions", transactions, methods=["GET"]),
             Route("/transactions/{tx_hash}", transaction),
+            Route("/transactions/{tx_hash}/operations", transaction_operations),
+            Route("/operations/{op_id}", operation),
             Route("/ledgers", ledgers),
+            Route("/ledgers/{sequence}", ledger_one),
+            Route("/ledgers/{sequence}/transactions", ledger_transactions),
+            Route("/ledgers/{sequence}/operations", ledger_operations),
             Route("/fee_stats", fee_stats),
             Route("/friendbot", friendbot),
         ],

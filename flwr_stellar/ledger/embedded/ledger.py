@@ -335,7 +335,8 @@ class EmbeddedLedger:
         ops_state = Overlay(charged)
         ctx = ApplyContext(ledger_seq=ledger_seq, base_reserve=BASE_RESERVE)
         codes = []
-        for op in ops:
+        for op_index, op in enumerate(ops, start=1):
+            ctx.op_index = op_index
             op_source = muxed_id(op.source_account) if op.source_account else source
             if ops_state.account(op_source) is None:
                 codes.append("op_no_source_account")  # never created, or merged away
@@ -360,8 +361,8 @@ class EmbeddedLedger:
         participants = {source} | {muxed_id(op.source_account) for op in ops if op.source_account}
         payments = []
         if successful:
-            for i, (kind, frm, to, asset, amount) in enumerate(ctx.payments, start=1):
-                pid = str(toid(ledger_seq, idx, i))
+            for i, kind, frm, to, asset, amount in ctx.payments:
+                pid = str(toid(ledger_seq, idx, i))  # the operation's id, as Horizon's
                 for account in {frm, to}:
                     payments.append(
                         (pid, account, ledger_seq, idx, i, tx_hex, kind, frm, to, asset, amount)
@@ -521,6 +522,83 @@ class EmbeddedLedger:
         if row is None:
             raise NotFoundError(f"transaction {tx_hash} not found")
         return _tx_record(row)
+
+    def header(self, seq: int) -> dict[str, Any]:
+        """One ledger header by sequence number (Horizon's ``/ledgers/{seq}``)."""
+        header = self.store.header(seq)
+        if header is None:
+            raise NotFoundError(f"ledger {seq} not found")
+        return header
+
+    def transactions(
+        self,
+        *,
+        ledger: int | None = None,
+        cursor: str | None = None,
+        limit: int = 10,
+        order: str = "asc",
+    ) -> Page[TxRecord]:
+        """All transactions (or those of one ledger), in ledger order, paged by TOID."""
+        where, args, direction = _paging(cursor, order, "((ledger << 32) | (idx << 12))")
+        if ledger is not None:
+            where, args = f"AND ledger = ? {where}", (ledger, *args)
+        rows = self.store.db.execute(
+            f"SELECT {_TX_COLS} FROM txs WHERE 1 = 1 {where} "
+            f"ORDER BY ledger {direction}, idx {direction} LIMIT ?",
+            (*args, _limit(limit)),
+        ).fetchall()
+        records = tuple(_tx_record(r) for r in rows)
+        return Page(records, records[-1].paging_token if records else cursor)
+
+    def operations(
+        self,
+        *,
+        account: str | None = None,
+        tx_hash: str | None = None,
+        ledger: int | None = None,
+        cursor: str | None = None,
+        limit: int = 10,
+        order: str = "asc",
+    ) -> Page[tuple[TxRecord, int]]:
+        """Operations as (transaction, 1-based index), paged by operation id (TOID).
+
+        ``account`` selects the operations of the transactions it took part in; ``tx_hash`` one
+        transaction's; ``ledger`` one ledger's; none of them, all.
+        """
+        _limit(limit)
+        _paging(cursor, order, "x")  # validates cursor and order
+        start = int(cursor) if cursor else None
+        tx_cursor = None
+        if start is not None:  # the transaction holding the cursor's operation, inclusive
+            tx_start = start & ~0xFFF
+            tx_cursor = str(tx_start - 1 if order == "asc" else tx_start + 1)
+        if tx_hash is not None:
+            txs: tuple[TxRecord, ...] = (self.transaction(tx_hash),)
+        elif account is not None:
+            txs = self.account_transactions(
+                account, cursor=tx_cursor, limit=limit + 1, order=order
+            ).records
+        else:
+            txs = self.transactions(
+                ledger=ledger, cursor=tx_cursor, limit=limit + 1, order=order
+            ).records
+        out: list[tuple[TxRecord, int]] = []
+        for t in txs:
+            indices = range(1, t.operation_count + 1)
+            for i in indices if order == "asc" else reversed(indices):
+                op_id = int(t.paging_token) | i
+                if start is None or (op_id > start if order == "asc" else op_id < start):
+                    out.append((t, i))
+        out = out[:limit]
+        nxt = str(int(out[-1][0].paging_token) | out[-1][1]) if out else cursor
+        return Page(tuple(out), nxt)
+
+    def moved_amount(self, op_id: int) -> int | None:
+        """What an operation moved (payments history), e.g. the balance an AccountMerge sent."""
+        row = self.store.db.execute(
+            "SELECT amount FROM payments WHERE id = ? LIMIT 1", (str(op_id),)
+        ).fetchone()
+        return int(row[0]) if row else None
 
     def account_transactions(
         self, account_id: str, *, cursor: str | None = None, limit: int = 10, order: str = "asc"

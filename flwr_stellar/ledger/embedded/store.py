@@ -124,6 +124,12 @@ class Store:
         ).fetchone()
         return dict(zip(HEADER_FIELDS, row, strict=True)) if row else None
 
+    def header(self, seq: int) -> dict[str, Any] | None:
+        row = self.db.execute(
+            f"SELECT {', '.join(HEADER_FIELDS)} FROM ledgers WHERE seq = ?", (seq,)
+        ).fetchone()
+        return dict(zip(HEADER_FIELDS, row, strict=True)) if row else None
+
     def headers(self) -> Iterable[dict[str, Any]]:
         for row in self.db.execute(f"SELECT {', '.join(HEADER_FIELDS)} FROM ledgers ORDER BY seq"):
             yield dict(zip(HEADER_FIELDS, row, strict=True))

@@ -34,8 +34,16 @@ from flwr_stellar.ledger.embedded.ops import (
 class ApplyContext:
     ledger_seq: int
     base_reserve: int
-    payments: list[tuple[str, str, str, str, int]] = field(default_factory=list)
-    # (type, source, destination, asset, amount) for the payments history
+    payments: list[tuple[int, str, str, str, str, int]] = field(default_factory=list)
+    # (operation index, type, source, destination, asset, amount) for the payments history
+    op_index: int = 0  # 1-based index of the operation being applied
+
+    def record_payment(
+        self, kind: str, source: str, destination: str, asset: str, amount: int
+    ) -> None:
+        """Note a movement of funds by the current operation (its id is the operation's)."""
+        self.payments.append((self.op_index, kind, source, destination, asset, amount))
+
     sponsoring: dict[str, str] = field(default_factory=dict)  # sponsored -> sponsor, open now
 
 

@@ -43,5 +43,5 @@ def apply(op: Operation, source: str, st: Overlay, ctx: ApplyContext) -> str:
     st.put(replace(dst, balance=dst.balance + src.balance))
     release(st, source, src.sponsor, 2)
     st.delete(("acct", source))
-    ctx.payments.append(("account_merge", source, destination, NATIVE, src.balance))
+    ctx.record_payment("account_merge", source, destination, NATIVE, src.balance)
     return "op_success"

@@ -31,5 +31,5 @@ def apply(op: Operation, source: str, st: Overlay, ctx: ApplyContext) -> str:
     if line.balance < amount:
         return "op_underfunded"
     st.put(replace(line, balance=line.balance - amount))
-    ctx.payments.append(("clawback", holder, source, asset, amount))
+    ctx.record_payment("clawback", holder, source, asset, amount)
     return "op_success"

@@ -47,5 +47,5 @@ def apply(op: Operation, source: str, st: Overlay, ctx: ApplyContext) -> str:
             sponsor=sponsor,
         )
     )
-    ctx.payments.append(("create_account", source, destination, NATIVE, amount))
+    ctx.record_payment("create_account", source, destination, NATIVE, amount)
     return "op_success"

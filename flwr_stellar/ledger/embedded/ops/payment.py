@@ -34,7 +34,7 @@ def apply(op: Operation, source: str, st: Overlay, ctx: ApplyContext) -> str:
         else _credit(source, destination, asset, amount, st)
     )
     if code == "op_success":
-        ctx.payments.append(("payment", source, destination, asset, amount))
+        ctx.record_payment("payment", source, destination, asset, amount)
     return code
 
 

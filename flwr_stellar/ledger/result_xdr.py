@@ -1,0 +1,187 @@
+"""TransactionResult XDR from what the ledger stores (fee charged, Horizon's result codes, the
+envelope's operation types), built with stellar_sdk's XDR classes, so any client that decodes
+``result_xdr`` gets the real fee and per-operation results.
+
+Horizon's operation code strings are the XDR enum names without their operation prefix
+(``PAYMENT_UNDERFUNDED`` -> ``op_underfunded``); this module maps them back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from stellar_sdk import xdr
+
+# operation type -> (result class, its code enum, enum prefix, OperationResultTr field)
+_RESULTS: dict[xdr.OperationType, tuple[Any, Any, str, str]] = {
+    xdr.OperationType.CREATE_ACCOUNT: (
+        xdr.CreateAccountResult,
+        xdr.CreateAccountResultCode,
+        "CREATE_ACCOUNT_",
+        "create_account_result",
+    ),
+    xdr.OperationType.PAYMENT: (
+        xdr.PaymentResult,
+        xdr.PaymentResultCode,
+        "PAYMENT_",
+        "payment_result",
+    ),
+    xdr.OperationType.SET_OPTIONS: (
+        xdr.SetOptionsResult,
+        xdr.SetOptionsResultCode,
+        "SET_OPTIONS_",
+        "set_options_result",
+    ),
+    xdr.OperationType.CHANGE_TRUST: (
+        xdr.ChangeTrustResult,
+        xdr.ChangeTrustResultCode,
+        "CHANGE_TRUST_",
+        "change_trust_result",
+    ),
+    xdr.OperationType.ALLOW_TRUST: (
+        xdr.AllowTrustResult,
+        xdr.AllowTrustResultCode,
+        "ALLOW_TRUST_",
+        "allow_trust_result",
+    ),
+    xdr.OperationType.ACCOUNT_MERGE: (
+        xdr.AccountMergeResult,
+        xdr.AccountMergeResultCode,
+        "ACCOUNT_MERGE_",
+        "account_merge_result",
+    ),
+    xdr.OperationType.MANAGE_DATA: (
+        xdr.ManageDataResult,
+        xdr.ManageDataResultCode,
+        "MANAGE_DATA_",
+        "manage_data_result",
+    ),
+    xdr.OperationType.BUMP_SEQUENCE: (
+        xdr.BumpSequenceResult,
+        xdr.BumpSequenceResultCode,
+        "BUMP_SEQUENCE_",
+        "bump_seq_result",
+    ),
+    xdr.OperationType.BEGIN_SPONSORING_FUTURE_RESERVES: (
+        xdr.BeginSponsoringFutureReservesResult,
+        xdr.BeginSponsoringFutureReservesResultCode,
+        "BEGIN_SPONSORING_FUTURE_RESERVES_",
+        "begin_sponsoring_future_reserves_result",
+    ),
+    xdr.OperationType.END_SPONSORING_FUTURE_RESERVES: (
+        xdr.EndSponsoringFutureReservesResult,
+        xdr.EndSponsoringFutureReservesResultCode,
+        "END_SPONSORING_FUTURE_RESERVES_",
+        "end_sponsoring_future_reserves_result",
+    ),
+    xdr.OperationType.REVOKE_SPONSORSHIP: (
+        xdr.RevokeSponsorshipResult,
+        xdr.RevokeSponsorshipResultCode,
+        "REVOKE_SPONSORSHIP_",
+        "revoke_sponsorship_result",
+    ),
+    xdr.OperationType.CLAWBACK: (
+        xdr.ClawbackResult,
+        xdr.ClawbackResultCode,
+        "CLAWBACK_",
+        "clawback_result",
+    ),
+    xdr.OperationType.SET_TRUST_LINE_FLAGS: (
+        xdr.SetTrustLineFlagsResult,
+        xdr.SetTrustLineFlagsResultCode,
+        "SET_TRUST_LINE_FLAGS_",
+        "set_trust_line_flags_result",
+    ),
+}
+# codes of the operation as a whole (OperationResultCode), not of its type
+_OUTER = {
+    "op_bad_auth": xdr.OperationResultCode.opBAD_AUTH,
+    "op_no_source_account": xdr.OperationResultCode.opNO_ACCOUNT,
+    "op_not_supported": xdr.OperationResultCode.opNOT_SUPPORTED,
+    "op_too_many_subentries": xdr.OperationResultCode.opTOO_MANY_SUBENTRIES,
+    "op_too_many_sponsoring": xdr.OperationResultCode.opTOO_MANY_SPONSORING,
+}
+# Horizon's strings that are not the enum name minus its prefix
+_ALIASES = {"op_already_exists": "op_already_exist", "op_data_name_not_found": "op_name_not_found"}
+
+
+class ResultCodeError(ValueError):
+    """A stored result code has no XDR counterpart for its operation type."""
+
+
+def _inner(op_type: xdr.OperationType, code: str, merged: int | None) -> xdr.OperationResult:
+    if op_type not in _RESULTS:
+        raise ResultCodeError(f"no result encoding for operation type {op_type.name}")
+    result_cls, code_enum, prefix, field = _RESULTS[op_type]
+    wanted = _ALIASES.get(code, code)
+    member = next(
+        (
+            m
+            for name, m in code_enum.__members__.items()
+            if f"op_{name[len(prefix) :].lower()}" == wanted
+        ),
+        None,
+    )
+    if member is None:
+        raise ResultCodeError(f"{code!r} is not a result of {op_type.name}")
+    if op_type == xdr.OperationType.ACCOUNT_MERGE and member.name.endswith("SUCCESS"):
+        value = result_cls(member, xdr.Int64(merged or 0))
+    else:
+        value = result_cls(member)
+    tr = xdr.OperationResultTr(type=op_type, **{field: value})
+    return xdr.OperationResult(code=xdr.OperationResultCode.opINNER, tr=tr)
+
+
+def build_result_xdr(
+    envelope_xdr: str,
+    fee_charged: int,
+    tx_code: str,
+    op_codes: tuple[str, ...] | list[str],
+    merged_balance: Callable[[int], int | None] = lambda _: None,
+) -> str:
+    """Base64 ``TransactionResult`` of a stored transaction.
+
+    Parameters
+    ----------
+    envelope_xdr : str
+        The transaction's base64 envelope (for its operation types).
+    fee_charged : int
+        Stroops charged (0 for a rejected transaction).
+    tx_code : str
+        Horizon's transaction code, e.g. ``tx_success``, ``tx_failed``, ``tx_bad_seq``.
+    op_codes : sequence of str
+        One Horizon code per operation (applied transactions).
+    merged_balance : callable, optional
+        Operation index (1-based) -> the balance an AccountMerge moved.
+
+    Raises
+    ------
+    ResultCodeError
+        A code that has no XDR counterpart.
+    """
+    name = "tx" + tx_code.removeprefix("tx_").upper()
+    try:
+        code = xdr.TransactionResultCode[name]
+    except KeyError:
+        raise ResultCodeError(f"unknown transaction code {tx_code!r}") from None
+    results: list[xdr.OperationResult] | None = None
+    if code in (xdr.TransactionResultCode.txSUCCESS, xdr.TransactionResultCode.txFAILED):
+        envelope = xdr.TransactionEnvelope.from_xdr(envelope_xdr)
+        if envelope.v1 is None:
+            raise ResultCodeError("only v1 transaction envelopes are supported")
+        ops = envelope.v1.tx.operations
+        if len(op_codes) != len(ops):
+            raise ResultCodeError(f"{len(op_codes)} operation codes for {len(ops)} operations")
+        results = []
+        for i, (op, op_code) in enumerate(zip(ops, op_codes, strict=True), start=1):
+            if op_code in _OUTER:
+                results.append(xdr.OperationResult(code=_OUTER[op_code]))
+            else:
+                results.append(_inner(op.body.type, op_code, merged_balance(i)))
+    result = xdr.TransactionResult(
+        fee_charged=xdr.Int64(fee_charged),
+        result=xdr.TransactionResultResult(code=code, results=results),
+        ext=xdr.TransactionResultExt(0),
+    )
+    return str(result.to_xdr())
