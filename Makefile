@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?= attack=hostile   # the demo federation has two hostile nodes (conf/attack/)
 export FLWR_TELEMETRY_ENABLED := 0
 
-.PHONY: install dataset browser demo test test-fast bench lint flwr-run clean
+.PHONY: install dataset browser js demo test test-fast bench lint flwr-run clean
 
 install: $(STAMP)
 
@@ -50,10 +50,20 @@ browser:
 	echo "Installing Debian package chromium ..."; \
 	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium
 
+# The official Stellar JS SDK for the Horizon conformance test (pinned in tests/js/package-lock).
+JS_STAMP := tests/js/node_modules/.installed-$(shell cat tests/js/package-lock.json | sha256sum | cut -c1-12)
+js: $(JS_STAMP)
+
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: install Node.js 20+ (Debian: nodejs npm)"; exit 1; }
+	cd tests/js && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	rm -f tests/js/node_modules/.installed-*
+	touch $@
+
 demo: install dataset
 	$(PY) -m flwr_stellar.app.experiment $(DEMO_ARGS) $(ARGS)
 
-test: install dataset browser
+test: install dataset browser js
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: install dataset

@@ -203,3 +203,58 @@ def test_ten_thousand_bad_requests(served: str) -> None:
     after = http.get(f"{served}/ledgers", params={"order": "desc", "limit": 1}).json()
     assert after["_embedded"]["records"][0]["hash"] == before["_embedded"]["records"][0]["hash"]
     assert set(statuses) <= {400, 404, 405}
+
+
+def test_python_sdk_links_operations_and_result_xdr(served: str) -> None:
+    """The JS suite's cases that apply, with stellar_sdk: every result_xdr decodes to the fee
+    charged and the per-operation results; the endpoints the links point to exist."""
+    from stellar_sdk import xdr
+
+    ledger = HorizonLedger(served, DEFAULT_PASSPHRASE, friendbot_url=f"{served}/friendbot")
+    sdk = Server(served)
+    payer, payee = Keypair.random(), Keypair.random()
+    for kp in (payer, payee):
+        assert ledger.fund(kp.public_key).successful
+
+    def submit(kp: Keypair, build) -> dict:  # type: ignore[no-untyped-def]
+        tx = build(TransactionBuilder(sdk.load_account(kp.public_key), DEFAULT_PASSPHRASE, 100))
+        tx = tx.set_timeout(60).build()
+        tx.sign(kp)
+        return sdk.submit_transaction(tx, skip_memo_required_check=True)
+
+    def decoded(result_xdr: str) -> tuple[int, str, list[str]]:
+        result = xdr.TransactionResult.from_xdr(result_xdr)
+        ops = [r.tr.payment_result or r.tr.manage_data_result for r in result.result.results or []]
+        return result.fee_charged.int64, result.result.code.name, [o.code.name for o in ops]
+
+    submit(payee, lambda t: t.append_manage_data_op("k", b"v"))
+    ok = submit(payer, lambda t: t.append_payment_op(payee.public_key, Asset.native(), "3"))
+    assert decoded(ok["result_xdr"]) == (100, "txSUCCESS", ["PAYMENT_SUCCESS"])
+    with pytest.raises(BadRequestError) as info:
+        submit(payer, lambda t: t.append_payment_op(payee.public_key, Asset.native(), "999999"))
+    assert decoded(info.value.extras["result_xdr"]) == (100, "txFAILED", ["PAYMENT_UNDERFUNDED"])
+
+    account = sdk.accounts().account_id(payee.public_key).call()
+    links = account["_links"]
+    assert links["data"] == {
+        "href": f"{served}/accounts/{payee.public_key}/data/{{key}}",
+        "templated": True,
+    }
+    assert links["transactions"]["templated"] and links["operations"]["templated"]
+    assert sdk.data(payee.public_key, "k").call()["value"] == "dg=="
+    record = sdk.transactions().transaction(ok["hash"]).call()
+    assert decoded(record["result_xdr"])[1] == "txSUCCESS"
+    assert (
+        requests.get(record["_links"]["ledger"]["href"], timeout=10).json()["sequence"]
+        == (record["ledger"])
+    )
+    ops = sdk.operations().for_transaction(ok["hash"]).call()["_embedded"]["records"]
+    assert [(o["type"], o["to"], o["amount"]) for o in ops] == [
+        ("payment", payee.public_key, "3.0000000")
+    ]
+    assert sdk.operations().operation(ops[0]["id"]).call()["transaction_hash"] == ok["hash"]
+    page = sdk.transactions().for_account(payee.public_key).limit(1).call()
+    nxt = requests.get(page["_links"]["next"]["href"], timeout=10).json()
+    first, second = page["_embedded"]["records"][0], nxt["_embedded"]["records"][0]
+    assert int(second["paging_token"]) > int(first["paging_token"])
+    assert sdk.ledgers().ledger(record["ledger"]).call()["hash"]
