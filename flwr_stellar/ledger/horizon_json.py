@@ -243,30 +243,6 @@ def tx_from_json(d: dict[str, Any]) -> TxRecord:
 
 
 # ---------------------------------------------------------------------------- payments
-def payment_to_json(p: PaymentRecord, base_url: str = "") -> dict[str, Any]:
-    common = {
-        "_links": {"self": {"href": f"{base_url}/operations/{p.id}"}},
-        "id": p.id,
-        "paging_token": p.id,
-        "transaction_hash": p.tx_hash,
-        "transaction_successful": True,
-        "type": p.type,
-        "source_account": p.source,
-    }
-    if p.type == "create_account":
-        return common | {
-            "account": p.destination,
-            "funder": p.source,
-            "starting_balance": amount_str(p.amount),
-        }
-    return common | {
-        "from": p.source,
-        "to": p.destination,
-        "amount": amount_str(p.amount),
-        **_asset_fields(p.asset),
-    }
-
-
 def payment_from_json(d: dict[str, Any], ledger: int | None = None) -> PaymentRecord:
     if d["type"] == "create_account":
         dest, asset, amount = d["account"], NATIVE, parse_amount(d["starting_balance"])

@@ -27,7 +27,6 @@ from flwr_stellar.ledger.horizon_json import (
     ledger_to_json,
     operation_to_json,
     page_json,
-    payment_to_json,
     tx_to_json,
 )
 from flwr_stellar.ledger.result_xdr import ResultCodeError, build_result_xdr
@@ -186,7 +185,10 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
             request.path_params["account_id"], cursor=cursor, limit=limit, order=order
         )
         base = _base(request)
-        records = [payment_to_json(p, base) for p in page.records]
+        records = [  # payments are operations: the same record, with all its fields and links
+            operation_to_json(ledger.transaction(p.tx_hash), int(p.id) & 0xFFF, base)
+            for p in page.records
+        ]
         return JSONResponse(page_json(_url(request), dict(request.query_params), records, order))
 
     async def transactions(request: Request) -> JSONResponse:
