@@ -178,7 +178,10 @@ def build_result_xdr(
             if op_code in _OUTER:
                 results.append(xdr.OperationResult(code=_OUTER[op_code]))
             else:
-                results.append(_inner(op.body.type, op_code, merged_balance(i)))
+                merged = (
+                    merged_balance(i) if op.body.type == xdr.OperationType.ACCOUNT_MERGE else None
+                )
+                results.append(_inner(op.body.type, op_code, merged))
     result = xdr.TransactionResult(
         fee_charged=xdr.Int64(fee_charged),
         result=xdr.TransactionResultResult(code=code, results=results),
