@@ -72,12 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     from flwr_stellar.audit.cli import add_audit_parser
     from flwr_stellar.identity.cli import add_keys_parser
     from flwr_stellar.ledger.cli import add_ledger_parser
+    from flwr_stellar.payments.cli import add_payouts_parser
     from flwr_stellar.report.cli import add_report_parser
 
     add_keys_parser(sub)
     add_ledger_parser(sub)
     add_audit_parser(sub)
     add_report_parser(sub)
+    add_payouts_parser(sub)
     return parser
 
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from logging import INFO
+from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,9 @@ class LedgerConfig:
     run_config : Mapping[str, Any]
         Optional: the app's own settings, hashed into every manifest so an audit can tell
         runs apart. Never read otherwise.
+    settle_timeout_s : float
+        At the end of the run, how long to keep retrying an unavailable ledger before leaving
+        the unpaid rounds in the outbox (``flwr-stellar payouts settle`` finishes them).
     """
 
     output_dir: str = "flwr-stellar-output"
@@ -78,6 +81,7 @@ class LedgerConfig:
     scorer: str = "num-examples"
     strict: bool = True
     run_config: Mapping[str, Any] = field(default_factory=dict)
+    settle_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
         typed = (
@@ -90,6 +94,10 @@ class LedgerConfig:
                 raise TypeError(f"LedgerConfig.{name} must be a {typ.__name__}")
         if not self.output_dir:
             raise ValueError("LedgerConfig.output_dir must name a folder")
+        if self.settle_timeout_s < 0:
+            raise ValueError(
+                f"LedgerConfig.settle_timeout_s must be >= 0, got {self.settle_timeout_s!r}"
+            )
         if self.scorer not in scoring.SCORERS:
             raise ValueError(
                 f"LedgerConfig.scorer must be one of {tuple(scoring.SCORERS)}, got {self.scorer!r}"
@@ -195,7 +203,13 @@ class LedgerStrategy(Strategy):
         if self.session is not None:
             return self.session
         out = Path(self.config.output_dir).expanduser().resolve()
-        session = PaymentSession(self.config.ledger, self.config.reward, out, num_rounds)
+        session = PaymentSession(
+            self.config.ledger,
+            self.config.reward,
+            out,
+            num_rounds,
+            settle_timeout=self.config.settle_timeout_s,
+        )
         treasury = session.treasury
         terms = Terms(
             network_passphrase=session.ledger.network_passphrase,
@@ -264,7 +278,7 @@ class LedgerStrategy(Strategy):
         if opened_here:
             report = self.close()
             if report is not None:
-                log(INFO, "%s", report.render())
+                log(INFO if report.settled else WARNING, "%s", report.render())
         return result
 
     # ------------------------------------------------------------------ configure

@@ -91,3 +91,9 @@ def main(grid: Grid, context: Context) -> None:
         for finding in audit:
             log(INFO, "%s", finding.render())
     log(INFO, "report: %s", write_run_report(out, audit=audit, run_audit=False))
+    if isinstance(strategy, LedgerStrategy) and strategy.report and strategy.report.pending_rounds:
+        # training is done and saved; the run's status must still say the payouts are not
+        raise RuntimeError(
+            f"{len(strategy.report.pending_rounds)} round(s) pending in {out / 'outbox.db'}: "
+            f"run `flwr-stellar payouts settle {out}` once the ledger is back"
+        )

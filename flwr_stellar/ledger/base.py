@@ -111,6 +111,15 @@ class LedgerError(Exception):
         return self.message
 
 
+class LedgerUnavailableError(LedgerError):
+    """The ledger could not be reached or answered nonsense (connection refused, timeout, 5xx,
+    malformed answer): the outcome of the request is unknown. Callers that submitted something
+    must settle it by hash later, never resubmit a rebuilt transaction blindly."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=503)
+
+
 class NotFoundError(LedgerError):
     def __init__(self, message: str) -> None:
         super().__init__(message, status=404)

@@ -8,17 +8,25 @@ destination; payouts name accounts this product created).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from stellar_sdk import Asset, Network, Server
 from stellar_sdk.client.requests_client import RequestsClient
-from stellar_sdk.exceptions import BadRequestError
+from stellar_sdk.exceptions import (
+    BadRequestError,
+    BadResponseError,
+    UnknownRequestError,
+)
+from stellar_sdk.exceptions import ConnectionError as SdkConnectionError
 from stellar_sdk.exceptions import NotFoundError as SdkNotFound
 
 from flwr_stellar.ledger.base import (
     AccountInfo,
     LedgerError,
+    LedgerUnavailableError,
     NotFoundError,
     Page,
     PaymentRecord,
@@ -58,6 +66,27 @@ PRESETS = {
         "https://horizon.stellar.org", Network.PUBLIC_NETWORK_PASSPHRASE, None, real_money=True
     ),
 }
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _transport(method: _Method) -> _Method:
+    """Every transport failure becomes LedgerUnavailableError, the Ledger protocol's one
+    "outcome unknown" error (stellar_sdk's ConnectionError is not an OSError)."""
+
+    @functools.wraps(method)
+    def wrapped(self: HorizonLedger, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (SdkConnectionError, BadResponseError, UnknownRequestError) as err:
+            raise LedgerUnavailableError(f"{self.location}: {_detail(err)}") from None
+        except (KeyError, TypeError, ValueError) as err:  # an answer we cannot read
+            raise LedgerUnavailableError(f"{self.location}: malformed answer ({err!r})") from None
+        except OSError as err:  # requests' own errors (friendbot) derive from it
+            raise LedgerUnavailableError(f"{self.location}: {err}") from None
+
+    return wrapped  # type: ignore[return-value]
 
 
 class HorizonLedger:
@@ -126,9 +155,11 @@ class HorizonLedger:
         except BadRequestError as err:
             raise LedgerError(_detail(err), status=err.status) from None
 
+    @_transport
     def load_account(self, account_id: str) -> AccountInfo:
         return account_from_json(self._call(self.server.accounts().account_id(account_id)))
 
+    @_transport
     def submit(self, envelope_xdr: str) -> SubmitResult:
         try:
             resp = self.server.submit_transaction(envelope_xdr, skip_memo_required_check=True)
@@ -164,6 +195,7 @@ class HorizonLedger:
             result_xdr=resp.get("result_xdr", ""),
         )
 
+    @_transport
     def transaction(self, tx_hash: str) -> TxRecord:
         return tx_from_json(self._call(self.server.transactions().transaction(tx_hash)))
 
@@ -177,6 +209,7 @@ class HorizonLedger:
         ]
         return records, (records[-1]["paging_token"] if records else cursor)
 
+    @_transport
     def account_transactions(
         self, account_id: str, *, cursor: str | None = None, limit: int = 10, order: str = "asc"
     ) -> Page[TxRecord]:
@@ -185,6 +218,7 @@ class HorizonLedger:
         )
         return Page(tuple(tx_from_json(r) for r in records), nxt)
 
+    @_transport
     def account_payments(
         self, account_id: str, *, cursor: str | None = None, limit: int = 10, order: str = "asc"
     ) -> Page[PaymentRecord]:
@@ -194,6 +228,7 @@ class HorizonLedger:
         kinds = ("payment", "create_account")
         return Page(tuple(payment_from_json(r) for r in records if r["type"] in kinds), nxt)
 
+    @_transport
     def holders(
         self, asset: str, *, cursor: str | None = None, limit: int = 10
     ) -> Page[AccountInfo]:
@@ -203,6 +238,7 @@ class HorizonLedger:
         accounts = tuple(account_from_json(r) for r in records)
         return Page(accounts, accounts[-1].account_id if accounts else cursor)
 
+    @_transport
     def fund(self, account_id: str) -> SubmitResult:
         if not self.friendbot_url:
             raise LedgerError("this network has no friendbot: fund the account yourself")

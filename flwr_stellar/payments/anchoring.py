@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from logging import ERROR, INFO, WARNING
@@ -19,7 +20,13 @@ from flwr.common.logger import log
 from stellar_sdk import BumpSequence, Operation, Payment
 
 from flwr_stellar.failpoints import failpoint
-from flwr_stellar.ledger.base import Ledger, LedgerError, NotFoundError, SubmitResult
+from flwr_stellar.ledger.base import (
+    Ledger,
+    LedgerError,
+    LedgerUnavailableError,
+    NotFoundError,
+    SubmitResult,
+)
 from flwr_stellar.ledger.tx import MAX_OPS, build
 from flwr_stellar.payments.amounts import format_amount
 from flwr_stellar.payments.manifest import ManifestStore, RoundManifest
@@ -28,6 +35,9 @@ from flwr_stellar.payments.treasury import Treasury
 
 DEAD = ("tx_bad_seq", "tx_too_late")  # not applied, and that envelope never can be
 MAX_ATTEMPTS = 5
+BACKOFF_START_S = 0.5  # ledger unavailable: wait, doubling up to the cap, and try again
+BACKOFF_CAP_S = 30.0
+SETTLE_TIMEOUT_S = 120.0  # how long the end of a run waits for an unavailable ledger
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,7 @@ class Anchored:
     tx_hashes: tuple[str, ...]
     paid: int
     failed: tuple[str, ...] = ()  # result codes of entries that failed
+    pending: int = 0  # entries still journaled (the ledger was unavailable)
 
 
 def payment_parts(manifest: RoundManifest) -> list[list[tuple[str, int]]]:
@@ -62,6 +73,7 @@ class Anchorer:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._lock = threading.Lock()
+        self._deadline: float | None = None  # set by drain(): stop waiting for the ledger then
         self.anchored: dict[int, Anchored] = {}
 
     # ---------------------------------------------------------------- caller side
@@ -76,8 +88,12 @@ class Anchorer:
         self._queue.put(digest)
         return digest
 
-    def drain(self) -> None:
-        """Wait until everything handed over is settled; re-raise a worker crash."""
+    def drain(self, timeout: float = SETTLE_TIMEOUT_S) -> None:
+        """Wait until everything handed over is settled, or, while the ledger is unavailable,
+        at most ``timeout`` seconds more (what is left stays journaled in the outbox, to be
+        settled later by a restarted server or ``flwr-stellar payouts settle``). Re-raises a
+        worker crash; an unavailable ledger is not one."""
+        self._deadline = time.monotonic() + timeout
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
@@ -99,13 +115,43 @@ class Anchorer:
             if close is not None:
                 close()
 
-    def settle_all(self, ledger: Ledger, only: str | None = None) -> None:
-        """Drive unfinished entries (of one manifest, or all) to done or failed."""
+    def settle_all(self, ledger: Ledger, only: str | None = None) -> bool:
+        """Drive unfinished entries (of one manifest, or all) to done or failed; True when
+        none is left pending because the ledger stayed unavailable past the deadline."""
         entries = [e for e in self.outbox.unfinished() if only is None or e.manifest_hash == only]
+        settled = True
         for entry in entries:
-            self._settle(ledger, entry)
+            if not self._settle_patiently(ledger, entry):
+                settled = False
+                break  # the ledger is down: the rest would wait in vain; all stay journaled
         for digest in dict.fromkeys(e.manifest_hash for e in entries):
             self._report(digest)
+        return settled
+
+    def _settle_patiently(self, ledger: Ledger, entry: Entry) -> bool:
+        """``_settle`` through outages: every state is journaled, so a retry after an
+        unavailable ledger starts from the outbox and settles by hash (never pays twice)."""
+        delay = BACKOFF_START_S
+        while True:
+            try:
+                self._settle(ledger, self._reload(entry))
+                return True
+            except LedgerUnavailableError as err:
+                left = None if self._deadline is None else self._deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    log(
+                        WARNING,
+                        "anchoring round %d part %d: ledger unavailable (%s); left pending in "
+                        "the outbox",
+                        entry.server_round,
+                        entry.part,
+                        err,
+                    )
+                    return False
+                wait = delay if left is None else min(delay, left)
+                log(WARNING, "anchoring: ledger unavailable (%s); retrying in %.1f s", err, wait)
+                time.sleep(wait)
+                delay = min(2 * delay, BACKOFF_CAP_S)
 
     def _settle(self, ledger: Ledger, entry: Entry) -> None:
         for _ in range(MAX_ATTEMPTS):
@@ -181,7 +227,7 @@ class Anchorer:
     def _submit(self, ledger: Ledger, envelope: str) -> SubmitResult | None:
         try:
             return ledger.submit(envelope)
-        except (LedgerError, OSError) as err:  # outcome unknown: settle by hash later
+        except (LedgerError, OSError) as err:  # incl. LedgerUnavailableError: settle by hash
             log(WARNING, "anchoring: submission outcome unknown (%s); will look it up", err)
             return None
 
@@ -217,18 +263,24 @@ class Anchorer:
             manifest_hash=digest,
             tx_hashes=tuple(str(e.tx_hash) for e in done),
             paid=sum(a for e in done for _, a in e.payments),
-            failed=tuple(f"{e.state}: {e.codes}" for e in entries if e.state not in ("done",)),
+            failed=tuple(f"failed: {e.codes}" for e in entries if e.state == "failed"),
+            pending=sum(e.state in ("pending", "signed") for e in entries),
         )
         with self._lock:
             self.anchored[anchored.server_round] = anchored
         level = INFO if not anchored.failed else ERROR
+        if anchored.pending:
+            level = WARNING
         log(
             level,
-            "round %d anchored: manifest %s… tx %s, %s %s paid%s",
+            "round %d anchored: manifest %s… tx %s, %s %s paid%s%s",
             anchored.server_round,
             digest[:12],
             ", ".join(h[:12] + "…" for h in anchored.tx_hashes) or "-",
             format_amount(anchored.paid),
             self.treasury.asset.code,
             f", FAILED: {anchored.failed}" if anchored.failed else "",
+            f", {anchored.pending} transaction(s) PENDING in the outbox"
+            if anchored.pending
+            else "",
         )

@@ -18,10 +18,10 @@ from flwr.common.logger import log
 from rich.console import Console
 from rich.table import Table
 
-from flwr_stellar.ledger.base import Ledger, NotFoundError
+from flwr_stellar.ledger.base import Ledger, LedgerUnavailableError, NotFoundError
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.amounts import format_amount
-from flwr_stellar.payments.anchoring import Anchorer
+from flwr_stellar.payments.anchoring import SETTLE_TIMEOUT_S, Anchorer
 from flwr_stellar.payments.manifest import ManifestStore, RoundManifest
 from flwr_stellar.payments.outbox import Outbox
 from flwr_stellar.payments.settings import RewardSettings
@@ -47,13 +47,18 @@ class PayoutReport:
     ledger: dict[str, str]
     asset: str
     anchors: dict[str, dict[str, Any]] = field(default_factory=dict)
-    rewards: dict[str, dict[str, int]] = field(default_factory=dict)
+    rewards: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    pending_rounds: list[int] = field(default_factory=list)
+    unavailable: str = ""  # why balances could not be read back, if they could not
 
     @property
     def settled(self) -> bool:
         """Every round anchored without a problem, every pseudonym holding what it is owed."""
-        return all(not a["problems"] for a in self.anchors.values()) and all(
-            r["owed_stroops"] == r["balance_stroops"] for r in self.rewards.values()
+        return (
+            not self.pending_rounds
+            and not self.unavailable
+            and all(not a["problems"] for a in self.anchors.values())
+            and all(r["owed_stroops"] == r["balance_stroops"] for r in self.rewards.values())
         )
 
     def render(self) -> str:
@@ -77,13 +82,14 @@ class PayoutReport:
             rewards.add_column(header)
         owed_total = held_total = 0
         for pseudonym, r in self.rewards.items():
-            owed_total += r["owed_stroops"]
-            held_total += r["balance_stroops"]
+            owed, held = r["owed_stroops"] or 0, r["balance_stroops"]
+            owed_total += owed
+            held_total += held or 0
             rewards.add_row(
                 pseudonym[:10] + "…" + pseudonym[-4:],
-                format_amount(r["owed_stroops"]),
-                format_amount(r["balance_stroops"]),
-                "yes" if r["owed_stroops"] == r["balance_stroops"] else "NO",
+                format_amount(owed),
+                "unknown" if held is None else format_amount(held),
+                "?" if held is None else "yes" if owed == held else "NO",
             )
         rewards.add_row("total", format_amount(owed_total), format_amount(held_total), "")
         buf = io.StringIO()
@@ -91,6 +97,14 @@ class PayoutReport:
         console.print(anchors)
         console.print(rewards)
         console.print(f"ledger: {self.ledger.get('location', '?')}")
+        if self.unavailable:
+            console.print(f"ledger unavailable at the end of the run: {self.unavailable}")
+        if self.pending_rounds:
+            console.print(
+                f"{len(self.pending_rounds)} round(s) pending in the outbox "
+                f"({', '.join(map(str, self.pending_rounds))}): settle them with "
+                "`flwr-stellar payouts settle <output_dir>` once the ledger is back"
+            )
         return "\n" + buf.getvalue()
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,6 +113,8 @@ class PayoutReport:
             "asset": self.asset,
             "anchors": self.anchors,
             "rewards": self.rewards,
+            "pending_rounds": self.pending_rounds,
+            "settled": self.settled,
         }
 
 
@@ -123,8 +139,10 @@ class PaymentSession:
         reward: RewardSettings,
         output_dir: Path,
         num_rounds: int,
+        settle_timeout: float = SETTLE_TIMEOUT_S,
     ) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
+        self.settle_timeout = settle_timeout
         self.output_dir = output_dir
         self.backend = ledger_settings.backend
         self.ledger: Ledger = ledger_settings.open(output_dir)
@@ -168,7 +186,7 @@ class PaymentSession:
 
     def finish(self) -> PayoutReport:
         """Wait for the worker, then read every paid pseudonym's balance from the ledger."""
-        self.anchorer.drain()
+        self.anchorer.drain(self.settle_timeout)
         asset = self.treasury.asset_id
         report = PayoutReport(
             ledger={
@@ -178,11 +196,15 @@ class PaymentSession:
             },
             asset=asset,
         )
+        report.pending_rounds = sorted({e.server_round for e in self.outbox.unfinished()})
         for pseudonym in sorted(self._owed):
+            balance: int | None
             try:
                 balance = self.ledger.load_account(pseudonym).balance(asset)
             except NotFoundError:
                 balance = 0
+            except LedgerUnavailableError as err:
+                balance, report.unavailable = None, str(err)
             report.rewards[pseudonym] = {
                 "owed_stroops": self._owed[pseudonym],
                 "balance_stroops": balance,
@@ -192,7 +214,8 @@ class PaymentSession:
                 "manifest": a.manifest_hash,
                 "transactions": list(a.tx_hashes),
                 "paid_stroops": a.paid,
-                "problems": list(a.failed),
+                "problems": list(a.failed)
+                + ([f"{a.pending} transaction(s) pending"] if a.pending else []),
             }
         return report
 

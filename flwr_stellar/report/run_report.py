@@ -284,7 +284,9 @@ def _pseudonyms_section(manifests: list[RoundManifest], metrics: dict[str, Any],
             roles.get(p, "-"),
             rounds[p],
             f"{format_amount(owed[p])} {code}",
-            format_amount(rewards[p]["balance_stroops"]) if p in rewards else "-",
+            format_amount(rewards[p]["balance_stroops"])
+            if p in rewards and rewards[p]["balance_stroops"] is not None
+            else "-",
         )
         for p in sorted(owed)
     ]
