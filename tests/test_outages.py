@@ -129,3 +129,21 @@ def test_rounds_left_pending_are_settled_from_the_command_line(
     assert main(["payouts", "settle", str(tmp_path)]) == 0  # idempotent: nothing paid twice
     assert [paid(db, kp) for kp in payees] == [8 + 9] * 2
     assert main(["payouts", "status", str(tmp_path)]) == 0
+
+
+def test_settling_leftovers_gives_up_after_its_timeout(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(anchoring, "BACKOFF_START_S", 0.01)
+    db = tmp_path / "ledger.db"
+    setup(db, 1)
+    a = Anchorer(
+        lambda: FlakyLedger(db, down=None),
+        treasury(),
+        Outbox(tmp_path / "outbox.db"),
+        ManifestStore(tmp_path / "manifests"),
+    )
+    a.outbox.add("ab" * 32, 1, [[(pseudonyms(1)[0].public_key, 5)]])
+    down = FlakyLedger(db, down=None)
+    assert a.settle_all(down, timeout=0.1) is False  # returns, does not hang
+    assert [e.state for e in a.outbox.unfinished()] == ["pending"]
+    assert a.settle_all(FlakyLedger(db, down=0), timeout=0.1) is True
+    assert paid(db, pseudonyms(1)[0]) == 5

@@ -115,9 +115,18 @@ class Anchorer:
             if close is not None:
                 close()
 
-    def settle_all(self, ledger: Ledger, only: str | None = None) -> bool:
+    def settle_all(
+        self, ledger: Ledger, only: str | None = None, timeout: float | None = None
+    ) -> bool:
         """Drive unfinished entries (of one manifest, or all) to done or failed; True when
-        none is left pending because the ledger stayed unavailable past the deadline."""
+        none is left pending because the ledger stayed unavailable past the deadline
+        (``timeout`` seconds from now when given, else the one ``drain`` set, else none)."""
+        if timeout is not None:
+            saved, self._deadline = self._deadline, time.monotonic() + timeout
+            try:
+                return self.settle_all(ledger, only)
+            finally:
+                self._deadline = saved
         entries = [e for e in self.outbox.unfinished() if only is None or e.manifest_hash == only]
         settled = True
         for entry in entries:

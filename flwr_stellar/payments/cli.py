@@ -97,8 +97,7 @@ def cmd_settle(args: argparse.Namespace) -> int:
         ledger = open_existing(db, args.ledger, args.network_passphrase)
         try:
             anchorer = Anchorer(lambda: ledger, treasury, outbox, store)
-            anchorer.drain(args.timeout)  # no worker: only sets how long to wait for the ledger
-            anchorer.settle_all(ledger)
+            anchorer.settle_all(ledger, timeout=args.timeout)
         finally:
             ledger.close()
         status = outbox_status(outbox)

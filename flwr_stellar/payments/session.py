@@ -164,7 +164,7 @@ class PaymentSession:
             leftovers = self.outbox.unfinished()
             if leftovers:  # a previous server process died with payments in flight
                 log(INFO, "outbox: settling %d entries left by an earlier process", len(leftovers))
-                self.anchorer.settle_all(self.ledger)
+                self.anchorer.settle_all(self.ledger, timeout=settle_timeout)
             prepare(self.ledger, self.treasury, reward, reward.budget_stroops * num_rounds)
             self.anchorer.start()
         except BaseException:
