@@ -4,17 +4,33 @@ needed, nothing re-encoded)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from stellar_sdk import xdr as stellar_xdr
-from stellar_sdk.strkey import StrKey
 
-from flwr_stellar.ledger.base import Ledger, TxRecord
+from flwr_stellar.ledger.base import Ledger, Page, TxRecord
+from flwr_stellar.ledger.embedded.ops.xdr_util import asset_string, muxed_id
 
 PAGE = 200
 
 
-def iter_transactions(ledger: Ledger, account: str) -> Iterable[TxRecord]:
+T = TypeVar("T")
+
+
+def iter_pages(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
+    """Every record of a paged collection: ``fetch(cursor)`` returns the page after ``cursor``
+    (of ``PAGE`` records); stops at a short page or a cursor that no longer moves."""
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        yield from page.records
+        if len(page.records) < PAGE or page.next_cursor in (None, cursor):
+            return
+        cursor = page.next_cursor
+
+
+def iter_transactions(ledger: Ledger, account: str) -> Iterator[TxRecord]:
     """Every transaction of ``account``, oldest first, across pages.
 
     Parameters
@@ -24,37 +40,9 @@ def iter_transactions(ledger: Ledger, account: str) -> Iterable[TxRecord]:
     account : str
         ``G...`` strkey.
     """
-    cursor: str | None = None
-    while True:
-        page = ledger.account_transactions(account, cursor=cursor, limit=PAGE, order="asc")
-        yield from page.records
-        if len(page.records) < PAGE or page.next_cursor in (None, cursor):
-            return
-        cursor = page.next_cursor
-
-
-def asset_string(asset: stellar_xdr.Asset) -> str:
-    if asset.type == stellar_xdr.AssetType.ASSET_TYPE_NATIVE:
-        return "native"
-    alpha = asset.alpha_num4 or asset.alpha_num12
-    assert alpha is not None
-    code_holder = alpha.asset_code
-    raw: bytes = (
-        getattr(code_holder, "asset_code4", None)
-        or getattr(code_holder, "asset_code12", None)
-        or b""
+    return iter_pages(
+        lambda cursor: ledger.account_transactions(account, cursor=cursor, limit=PAGE, order="asc")
     )
-    issuer = alpha.issuer.account_id.ed25519
-    assert issuer is not None
-    code = raw.rstrip(b"\0").decode("ascii", "replace")
-    return f"{code}:{StrKey.encode_ed25519_public_key(issuer.uint256)}"
-
-
-def account_of(muxed: stellar_xdr.MuxedAccount) -> str:
-    if muxed.ed25519 is not None:
-        return StrKey.encode_ed25519_public_key(muxed.ed25519.uint256)
-    assert muxed.med25519 is not None
-    return StrKey.encode_ed25519_public_key(muxed.med25519.ed25519.uint256)
 
 
 PaymentOp = tuple[str, str, int]  # destination, asset, stroops
@@ -76,16 +64,16 @@ def decode_envelope(record: TxRecord) -> tuple[str, list[PaymentOp], list[str]]:
     tx = envelope.v1.tx if envelope.v1 is not None else None
     if tx is None:
         return record.source, [], ["not a v1 transaction envelope"]
-    source = account_of(tx.source_account)
+    source = muxed_id(tx.source_account)
     payments: list[PaymentOp] = []
     others: list[str] = []
     for op in tx.operations:
-        op_source = account_of(op.source_account) if op.source_account is not None else source
+        op_source = muxed_id(op.source_account) if op.source_account is not None else source
         body = op.body
         if body.type == stellar_xdr.OperationType.PAYMENT and op_source == source:
             p = body.payment_op
             assert p is not None
-            payments.append((account_of(p.destination), asset_string(p.asset), int(p.amount.int64)))
+            payments.append((muxed_id(p.destination), asset_string(p.asset), int(p.amount.int64)))
         elif body.type == stellar_xdr.OperationType.BUMP_SEQUENCE and op_source == source:
             continue  # the no-op that anchors a round without payouts
         else:

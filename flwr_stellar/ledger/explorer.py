@@ -8,35 +8,22 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from flwr_stellar.ledger.base import NATIVE, AccountInfo, Ledger, LedgerError
-from flwr_stellar.ledger.decode import decode_envelope, iter_transactions
+from flwr_stellar.ledger.base import NATIVE, Ledger, LedgerError
+from flwr_stellar.ledger.decode import PAGE, decode_envelope, iter_pages, iter_transactions
 from flwr_stellar.payments.amounts import format_amount
 from flwr_stellar.payments.manifest import RoundManifest
-
-PAGE = 200
 
 
 def _render(table: Table) -> str:
     buf = io.StringIO()
     Console(file=buf, width=140, force_terminal=False, color_system=None).print(table)
     return buf.getvalue()
-
-
-def _all_holders(ledger: Ledger, asset: str) -> Iterable[AccountInfo]:
-    cursor: str | None = None
-    while True:
-        page = ledger.holders(asset, cursor=cursor, limit=PAGE)
-        yield from page.records
-        if len(page.records) < PAGE:
-            return
-        cursor = page.next_cursor
 
 
 def balances(ledger: Ledger, asset: str) -> list[dict[str, Any]]:
@@ -53,7 +40,7 @@ def balances(ledger: Ledger, asset: str) -> list[dict[str, Any]]:
         raise LedgerError(f"--asset must be CODE:ISSUER, got {asset!r}")
     rows = [
         {"account": a.account_id, "balance_stroops": a.balance(asset), "xlm_stroops": a.balance()}
-        for a in _all_holders(ledger, asset)
+        for a in iter_pages(lambda cursor: ledger.holders(asset, cursor=cursor, limit=PAGE))
     ]
     return sorted(rows, key=lambda r: (-r["balance_stroops"], r["account"]))
 

@@ -280,15 +280,10 @@ OPERATION_NAMES = {
 
 def _op_fields(body: Any, source: str) -> dict[str, Any]:
     """The type-specific fields Horizon gives an operation record."""
-    from stellar_sdk.strkey import StrKey
-
-    from flwr_stellar.ledger.decode import account_of, asset_string
+    from flwr_stellar.ledger.embedded.ops.xdr_util import account_id, asset_string, muxed_id
 
     def asset(a: Any, prefix: str = "") -> dict[str, str]:
         return {f"{prefix}{k}": v for k, v in _asset_fields(asset_string(a)).items()}
-
-    def account_id(a: Any) -> str:
-        return StrKey.encode_ed25519_public_key(a.account_id.ed25519.uint256)
 
     name = body.type.name
     if name == "CREATE_ACCOUNT":
@@ -303,7 +298,7 @@ def _op_fields(body: Any, source: str) -> dict[str, Any]:
         return {
             **asset(op.asset),
             "from": source,
-            "to": account_of(op.destination),
+            "to": muxed_id(op.destination),
             "amount": amount_str(op.amount.int64),
         }
     if name == "CHANGE_TRUST":
@@ -315,7 +310,7 @@ def _op_fields(body: Any, source: str) -> dict[str, Any]:
             fields |= _asset_fields(text) | {"trustee": text.split(":")[1]}
         return fields
     if name == "ACCOUNT_MERGE":
-        return {"account": source, "into": account_of(body.destination)}
+        return {"account": source, "into": muxed_id(body.destination)}
     if name == "MANAGE_DATA":
         op = body.manage_data_op
         value = op.data_value.data_value if op.data_value is not None else None
@@ -331,7 +326,7 @@ def _op_fields(body: Any, source: str) -> dict[str, Any]:
         op = body.clawback_op
         return {
             **asset(op.asset),
-            "from": account_of(op.from_),
+            "from": muxed_id(op.from_),
             "amount": amount_str(op.amount.int64),
         }
     if name == "SET_TRUST_LINE_FLAGS":
@@ -366,13 +361,13 @@ def operation_to_json(t: TxRecord, index: int, base_url: str = "") -> dict[str, 
     """
     from stellar_sdk import xdr
 
-    from flwr_stellar.ledger.decode import account_of
+    from flwr_stellar.ledger.embedded.ops.xdr_util import muxed_id
 
     envelope = xdr.TransactionEnvelope.from_xdr(t.envelope_xdr)
     assert envelope.v1 is not None
     tx = envelope.v1.tx
     op = tx.operations[index - 1]
-    source = account_of(op.source_account) if op.source_account else account_of(tx.source_account)
+    source = muxed_id(op.source_account) if op.source_account else muxed_id(tx.source_account)
     op_id = str(int(t.paging_token) | index)
     me = f"{base_url}/operations/{op_id}"
     return {
