@@ -12,12 +12,15 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.settings import RewardSettings
 from strategies.ledger_strategy import LedgerConfig as PluginConfig
 from strategies.screening import ScreeningSettings
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 Scalar = bool | int | float | str
 
@@ -188,42 +191,16 @@ class AppConfig:
 
     def ledger_settings(self) -> LedgerSettings:
         """The plugin's ledger settings from this app's ``ledger.*`` keys."""
-        lg = self.ledger
-        return LedgerSettings(
-            backend=lg.backend,
-            db=lg.db,
-            preset=lg.preset,
-            horizon_url=lg.horizon_url,
-            network_passphrase=lg.network_passphrase,
-            allow_pubnet=lg.allow_pubnet,
-        )
+        return _same_fields(LedgerSettings, self.ledger)
 
     def reward_settings(self) -> RewardSettings:
         """The plugin's reward settings from this app's ``reward.*`` keys."""
-        r = self.reward
-        return RewardSettings(
-            asset_code=r.asset_code,
-            budget_per_round=r.budget_per_round,
-            onboarding=r.onboarding,
-            auth_required=r.auth_required,
-            auth_revocable=r.auth_revocable,
-            clawback=r.clawback,
-            treasury_keystore=r.treasury_keystore,
-        )
+        return _same_fields(RewardSettings, self.reward)
 
     def screening_settings(self) -> ScreeningSettings:
         """The plugin's screening settings; claims are bounded by what a node trains on."""
-        sc = self.screening
-        bound = sc.max_num_examples or self.dataset.max_train_examples
-        return ScreeningSettings(
-            enabled=sc.enabled,
-            max_norm=sc.max_norm,
-            norm_factor=sc.norm_factor,
-            min_cosine=sc.min_cosine,
-            min_relative_norm=sc.min_relative_norm,
-            max_num_examples=bound,
-            min_peers=sc.min_peers,
-        )
+        bound = self.screening.max_num_examples or self.dataset.max_train_examples
+        return _same_fields(ScreeningSettings, self.screening, max_num_examples=bound)
 
     def plugin_config(self, output_dir: Path) -> PluginConfig:
         """The LedgerStrategy's config for a run writing to ``output_dir``."""
@@ -305,6 +282,16 @@ class AppConfig:
             for plugin_name, key in PLUGIN_FIELDS:
                 message = message.replace(plugin_name, key)
             raise ConfigError(message) from None
+
+
+SettingsT = TypeVar("SettingsT", bound="DataclassInstance")
+
+
+def _same_fields(cls: type[SettingsT], section: Any, **overrides: Any) -> SettingsT:
+    """A plugin settings object from the run-config section holding keys of the same names
+    (the app's extra keys, like ``ledger.enabled``, stay behind)."""
+    values = {f.name: getattr(section, f.name) for f in fields(cls) if hasattr(section, f.name)}
+    return cls(**(values | overrides))
 
 
 def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
