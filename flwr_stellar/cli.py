@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_flwr_run)
 
     from flwr_stellar.audit.cli import add_audit_parser
+    from flwr_stellar.deploy.cli import add_deploy_parser
     from flwr_stellar.identity.cli import add_keys_parser
     from flwr_stellar.ledger.cli import add_ledger_parser
     from flwr_stellar.payments.cli import add_payouts_parser
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_parser(sub)
     add_report_parser(sub)
     add_payouts_parser(sub)
+    add_deploy_parser(sub)
     return parser
 
 

@@ -45,6 +45,13 @@ def ensure_federation(flwr_home: Path) -> Path:
     return config
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def flwr_env(flwr_home: Path) -> dict[str, str]:
     """Environment for ``flwr``: this interpreter's bin/ first, so its SuperLink is found."""
     env = dict(os.environ)
@@ -119,21 +126,26 @@ def flwr_run(
     cpus_per_client: int = 1,
     run_config: Sequence[str] = (),
     keep_superlink: bool = False,
+    federation: str = "local",
 ) -> str:
     """Run the App in ``app_dir`` (default: the working directory) with ``flwr run``; return
-    the run id; raise unless it completed."""
+    the run id; raise unless it completed.
+
+    ``federation="local"`` is a simulation on a SuperLink this call starts (and stops unless
+    ``keep_superlink``); any other name must be a connection in ``flwr_home``'s config.toml,
+    e.g. the ``deploy`` one ``flwr-stellar deploy up`` writes.
+    """
     app_dir = (app_dir or Path.cwd()).resolve()
     home = (flwr_home or app_dir / ".flwr-home").resolve()
-    ensure_federation(home)
-    cmd = [
-        _flwr(),
-        "run",
-        str(app_dir),
-        "local",
-        "--stream",
-        "--federation-config",
-        f"num-supernodes={num_supernodes} client-resources-num-cpus={cpus_per_client}",
-    ]
+    cmd = [_flwr(), "run", str(app_dir), federation, "--stream"]
+    if federation == "local":
+        ensure_federation(home)
+        cmd += [
+            "--federation-config",
+            f"num-supernodes={num_supernodes} client-resources-num-cpus={cpus_per_client}",
+        ]
+    elif f"[superlink.{federation}]" not in _read(home / "config.toml"):
+        raise FlwrRunError(f"{home / 'config.toml'} defines no [superlink.{federation}]")
     if run_config:
         cmd += ["--run-config", " ".join(run_config)]
     run_id = None
@@ -153,10 +165,10 @@ def flwr_run(
                     run_id = m.group(1)
         if run_id is None:
             raise FlwrRunError(f"`flwr run` started no run (exit code {proc.returncode})")
-        status = run_status(run_id, home)
+        status = run_status(run_id, home, federation)
         if status != "finished:completed":
             raise FlwrRunError(f"run {run_id} ended as {status!r}")
         return run_id
     finally:
-        if not keep_superlink:
+        if federation == "local" and not keep_superlink:
             stop_local_superlink(home)
