@@ -1,140 +1,180 @@
-"""End-to-end on loopback: flower-superlink + two flower-supernodes with real keystores from
---node-config, `flwr run` in deployment mode; every reply signed by the node's own pseudonym."""
+"""End-to-end deployments on loopback with `flwr-stellar deploy`: ledger server + SuperLink with
+TLS and SuperNode authentication + SuperNodes with their own keystores, `flwr run` in deployment
+mode; then the faults an operator meets (a node killed and restarted, the ledger server killed
+and restarted, the ServerApp killed mid-run and its payments settled afterwards)."""
 
-import json
-import os
-import signal
-import socket
+from __future__ import annotations
+
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from deploy_helpers import (
+    CLI,
+    all_stopped,
+    check_ledger_matches,
+    deploy_run,
+    kill_tree,
+    manifests_of,
+    metrics_of,
+    node_pseudonyms,
+    run_config,
+    run_id_of,
+    wait_for,
+)
 
-from flwr_stellar.app.config import PROJECT_DIR
-from flwr_stellar.flwr_run import flwr_env, run_status
-from flwr_stellar.identity import derive_pseudonym, keystore
+from flwr_stellar.deploy import processes
+from flwr_stellar.deploy.node_auth import make_node_auth_key
+from flwr_stellar.deploy.stack import Deployment, DeploySettings
+from flwr_stellar.flwr_run import run_status
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def test_deployment_with_node_keystores(tmp_path: Path) -> None:
-    home = tmp_path / "flwr-home"
-    home.mkdir()
-    link = free_port()
-    (home / "config.toml").write_text(
-        f'[superlink]\ndefault = "deploy"\n\n[superlink.deploy]\n'
-        f'address = "127.0.0.1:{link}"\ninsecure = true\n'
-    )
-    env = flwr_env(home)
-    masters, procs, logs = [], [], []
-    pass_file = tmp_path / "pass"
-    pass_file.write_text("node-pass\n")
-    pass_file.chmod(0o600)
-
-    def spawn(name: str, *cmd: str) -> None:
-        log = (tmp_path / f"{name}.log").open("w")
-        logs.append(log)
-        procs.append(
-            subprocess.Popen(
-                list(cmd),
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=tmp_path,
-                start_new_session=True,
-            )
-        )
-
+def test_secure_deployment_pays_honest_nodes_and_refuses_unregistered_keys(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "deploy"
+    deployment = Deployment(DeploySettings(folder=folder, nodes=3))
     try:
-        spawn(
-            "superlink",
-            str(BIN / "flower-superlink"),
-            "--insecure",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(link),
-            "--database",
-            str(tmp_path / "state.db"),
-            "--disable-runtime-dependency-installation",
-        )
-        wait_for_port(link)
-        for pid in range(2):
-            master = keystore.MasterSecret.generate()
-            store = keystore.save(
-                tmp_path / f"node{pid}.json", master, "node-pass", kdf=keystore.KdfParams(n=2**10)
-            )
-            masters.append(master)
-            spawn(
-                f"supernode{pid}",
-                str(BIN / "flower-supernode"),
-                "--insecure",
-                "--superlink",
-                f"127.0.0.1:{link}",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(free_port()),
-                "--node-config",
-                f"partition-id={pid} num-partitions=2 keystore='{store}' "
-                f"passphrase-file='{pass_file}'",
-            )
-        out = tmp_path / "out"
-        run = subprocess.run(
+        state = deployment.up()
+        config = (folder / "flwr-home" / "config.toml").read_text()
+        assert "root-certificates" in config and "insecure" not in config
+        superlink_argv = state.processes["superlink"].argv
+        assert "--enable-supernode-auth" in superlink_argv and "--insecure" not in superlink_argv
+
+        # a SuperNode whose key nobody registered is refused by the SuperLink
+        stranger = make_node_auth_key(tmp_path / "stranger" / "auth.key")
+        intruder = processes.start(
+            "intruder",
             [
-                str(BIN / "flwr"),
-                "run",
-                str(PROJECT_DIR),
-                "deploy",
-                "--stream",
-                "--run-config",
-                f"num_rounds=2 dataset.max_train_examples=100 identity.dev_keystores=false "
-                f'output_dir="{out}"',
+                str(Path(CLI[0]).parent / "flower-supernode"),
+                "--root-certificates",
+                str(folder / "certs" / "ca.crt"),
+                "--auth-supernode-private-key",
+                str(stranger.private_key),
+                "--superlink",
+                state.superlink,
+                "--max-retries",
+                "1",
+                "--node-config",
+                "partition-id=0 num-partitions=3",
             ],
-            env=env,
+            tmp_path / "intruder.log",
+            deployment._env(),
+            tmp_path,
+        )
+        wait_for(lambda: not processes.is_running(intruder), 60, "the intruder to be refused")
+        assert "Failed to activate SuperNode" in Path(intruder.log).read_text()
+        assert sorted(deployment.superlink_nodes().values()) == ["online"] * 3
+
+        out = tmp_path / "run"
+        run = deploy_run(
+            folder,
+            *run_config(state.ledger_url, out, 2, 'attack.kind="nan"', 'attack.nodes="2"'),
+        )
+        assert "flwr-stellar: run" in run.stdout and "completed" in run.stdout, (
+            run.stdout[-4000:] + run.stderr[-2000:]
+        )
+        run_id = run_id_of(run.stdout)
+        honest_0, honest_1, hostile = node_pseudonyms(deployment, 3, run_id)
+        owed = check_ledger_matches(out, state.ledger_url)
+        assert owed.get(hostile, 0) == 0
+        assert owed[honest_0] > 0 and owed[honest_1] > 0
+        for m in manifests_of(out):
+            assert m.total_paid == m.budget
+            assert any(r.reason == "non-finite" for r in m.rejections)
+    finally:
+        deployment.down()
+    assert all_stopped(deployment) == []
+
+
+def test_faults_node_and_ledger_killed_and_restarted_then_serverapp_killed(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "deploy"
+    deployment = Deployment(DeploySettings(folder=folder, nodes=3))
+    try:
+        state = deployment.up()
+        out = tmp_path / "run"
+        # a round gives up on a node that has not answered after 30 s
+        config = run_config(state.ledger_url, out, 4, "strategy.round_timeout_s=30")
+        run = subprocess.Popen(
+            [*CLI, "deploy", "run", str(folder), "--app-dir", str(Path(__file__).parents[1]),
+             "--run-config", *config],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        try:
+            done = lambda n: len(manifests_of(out)) >= n if (out / "manifests").exists() else False  # noqa: E731
+            # round 2 under way: SIGKILL supernode-1 (it and its ClientApp die with it)
+            wait_for(lambda: done(1), 300, "round 1")
+            kill_tree(deployment.state.processes["supernode-1"].pid)
+            # round 3 under way: SIGKILL the ledger server; restart it (and the node) 15 s later
+            wait_for(lambda: done(2), 300, "round 2")
+            kill_tree(deployment.state.processes["ledger"].pid)
+            time.sleep(15)
+            deployment.up()  # restarts exactly what is down: the ledger and supernode-1
+            output, _ = run.communicate(timeout=600)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        assert "completed" in output, output[-5000:]
+        run_id = run_id_of(output)
+        pseudonyms = node_pseudonyms(deployment, 3, run_id)
+        manifests = manifests_of(out)
+        assert [m.server_round for m in manifests] == [1, 2, 3, 4]
+        paid = [{c.pseudonym for c in m.contributions if c.payout > 0} for m in manifests]
+        assert paid[0] == set(pseudonyms)
+        assert pseudonyms[1] not in paid[1]  # dropped from the round it died in, not paid
+        assert paid[3] == set(pseudonyms)  # rejoined under the same per-run pseudonym
+        check_ledger_matches(out, state.ledger_url)  # nothing lost, nothing paid twice
+
+        # the ServerApp process killed mid-run: the run fails; settling afterwards pays each
+        # journaled round exactly once
+        out2 = tmp_path / "run2"
+        second = subprocess.Popen(
+            [*CLI, "deploy", "run", str(folder), "--app-dir", str(Path(__file__).parents[1]),
+             "--run-config", *run_config(state.ledger_url, out2, 6)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        try:
+            wait_for(
+                lambda: (out2 / "manifests").exists() and len(manifests_of(out2)) >= 2,
+                300,
+                "2 rounds of the second run",
+                every=0.1,
+            )
+            serverapps = [
+                p
+                for p in processes.descendants(deployment.state.processes["superlink"].pid)
+                if b"flwr-serverapp" in Path(f"/proc/{p}/cmdline").read_bytes()
+            ]
+            assert serverapps, "no ServerApp process found under the SuperLink"
+            for pid in serverapps:
+                kill_tree(pid)
+            output2, _ = second.communicate(timeout=300)
+        finally:
+            if second.poll() is None:
+                second.kill()
+        assert second.returncode != 0, output2[-3000:]
+        status = run_status(str(run_id_of(output2)), folder / "flwr-home", "deploy")
+        assert status != "finished:completed"
+        settle = subprocess.run(
+            [*CLI, "payouts", "settle", str(out2), "--ledger", state.ledger_url],
             capture_output=True,
             text=True,
-            timeout=400,
+            timeout=300,
             check=False,
         )
-        assert "Successfully started run" in run.stdout, run.stdout + run.stderr
-        run_id = run.stdout.split("Successfully started run ")[1].split()[0]
-        status = run_status(run_id, home, federation="deploy")
-        assert status == "finished:completed", run.stdout[-3000:]
-        metrics = json.loads((out / "metrics.json").read_text())
-        expected = {derive_pseudonym(m, int(run_id)).public_key for m in masters}
-        for server_round in ("1", "2"):
-            train = metrics["verification"][server_round]["train"]
-            assert set(train["accepted"].values()) == expected and train["rejected"] == []
-        assert not (out / "keystores").exists()  # real keystores, no dev ones
+        assert settle.returncode == 0 and "all settled" in settle.stdout, settle.stdout
+        assert len(manifests_of(out2)) < 6
+        check_ledger_matches(out2, state.ledger_url)
+        assert metrics_of(out)["status"] == "completed"
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        for log in logs:
-            log.close()
+        deployment.down()
+    assert all_stopped(deployment) == []

@@ -83,6 +83,7 @@ class StrategyConfig:
     num_malicious: int
     num_to_select: int
     server_lr: float
+    round_timeout_s: float
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
@@ -249,6 +250,7 @@ class AppConfig:
             ("strategy.num_malicious", s.num_malicious >= 0, "must be >= 0"),
             ("strategy.num_to_select", s.num_to_select >= 1, "must be >= 1"),
             ("strategy.server_lr", s.server_lr > 0, "must be > 0"),
+            ("strategy.round_timeout_s", s.round_timeout_s > 0, "must be > 0"),
             ("identity.federation", bool(self.identity.federation), "must not be empty"),
             (
                 "attack.kind",

@@ -63,6 +63,7 @@ def main(grid: Grid, context: Context) -> None:
         grid=grid,
         initial_arrays=initial,
         num_rounds=cfg.num_rounds,
+        timeout=cfg.strategy.round_timeout_s,
         train_config=ConfigRecord(),
         evaluate_fn=CentralEvaluator(cfg, round_log) if cfg.evaluation.central else None,
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 STOP_GRACE_S = 15.0
+EXEC_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,13 @@ def start(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return ProcessRecord(name, tuple(argv), proc.pid, str(log), port)
+    record = ProcessRecord(name, tuple(argv), proc.pid, str(log), port)
+    # until exec() completes, /proc shows the parent's command line: wait for it so the record
+    # is recognised as running from the start
+    deadline = time.monotonic() + EXEC_WAIT_S
+    while not is_running(record) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return record
 
 
 def _children() -> dict[int, list[int]]:
