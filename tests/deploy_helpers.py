@@ -122,9 +122,7 @@ def kill_tree(pid: int) -> None:
 def all_stopped(deployment: Deployment) -> list[str]:
     """Names of recorded processes (or any process below them) still alive: must be []."""
     return [
-        name
-        for name, record in deployment.state.processes.items()
-        if processes.is_running(record)
+        name for name, record in deployment.state.processes.items() if processes.is_running(record)
     ]
 
 

@@ -15,6 +15,7 @@ from flwr_stellar.failpoints import ENV
 from flwr_stellar.ledger.embedded import EmbeddedLedger
 from flwr_stellar.ledger.tx import submit_signed
 from flwr_stellar.payments.anchoring import payment_parts
+from flwr_stellar.payments.cli import outbox_status
 
 HERE = Path(__file__).parent
 
@@ -103,6 +104,23 @@ def test_resume_rebuilds_a_dead_envelope(world) -> None:
     done = a.outbox.entries()[0]
     assert done.state == "done" and done.tx_hash != entry.tx_hash
     assert paid_to(ledger, pseudonyms(3)[1].public_key) == 8
+
+
+def test_manifest_stored_but_never_journaled_is_paid_once_on_settling(world) -> None:
+    """A process killed between storing a round's manifest and journaling it: the restart
+    (and `payouts status|settle`) sees the round as pending and pays it exactly once."""
+    db, out = world
+    payees = pseudonyms(3)
+    a = anchorer(db, out)
+    digest = a.store.put(manifest(1, payees))  # ... and the process died here
+    status = outbox_status(a.outbox, a.store)
+    assert status["pending"] == [1] and status["rounds"]["1"][0]["manifest"] == digest
+    ledger = EmbeddedLedger(db)
+    assert a.settle_all(ledger)
+    assert paid_to(ledger, payees[0].public_key) == 8
+    assert a.journal_stored() == [] and a.settle_all(ledger)  # nothing twice
+    assert paid_to(ledger, payees[0].public_key) == 8
+    assert outbox_status(a.outbox, a.store)["pending"] == []
 
 
 CRASH_SCRIPT = HERE / "anchor_crash_run.py"

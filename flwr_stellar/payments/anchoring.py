@@ -57,6 +57,26 @@ def payment_parts(manifest: RoundManifest) -> list[list[tuple[str, int]]]:
     return [payouts[i : i + MAX_OPS] for i in range(0, len(payouts), MAX_OPS)] or [[]]
 
 
+def unjournaled(store: ManifestStore, outbox: Outbox) -> list[str]:
+    """Stored manifests the outbox has no entry for."""
+    journaled = {e.manifest_hash for e in outbox.entries()}
+    return [d for d in store.digests() if d not in journaled]
+
+
+def journal_stored(store: ManifestStore, outbox: Outbox) -> list[int]:
+    """Journal every stored manifest the outbox lacks (a process killed between storing a
+    round's manifest and journaling it) and return their rounds; idempotent. Runs before any
+    settling, so such a round is paid like any other leftover instead of never."""
+    added = []
+    for digest in unjournaled(store, outbox):
+        manifest = store.get(digest)
+        outbox.add(digest, manifest.server_round, payment_parts(manifest))
+        added.append(manifest.server_round)
+    if added:
+        log(WARNING, "outbox: journaled rounds %s whose manifests were never journaled", added)
+    return added
+
+
 class Anchorer:
     def __init__(
         self,
@@ -127,6 +147,8 @@ class Anchorer:
                 return self.settle_all(ledger, only)
             finally:
                 self._deadline = saved
+        if only is None:
+            self.journal_stored()
         entries = [e for e in self.outbox.unfinished() if only is None or e.manifest_hash == only]
         settled = True
         for entry in entries:
@@ -136,6 +158,10 @@ class Anchorer:
         for digest in dict.fromkeys(e.manifest_hash for e in entries):
             self._report(digest)
         return settled
+
+    def journal_stored(self) -> list[int]:
+        """See :func:`journal_stored`."""
+        return journal_stored(self.store, self.outbox)
 
     def _settle_patiently(self, ledger: Ledger, entry: Entry) -> bool:
         """``_settle`` through outages: every state is journaled, so a retry after an

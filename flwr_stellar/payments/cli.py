@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flwr_stellar.ledger.base import LedgerError
-from flwr_stellar.payments.anchoring import Anchorer
+from flwr_stellar.payments.anchoring import Anchorer, journal_stored, unjournaled
 from flwr_stellar.payments.manifest import ManifestStore
 from flwr_stellar.payments.outbox import Outbox
 from flwr_stellar.payments.settings import RewardSettings
@@ -29,9 +29,22 @@ def _outbox(run_dir: Path) -> Outbox:
     return Outbox(path)
 
 
-def outbox_status(outbox: Outbox) -> dict[str, Any]:
-    """Per round: its transactions' states, and whether everything is settled."""
+def outbox_status(outbox: Outbox, store: ManifestStore | None = None) -> dict[str, Any]:
+    """Per round: its transactions' states, and whether everything is settled. A stored
+    manifest the outbox never journaled (a crash in between) counts as pending."""
     rounds: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for digest in unjournaled(store, outbox) if store is not None else []:
+        assert store is not None
+        rounds[store.get(digest).server_round].append(
+            {
+                "manifest": digest,
+                "part": 0,
+                "state": "pending",
+                "payments": None,
+                "tx_hash": None,
+                "codes": "stored, not yet journaled",
+            }
+        )
     for e in outbox.entries():
         rounds[e.server_round].append(
             {
@@ -66,7 +79,7 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     outbox = _outbox(args.run_dir)
     try:
-        status = outbox_status(outbox)
+        status = outbox_status(outbox, ManifestStore(args.run_dir / "manifests"))
     finally:
         outbox.close()
     _print_status(status, args.json)
@@ -80,6 +93,7 @@ def cmd_settle(args: argparse.Namespace) -> int:
     outbox = _outbox(run_dir)
     store = ManifestStore(run_dir / "manifests")
     try:
+        journal_stored(store, outbox)
         unfinished = outbox.unfinished()
         if not unfinished:
             _print_status(outbox_status(outbox), args.json)

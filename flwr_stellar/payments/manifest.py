@@ -116,6 +116,14 @@ class ManifestStore:
             write_atomic(path, data)
         return digest
 
+    def digests(self) -> list[str]:
+        """The hashes of every stored manifest (file names; contents checked by ``get``)."""
+        return sorted(
+            p.stem
+            for p in self.directory.glob("*.json")
+            if len(p.stem) == 64 and set(p.stem) <= HEX64
+        )
+
     def get(self, digest: str) -> RoundManifest:
         if len(digest) != 64 or not set(digest) <= HEX64:
             raise ManifestError(f"not a manifest hash: {digest!r}")
