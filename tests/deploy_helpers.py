@@ -4,6 +4,7 @@ the ledger, read back through the Horizon API, against its manifests."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,8 @@ from pathlib import Path
 from flwr_stellar.deploy import processes
 from flwr_stellar.deploy.stack import Deployment
 from flwr_stellar.identity import derive_pseudonym, keystore
-from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE
+from flwr_stellar.ledger.base import Ledger
+from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE, EmbeddedLedger
 from flwr_stellar.ledger.horizon import HorizonLedger
 from flwr_stellar.payments.manifest import RoundManifest
 from flwr_stellar.payments.treasury import DEV_TREASURY_PASSPHRASE, Treasury
@@ -58,16 +60,19 @@ def manifests_of(out: Path) -> list[RoundManifest]:
     return sorted(found, key=lambda m: m.server_round)
 
 
-def check_ledger_matches(out: Path, ledger_url: str) -> dict[str, int]:
+def check_ledger_matches(out: Path, ledger_url: str, db: Path | None = None) -> dict[str, int]:
     """Every manifest anchored by exactly one distributor transaction per payment part (none
-    lost, none twice), and every pseudonym's balance on the Horizon API equal to what the
-    manifests owe it. Returns pseudonym -> DLC owed (stroops)."""
+    lost, none twice), and every pseudonym's balance on the Horizon API (or in the ledger file
+    ``db`` when the API is out of this process's reach) equal to what the manifests owe it.
+    Returns pseudonym -> DLC owed (stroops)."""
     manifests = manifests_of(out)
     assert manifests, f"no manifests in {out}"
     treasury = Treasury.from_master(
         keystore.load(out / "treasury.json", DEV_TREASURY_PASSPHRASE), "DLC"
     )
-    ledger = HorizonLedger(ledger_url, DEFAULT_PASSPHRASE)
+    ledger: Ledger = (
+        HorizonLedger(ledger_url, DEFAULT_PASSPHRASE) if db is None else EmbeddedLedger(db)
+    )
     try:
         records = ledger.account_transactions(treasury.distributor.public_key, limit=200).records
         memos = Counter(
@@ -113,10 +118,8 @@ def wait_for(predicate, timeout: float, what: str, every: float = 0.5) -> None: 
 def kill_tree(pid: int) -> None:
     """SIGKILL a process and everything below it: a host losing power, as far as it goes."""
     for p in [pid, *processes.descendants(pid)]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def all_stopped(deployment: Deployment) -> list[str]:

@@ -5,6 +5,7 @@ and restarted, the ServerApp killed mid-run and its payments settled afterwards)
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -187,3 +188,105 @@ def test_faults_node_and_ledger_killed_and_restarted_then_serverapp_killed(
     finally:
         deployment.down()
     assert all_stopped(deployment) == []
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def two_hosts():  # type: ignore[no-untyped-def]
+    """Two network namespaces joined by a veth pair: 10.231.0.1 (server) and .2 (nodes)."""
+    tag = f"{os.getpid() % 100000}"
+    server, nodes = f"fs-srv-{tag}", f"fs-nod-{tag}"
+    made = _ip("netns", "add", server)
+    if made.returncode != 0:
+        pytest.skip(f"cannot create network namespaces here (needs root + iproute2): {made.stderr}")
+    try:
+        steps = [
+            ("netns", "add", nodes),
+            ("link", "add", f"vs{tag}", "type", "veth", "peer", "name", f"vn{tag}"),
+            ("link", "set", f"vs{tag}", "netns", server),
+            ("link", "set", f"vn{tag}", "netns", nodes),
+            ("-n", server, "addr", "add", "10.231.0.1/24", "dev", f"vs{tag}"),
+            ("-n", nodes, "addr", "add", "10.231.0.2/24", "dev", f"vn{tag}"),
+            ("-n", server, "link", "set", f"vs{tag}", "up"),
+            ("-n", nodes, "link", "set", f"vn{tag}", "up"),
+            ("-n", server, "link", "set", "lo", "up"),
+            ("-n", nodes, "link", "set", "lo", "up"),
+        ]
+        for step in steps:
+            done = _ip(*step)
+            assert done.returncode == 0, f"ip {' '.join(step)}: {done.stderr}"
+        yield server, nodes
+    finally:
+        _ip("netns", "del", nodes)
+        _ip("netns", "del", server)
+
+
+def test_across_hosts_tls_and_node_auth_cross_a_real_interface(tmp_path: Path, two_hosts) -> None:  # type: ignore[no-untyped-def]
+    server_ns, nodes_ns = two_hosts
+    server_dir, nodes_dir = tmp_path / "server", tmp_path / "nodes"
+    in_server = ["ip", "netns", "exec", server_ns, *CLI, "deploy"]
+    in_nodes = ["ip", "netns", "exec", nodes_ns, *CLI, "deploy"]
+    server = Deployment(DeploySettings(folder=server_dir, role="server", host="10.231.0.1"))
+    try:
+        up = subprocess.run(
+            [*in_server, "up", str(server_dir), "--role", "server", "--host", "10.231.0.1"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        server = Deployment(server.settings)  # reload what the command recorded
+        superlink = server.state.superlink
+        assert superlink.startswith("10.231.0.1:")
+        up_nodes = subprocess.run(
+            [*in_nodes, "up", str(nodes_dir), "--role", "nodes", "--nodes", "2",
+             "--superlink", superlink,
+             "--root-certificates", str(server_dir / "certs" / "ca.crt"),
+             "--control-flwr-home", str(server_dir / "flwr-home")],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )  # fmt: skip
+        assert up_nodes.returncode == 0, up_nodes.stdout + up_nodes.stderr
+        nodes = Deployment(
+            DeploySettings(
+                folder=nodes_dir,
+                nodes=2,
+                role="nodes",
+                superlink=superlink,
+                root_certificates=server_dir / "certs" / "ca.crt",
+            )
+        )
+        # really apart: the SuperNodes live in another network namespace than the SuperLink
+        netns = {
+            name: os.readlink(f"/proc/{record.pid}/ns/net")
+            for d in (server, nodes)
+            for name, record in d.state.processes.items()
+        }
+        assert netns["supernode-0"] == netns["supernode-1"] != netns["superlink"]
+        assert netns["ledger"] == netns["superlink"]
+
+        out = tmp_path / "run"
+        run = subprocess.run(
+            [*in_server, "run", str(server_dir), "--app-dir", str(Path(__file__).parents[1]),
+             "--run-config", *run_config(server.state.ledger_url, out, 2)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )  # fmt: skip
+        assert run.returncode == 0 and "completed" in run.stdout, run.stdout[-4000:]
+        run_id = run_id_of(run.stdout)
+        # the Horizon API listens on the server namespace's loopback: read its file instead
+        owed = check_ledger_matches(out, "", db=server_dir / "ledger.db")
+        assert set(owed) == set(node_pseudonyms(nodes, 2, run_id))
+    finally:
+        for folder in (nodes_dir, server_dir):
+            if (folder / "deploy.json").exists():
+                subprocess.run([*CLI, "deploy", "down", str(folder)], timeout=120, check=False)
+    assert all_stopped(Deployment(server.settings)) == []
