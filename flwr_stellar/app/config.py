@@ -129,6 +129,8 @@ class LedgerConfig:
     horizon_url: str
     network_passphrase: str
     allow_pubnet: bool
+    ops_per_ledger: int
+    max_fee_per_op: int
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge

@@ -120,6 +120,16 @@ class LedgerUnavailableError(LedgerError):
         super().__init__(message, status=503)
 
 
+class LedgerCongestedError(LedgerUnavailableError):
+    """The network's ledgers are full: the transaction was not included (Horizon answers a
+    congested network with a 504 timeout). Nothing was applied; the same envelope may be
+    resubmitted, or rebuilt once it is dead (``tx_too_late``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.status = 504
+
+
 class NotFoundError(LedgerError):
     def __init__(self, message: str) -> None:
         super().__init__(message, status=404)

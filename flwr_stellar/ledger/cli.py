@@ -37,7 +37,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"(network {args.network_passphrase!r})",
         flush=True,
     )
-    serve(str(args.db), host=args.host, port=args.port, network_passphrase=args.network_passphrase)
+    congestion = None
+    if args.ops_per_ledger:
+        from flwr_stellar.ledger.embedded import Congestion
+
+        try:
+            congestion = Congestion(args.ops_per_ledger, args.ledger_close_s, args.fee_per_op)
+        except ValueError as err:
+            raise LedgerError(str(err)) from None
+    serve(
+        str(args.db),
+        host=args.host,
+        port=args.port,
+        network_passphrase=args.network_passphrase,
+        congestion=congestion,
+    )
     return 0
 
 
@@ -137,6 +151,16 @@ def add_ledger_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     serve = cmd("serve", cmd_serve, "serve the Horizon-compatible API (creates the db if new)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--ops-per-ledger",
+        type=int,
+        default=0,
+        help="emulate a busy network: at most N operations per --ledger-close-s (0 = off)",
+    )
+    serve.add_argument("--ledger-close-s", type=float, default=5.0)
+    serve.add_argument(
+        "--fee-per-op", type=int, default=100, help="emulated surge price per operation (stroops)"
+    )
     serve.add_argument(
         "--allow-remote", action="store_true", help="allow binding a non-loopback address"
     )

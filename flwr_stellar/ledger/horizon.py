@@ -46,6 +46,7 @@ class NetworkPreset:
     network_passphrase: str
     friendbot_url: str | None = None
     real_money: bool = False
+    ops_per_ledger: int | None = None  # the validators' per-ledger operation limit (pacing)
 
 
 PRESETS = {
@@ -56,14 +57,20 @@ PRESETS = {
         "https://horizon-testnet.stellar.org",
         Network.TESTNET_NETWORK_PASSPHRASE,
         "https://friendbot.stellar.org",
+        ops_per_ledger=200,
     ),
     "futurenet": NetworkPreset(
         "https://horizon-futurenet.stellar.org",
         Network.FUTURENET_NETWORK_PASSPHRASE,
         "https://friendbot-futurenet.stellar.org",
+        ops_per_ledger=200,  # not published: assumed like testnet
     ),
     "pubnet": NetworkPreset(
-        "https://horizon.stellar.org", Network.PUBLIC_NETWORK_PASSPHRASE, None, real_money=True
+        "https://horizon.stellar.org",
+        Network.PUBLIC_NETWORK_PASSPHRASE,
+        None,
+        real_money=True,
+        ops_per_ledger=1000,
     ),
 }
 

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from flwr_stellar.ledger.base import LedgerError, NotFoundError, TxRecord
-from flwr_stellar.ledger.embedded import EmbeddedLedger
+from flwr_stellar.ledger.base import LedgerCongestedError, LedgerError, NotFoundError, TxRecord
+from flwr_stellar.ledger.embedded import Congestion, EmbeddedLedger
 from flwr_stellar.ledger.horizon_json import (
     account_to_json,
     iso_time,
@@ -362,6 +362,8 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
 
     async def ledger_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, LedgerError)
+        if isinstance(exc, LedgerCongestedError):  # Horizon: not included in time
+            return problem(504, "timeout", "Timeout", exc.message)
         if exc.status == 404:
             return problem(404, "not_found", "Resource Missing", exc.message)
         return problem(exc.status, "bad_request", "Bad Request", exc.message, exc.extras or None)
@@ -411,13 +413,18 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
 
 
 def serve(
-    db: str, *, host: str = "127.0.0.1", port: int = 8000, network_passphrase: str | None = None
+    db: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    network_passphrase: str | None = None,
+    congestion: Congestion | None = None,
 ) -> None:
     import uvicorn
 
     from flwr_stellar.ledger.embedded.ledger import DEFAULT_PASSPHRASE
 
-    ledger = EmbeddedLedger(db, network_passphrase or DEFAULT_PASSPHRASE)
+    ledger = EmbeddedLedger(db, network_passphrase or DEFAULT_PASSPHRASE, congestion=congestion)
     uvicorn.run(
         create_app(ledger),
         host=host,

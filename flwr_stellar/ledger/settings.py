@@ -12,6 +12,8 @@ from pathlib import Path
 from flwr_stellar.ledger.base import Ledger, LedgerError
 from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE, EmbeddedLedger
 from flwr_stellar.ledger.horizon import PRESETS, HorizonLedger
+from flwr_stellar.ledger.pacing import MAX_FEE_PER_OP, FeeBid, LedgerPacer
+from flwr_stellar.ledger.tx import BASE_FEE, MAX_OPS
 
 BACKENDS = ("embedded", "horizon")
 PRESET_NAMES = (*PRESETS, "custom")
@@ -36,6 +38,13 @@ class LedgerSettings:
         Overrides the preset's passphrase; for ``embedded``, its own network's.
     allow_pubnet : bool
         Pubnet moves real money: it must be allowed explicitly.
+    ops_per_ledger : int
+        Operations of ours per ledger close (~5 s): ``0`` takes the preset's network limit
+        (testnet 200, pubnet 1,000; no pacing for ``embedded`` and ``local``); set it lower to
+        leave room for others, or >= 100 for a custom network.
+    max_fee_per_op : int
+        Highest fee bid per operation in stroops when the network is congested (the bid starts
+        at the base fee, 100, and doubles on ``tx_insufficient_fee`` / ``tx_too_late``).
     """
 
     backend: str = "embedded"
@@ -44,6 +53,8 @@ class LedgerSettings:
     horizon_url: str = ""
     network_passphrase: str = ""
     allow_pubnet: bool = False
+    ops_per_ledger: int = 0
+    max_fee_per_op: int = MAX_FEE_PER_OP
 
     def __post_init__(self) -> None:
         problems = [
@@ -72,9 +83,27 @@ class LedgerSettings:
                 "must be an http(s) URL",
             ),
         ]
+        problems += [
+            (
+                "ops_per_ledger",
+                self.ops_per_ledger == 0 or self.ops_per_ledger >= MAX_OPS,
+                f"must be 0 (the preset's) or >= {MAX_OPS} (one full transaction)",
+            ),
+            ("max_fee_per_op", self.max_fee_per_op >= BASE_FEE, f"must be >= {BASE_FEE}"),
+        ]
         for name, ok, why in problems:
             if not ok:
                 raise ValueError(f"LedgerSettings.{name} {why}, got {getattr(self, name)!r}")
+
+    def pacer(self) -> LedgerPacer | None:
+        """The pacing these settings ask for (None: submit as fast as the ledger answers)."""
+        limit = self.ops_per_ledger
+        if not limit and self.backend == "horizon" and self.preset in PRESETS:
+            limit = PRESETS[self.preset].ops_per_ledger or 0
+        return LedgerPacer(limit) if limit else None
+
+    def fee_bid(self) -> FeeBid:
+        return FeeBid(self.max_fee_per_op)
 
     def open(self, output_dir: Path) -> Ledger:
         """Open (creating, for an embedded file) the ledger these settings name.

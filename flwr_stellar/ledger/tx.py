@@ -22,14 +22,16 @@ def build(
     *,
     memo_hash: bytes | None = None,
     timeout_s: int = TX_TIMEOUT_S,
+    fee_per_op: int = BASE_FEE,
 ) -> TransactionEnvelope:
-    """An unsigned envelope with sequence ``sequence + 1`` (the account's next)."""
+    """An unsigned envelope with sequence ``sequence + 1`` (the account's next), bidding
+    ``fee_per_op`` stroops per operation."""
     if not 1 <= len(operations) <= MAX_OPS:
         raise ValueError(f"a transaction holds 1..{MAX_OPS} operations, got {len(operations)}")
     builder = TransactionBuilder(
         Account(source, sequence),
         network_passphrase=ledger.network_passphrase,
-        base_fee=BASE_FEE,
+        base_fee=fee_per_op,
     ).set_timeout(timeout_s)
     if memo_hash is not None:
         builder.add_hash_memo(memo_hash)

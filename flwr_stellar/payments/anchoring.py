@@ -27,13 +27,15 @@ from flwr_stellar.ledger.base import (
     NotFoundError,
     SubmitResult,
 )
+from flwr_stellar.ledger.pacing import FeeBid, LedgerPacer
 from flwr_stellar.ledger.tx import MAX_OPS, build
 from flwr_stellar.payments.amounts import format_amount
 from flwr_stellar.payments.manifest import ManifestStore, RoundManifest
 from flwr_stellar.payments.outbox import Entry, Outbox
 from flwr_stellar.payments.treasury import Treasury
 
-DEAD = ("tx_bad_seq", "tx_too_late")  # not applied, and that envelope never can be
+DEAD = ("tx_bad_seq", "tx_too_late", "tx_insufficient_fee")  # not applied, and never can be
+OUTBID = ("tx_too_late", "tx_insufficient_fee")  # congestion: the rebuilt envelope bids more
 MAX_ATTEMPTS = 5
 BACKOFF_START_S = 0.5  # ledger unavailable: wait, doubling up to the cap, and try again
 BACKOFF_CAP_S = 30.0
@@ -84,8 +86,13 @@ class Anchorer:
         treasury: Treasury,
         outbox: Outbox,
         store: ManifestStore,
+        *,
+        pacer: LedgerPacer | None = None,
+        fee: FeeBid | None = None,
     ) -> None:
         self._ledger_factory = ledger_factory
+        self.pacer = pacer
+        self.fee = fee or FeeBid()
         self.treasury = treasury
         self.outbox = outbox
         self.store = store
@@ -194,16 +201,13 @@ class Anchorer:
                 outcome = self._resolve_signed(ledger, entry)
                 if outcome == "settled":
                     return
-                if outcome == "resubmit":
-                    assert entry.envelope is not None
-                    if self._handle(entry, self._submit(ledger, entry.envelope)):
-                        return
+                if outcome == "resubmit" and self._handle(entry, self._submit(ledger, entry)):
+                    return
                 entry = self._reload(entry)
                 continue
             entry = self._sign(ledger, entry)
             failpoint("outbox-signed")
-            assert entry.envelope is not None
-            result = self._submit(ledger, entry.envelope)
+            result = self._submit(ledger, entry)
             failpoint("outbox-submitted")
             if self._handle(entry, result):
                 return
@@ -252,6 +256,7 @@ class Anchorer:
             account.sequence,
             operations,
             memo_hash=bytes.fromhex(entry.manifest_hash),
+            fee_per_op=self.fee.per_op,
         )
         envelope.sign(distributor)
         tx_hash = envelope.hash_hex()
@@ -259,12 +264,23 @@ class Anchorer:
         self.outbox.mark_signed(entry.id, xdr, tx_hash, account.sequence + 1)
         return self._reload(entry)
 
-    def _submit(self, ledger: Ledger, envelope: str) -> SubmitResult | None:
+    def _submit(self, ledger: Ledger, entry: Entry) -> SubmitResult | None:
+        assert entry.envelope is not None
+        ops = max(1, len(entry.payments))
+        if self.pacer is not None and (waited := self.pacer.before(ops)) > 0:
+            log(INFO, "anchoring: paced %.1f s for the network's per-ledger limit", waited)
         try:
-            return ledger.submit(envelope)
-        except (LedgerError, OSError) as err:  # incl. LedgerUnavailableError: settle by hash
+            return ledger.submit(entry.envelope)
+        except LedgerUnavailableError:
+            # outcome unknown (down, or a full ledger left it out): the caller backs off and
+            # then settles by hash, resubmitting the same envelope while it can still apply
+            raise
+        except (LedgerError, OSError) as err:
             log(WARNING, "anchoring: submission outcome unknown (%s); will look it up", err)
             return None
+        finally:
+            if self.pacer is not None:
+                self.pacer.after(ops)
 
     def _handle(self, entry: Entry, result: SubmitResult | None) -> bool:
         """True when the entry is settled; False when it must be rebuilt."""
@@ -284,6 +300,13 @@ class Anchorer:
                 codes,
             )
             return True
+        if result.tx_code in OUTBID and self.fee.outbid():
+            log(
+                WARNING,
+                "anchoring: %s; bidding %d stroops per operation from now on",
+                result.tx_code,
+                self.fee.per_op,
+            )
         self.outbox.reset(entry.id, codes)
         return False
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flwr_stellar.ledger.base import LedgerError
+from flwr_stellar.ledger.pacing import LedgerPacer
 from flwr_stellar.payments.anchoring import Anchorer, journal_stored, unjournaled
 from flwr_stellar.payments.manifest import ManifestStore
 from flwr_stellar.payments.outbox import Outbox
@@ -110,7 +111,8 @@ def cmd_settle(args: argparse.Namespace) -> int:
         db = args.db or (run_dir / "ledger.db" if args.ledger is None else None)
         ledger = open_existing(db, args.ledger, args.network_passphrase)
         try:
-            anchorer = Anchorer(lambda: ledger, treasury, outbox, store)
+            pacer = LedgerPacer(args.ops_per_ledger) if args.ops_per_ledger else None
+            anchorer = Anchorer(lambda: ledger, treasury, outbox, store, pacer=pacer)
             anchorer.settle_all(ledger, timeout=args.timeout)
         finally:
             ledger.close()
@@ -144,6 +146,12 @@ def add_payouts_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore
     )
     settle.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for an unavailable ledger"
+    )
+    settle.add_argument(
+        "--ops-per-ledger",
+        type=int,
+        default=0,
+        help="pace payments to this many operations per ledger close (testnet 200, pubnet 1000)",
     )
     settle.add_argument("--json", action="store_true")
     settle.set_defaults(func=cmd_settle)

@@ -157,6 +157,8 @@ class PaymentSession:
             self.treasury,
             self.outbox,
             ManifestStore(output_dir / "manifests"),
+            pacer=ledger_settings.pacer(),
+            fee=ledger_settings.fee_bid(),
         )
         self._owed: dict[str, int] = {}
         self._closed = False

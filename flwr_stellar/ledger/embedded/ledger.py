@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import hashlib
 import json
 import struct
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from flwr_stellar.ledger.base import (
     STROOPS_PER_UNIT,
     AccountInfo,
     Balance,
+    LedgerCongestedError,
     LedgerError,
     NotFoundError,
     Page,
@@ -65,6 +67,36 @@ from flwr_stellar.ledger.embedded.state import Overlay
 from flwr_stellar.ledger.embedded.store import Store
 
 DEFAULT_PASSPHRASE = "flwr-stellar embedded ; 2026"
+
+
+@dataclass(frozen=True)
+class Congestion:
+    """Emulate a busy public network (for tests and rehearsals of testnet/pubnet pacing).
+
+    Parameters
+    ----------
+    ops_per_ledger : int
+        Operations the network includes per ledger (testnet 200, pubnet 1,000); a submission
+        that would exceed them within ``ledger_close_s`` is refused with
+        :class:`LedgerCongestedError` (Horizon: 504, not included), nothing applied.
+    ledger_close_s : float
+        Seconds between ledger closes (Stellar: ~5).
+    fee_per_op : int
+        The going fee per operation (surge pricing); lower bids get ``tx_insufficient_fee``.
+    """
+
+    ops_per_ledger: int
+    ledger_close_s: float = 5.0
+    fee_per_op: int = BASE_FEE
+
+    def __post_init__(self) -> None:
+        if self.ops_per_ledger < 1 or self.ledger_close_s <= 0 or self.fee_per_op < BASE_FEE:
+            raise ValueError(
+                f"Congestion needs ops_per_ledger >= 1, ledger_close_s > 0 and fee_per_op >= "
+                f"{BASE_FEE}, got {self}"
+            )
+
+
 TOTAL_COINS = 100_000_000_000 * STROOPS_PER_UNIT  # like pubnet's genesis supply
 FRIENDBOT_STARTING_BALANCE = 10_000 * STROOPS_PER_UNIT
 MAX_ENVELOPE_BYTES = 256 * 1024
@@ -80,6 +112,11 @@ class _Rejected(Exception):
     def __init__(self, tx_code: str, op_codes: tuple[str, ...] = ()) -> None:
         super().__init__(tx_code)
         self.tx_code, self.op_codes = tx_code, op_codes
+
+
+def _op_count(env: TransactionEnvelope) -> int:
+    assert env.v1 is not None  # _decode admits v1 envelopes only
+    return len(env.v1.tx.operations)
 
 
 def _pad4(n: int) -> int:
@@ -112,8 +149,15 @@ class EmbeddedLedger:
     """
 
     def __init__(
-        self, path: str | Path = ":memory:", network_passphrase: str = DEFAULT_PASSPHRASE
+        self,
+        path: str | Path = ":memory:",
+        network_passphrase: str = DEFAULT_PASSPHRASE,
+        *,
+        congestion: Congestion | None = None,
     ) -> None:
+        self.congestion = congestion
+        self._recent_ops: collections.deque[tuple[float, int]] = collections.deque()
+        self.congestion_refusals = 0
         self.store = Store(path)
         stored = self.store.meta("network_passphrase")
         if stored is not None and stored != network_passphrase:
@@ -189,13 +233,39 @@ class EmbeddedLedger:
                 (envelope, raw, env, hashlib.sha256(self.network_id + _TX_TYPE + tx_bytes).digest())
             )
         with self._lock:
+            if self.congestion is not None:
+                self._admit([env for _, _, env, _ in decoded])
             self.store.begin()
             try:
                 results = self._close_ledger(decoded)
             except BaseException:
                 self.store.rollback()
                 raise
+            if self.congestion is not None:
+                applied = sum(
+                    _op_count(env)
+                    for (_, _, env, _), r in zip(decoded, results, strict=True)
+                    if r.applied
+                )
+                self._recent_ops.append((time.monotonic(), applied))
         return results
+
+    def _admit(self, envelopes: list[TransactionEnvelope]) -> None:
+        """Congestion emulation: refuse (apply nothing) what would put more operations into
+        the last ``ledger_close_s`` seconds than ``ops_per_ledger``."""
+        assert self.congestion is not None
+        now = time.monotonic()
+        while self._recent_ops and self._recent_ops[0][0] <= now - self.congestion.ledger_close_s:
+            self._recent_ops.popleft()
+        wanted = sum(_op_count(env) for env in envelopes)
+        used = sum(ops for _, ops in self._recent_ops)
+        if used + wanted > self.congestion.ops_per_ledger:
+            self.congestion_refusals += 1
+            raise LedgerCongestedError(
+                f"ledger full: {used} of {self.congestion.ops_per_ledger} operations used in "
+                f"the last {self.congestion.ledger_close_s:g} s; transaction not included, "
+                "try again later"
+            )
 
     def _close_ledger(
         self, decoded: list[tuple[str, bytes, TransactionEnvelope, bytes]]
@@ -317,7 +387,8 @@ class EmbeddedLedger:
         if "op_not_supported" in unsupported:
             raise _Rejected("tx_failed", unsupported)
         self._check_time_bounds(tx.cond, close_time)
-        bid, min_fee = tx.fee.uint32, BASE_FEE * len(ops)
+        per_op = BASE_FEE if self.congestion is None else self.congestion.fee_per_op
+        bid, min_fee = tx.fee.uint32, per_op * len(ops)
         if bid < min_fee:
             raise _Rejected("tx_insufficient_fee")
         if tx.seq_num.sequence_number.int64 != src.seq_num + 1:
