@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from flwr_stellar.deploy import processes
 from flwr_stellar.deploy.certificates import certificate_hosts, make_certificates
 from flwr_stellar.deploy.node_auth import make_node_auth_key
 from flwr_stellar.deploy.processes import ProcessRecord
-from flwr_stellar.deploy.stack import Deployment, DeployError, DeploySettings, DeployState
+from flwr_stellar.deploy.stack import DeployError, Deployment, DeploySettings, DeployState
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -66,7 +67,9 @@ def test_process_records_never_signal_a_recycled_pid(tmp_path: Path) -> None:
         "sleeper", ["/bin/sh", "-c", "sleep 60 & wait"], tmp_path / "s.log", env, tmp_path
     )
     assert processes.is_running(record)
-    wait = processes.descendants(record.pid)
+    deadline = time.monotonic() + 10
+    while not (wait := processes.descendants(record.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the shell forks its child a moment after it starts
     assert wait, "the shell's child is found"
     stranger = ProcessRecord("other", ("/bin/sleep", "60"), record.pid, str(tmp_path / "o.log"))
     assert not processes.is_running(stranger)  # same pid, another command: not ours
