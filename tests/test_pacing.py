@@ -6,12 +6,13 @@ unpaced, refusals happen and still nothing is lost or paid twice."""
 from pathlib import Path
 
 import pytest
-from anchor_world import manifest, pseudonyms, setup, treasury
+from anchor_world import REWARD, manifest, pseudonyms, setup, treasury
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from stellar_sdk import Account, Keypair, TransactionBuilder
 
+from flwr_stellar.ledger.base import LedgerError
 from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE, Congestion, EmbeddedLedger
 from flwr_stellar.ledger.pacing import FeeBid, LedgerPacer
 from flwr_stellar.ledger.server import create_app
@@ -20,6 +21,7 @@ from flwr_stellar.payments import anchoring
 from flwr_stellar.payments.anchoring import Anchorer
 from flwr_stellar.payments.manifest import ManifestStore
 from flwr_stellar.payments.outbox import Outbox
+from flwr_stellar.payments.treasury import prepare
 
 
 class FakeClock:
@@ -138,3 +140,20 @@ def test_a_full_ledger_is_answered_like_horizon_504(tmp_path: Path) -> None:
     assert answers[0].status_code == 200
     assert answers[1].status_code == 504 and answers[1].json()["type"].endswith("timeout")
     assert ledger.congestion_refusals == 1
+
+
+class NoFaucetLedger(EmbeddedLedger):
+    """Like pubnet: no friendbot."""
+
+    def fund(self, account_id: str):  # type: ignore[no-untyped-def]
+        raise LedgerError("this network has no friendbot: fund the account yourself")
+
+
+def test_a_network_without_faucet_names_every_treasury_account_to_fund(tmp_path: Path) -> None:
+    ledger = NoFaucetLedger(tmp_path / "l.db")
+    t = treasury()
+    with pytest.raises(LedgerError, match="send each at least") as err:
+        prepare(ledger, t, REWARD, 10**9)
+    for kp in (t.issuer, t.sponsor, t.distributor):
+        assert kp.public_key in str(err.value)
+    assert ledger.store.last_header()["seq"] == 1  # nothing was submitted (genesis only)

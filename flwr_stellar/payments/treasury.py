@@ -25,7 +25,13 @@ from stellar_sdk import (
 from flwr_stellar.identity import keystore
 from flwr_stellar.identity.passphrase import resolve_passphrase
 from flwr_stellar.identity.pseudonym import derive_keypair
-from flwr_stellar.ledger.base import AccountInfo, Ledger, LedgerError, NotFoundError
+from flwr_stellar.ledger.base import (
+    AccountInfo,
+    Ledger,
+    LedgerError,
+    LedgerUnavailableError,
+    NotFoundError,
+)
 from flwr_stellar.ledger.tx import submit_signed
 from flwr_stellar.payments.amounts import format_amount
 from flwr_stellar.payments.settings import RewardSettings
@@ -91,24 +97,41 @@ def _account(ledger: Ledger, address: str) -> AccountInfo | None:
         return None
 
 
-def ensure_funded(ledger: Ledger, address: str) -> AccountInfo:
-    account = _account(ledger, address)
-    if account is None:
-        result = ledger.fund(address)
+def ensure_all_funded(ledger: Ledger, addresses: list[str]) -> list[AccountInfo]:
+    """The accounts, funding missing ones through the network's faucet; where there is none
+    (pubnet) or it refuses, one error names every address the operator must send XLM to."""
+    unfunded: list[str] = []
+    for address in addresses:
+        if _account(ledger, address) is not None:
+            continue
+        try:
+            result = ledger.fund(address)
+        except LedgerUnavailableError:
+            raise
+        except LedgerError as err:
+            unfunded.append(f"{address} ({err})")
+            continue
         if not result.successful:
-            raise LedgerError(
-                f"could not fund {address} ({result.tx_code}); fund it yourself on this network"
-            )
-        account = ledger.load_account(address)
-    return account
+            unfunded.append(f"{address} ({result.tx_code})")
+    if unfunded:
+        raise LedgerError(
+            "treasury accounts missing on this network; send each at least 5 XLM and start "
+            "again: " + "; ".join(unfunded)
+        )
+    return [ledger.load_account(a) for a in addresses]
 
 
 def prepare(ledger: Ledger, treasury: Treasury, cfg: RewardSettings, budget_total: int) -> None:
     """Idempotently: accounts exist, issuer flags set, distributor trusts DLC and holds at
     least ``budget_total`` stroops of it (issuing only the difference)."""
-    issuer = ensure_funded(ledger, treasury.issuer.public_key)
-    ensure_funded(ledger, treasury.sponsor.public_key)
-    distributor = ensure_funded(ledger, treasury.distributor.public_key)
+    issuer, _, distributor = ensure_all_funded(
+        ledger,
+        [
+            treasury.issuer.public_key,
+            treasury.sponsor.public_key,
+            treasury.distributor.public_key,
+        ],
+    )
     wanted = AuthorizationFlag(0)
     if cfg.auth_required:
         wanted |= AuthorizationFlag.AUTHORIZATION_REQUIRED
