@@ -22,6 +22,7 @@ from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid
@@ -63,7 +64,11 @@ class LedgerConfig:
     screening : ScreeningSettings
         Update checks before the inner strategy.
     scorer : str
-        Name in ``strategies.scoring.SCORERS``: how a round's budget is shared.
+        Name in ``strategies.scoring.SCORERS``: how a round's budget is shared. Value scorers
+        (``loss-improvement``, ``leave-one-out``, ``kernel-shapley``, ``gtg-shapley``,
+        ``exact-shapley``) need ``validation`` passed to the strategy.
+    scoring_budget : int
+        Model evaluations a sampled Shapley scorer may spend per round.
     strict : bool
         Nodes that cannot sign refuse instructions instead of replying unsigned.
     run_config : Mapping[str, Any]
@@ -79,6 +84,7 @@ class LedgerConfig:
     reward: RewardSettings = field(default_factory=RewardSettings)
     screening: ScreeningSettings = field(default_factory=ScreeningSettings)
     scorer: str = "num-examples"
+    scoring_budget: int = 32
     strict: bool = True
     run_config: Mapping[str, Any] = field(default_factory=dict)
     settle_timeout_s: float = 120.0
@@ -102,6 +108,15 @@ class LedgerConfig:
             raise ValueError(
                 f"LedgerConfig.scorer must be one of {tuple(scoring.SCORERS)}, got {self.scorer!r}"
             )
+        if self.scoring_budget < 1:
+            raise ValueError(
+                f"LedgerConfig.scoring_budget must be >= 1, got {self.scoring_budget!r}"
+            )
+
+    @property
+    def scoring(self) -> scoring.ScoringSettings:
+        """The scorer and its budget as the scoring module takes them."""
+        return scoring.ScoringSettings(self.scorer, self.scoring_budget)
 
     def config_hash(self, inner: Strategy) -> str:
         """SHA-256 of these settings, the inner strategy's class and the app's run config.
@@ -116,6 +131,7 @@ class LedgerConfig:
             "reward": {k: v for k, v in asdict(self.reward).items() if k != "treasury_keystore"},
             "screening": asdict(self.screening),
             "scorer": self.scorer,
+            "scoring_budget": self.scoring_budget,
             "strict": self.strict,
             "inner": type(inner).__name__,
             "run_config": dict(self.run_config),
@@ -144,6 +160,10 @@ class LedgerStrategy(Strategy):
         replies, untouched, and its aggregate is the round's model.
     config : LedgerConfig, optional
         Settings; the defaults run on an embedded ledger under ``flwr-stellar-output/``.
+    validation : callable, optional
+        ``ArrayRecord -> float``, higher for a better model (validation accuracy, or minus
+        the loss) on data the server holds: what value scorers price updates with. Called
+        many times a round with candidate models; reuse one model instance inside it.
 
     Attributes
     ----------
@@ -158,9 +178,25 @@ class LedgerStrategy(Strategy):
     >>> result = strategy.start(grid=grid, initial_arrays=arrays, num_rounds=3)
     """
 
-    def __init__(self, inner: Strategy, config: LedgerConfig | None = None) -> None:
+    def __init__(
+        self,
+        inner: Strategy,
+        config: LedgerConfig | None = None,
+        validation: Callable[[ArrayRecord], float] | None = None,
+    ) -> None:
         self.inner = inner
         self.config = config or LedgerConfig()
+        self.validation = validation
+        if self.config.scoring.needs_model and validation is None:
+            raise ValueError(
+                f"scorer {self.config.scorer!r} prices updates on the server's data: pass "
+                "validation=<ArrayRecord -> float> to LedgerStrategy.wrap"
+            )
+        if self.config.scoring.needs_model and not self.config.screening.enabled:
+            raise ValueError(
+                f"scorer {self.config.scorer!r} reuses screening's decoded updates: keep "
+                "screening enabled"
+            )
         self.screening = ScreeningStrategy(inner, self.config.screening)
         self.verified = VerifiedStrategy(self.screening, strict=self.config.strict)
         self.config_hash = self.config.config_hash(inner)
@@ -174,7 +210,12 @@ class LedgerStrategy(Strategy):
         self._previous = ""
 
     @classmethod
-    def wrap(cls, inner: Strategy, config: LedgerConfig | None = None) -> LedgerStrategy:
+    def wrap(
+        cls,
+        inner: Strategy,
+        config: LedgerConfig | None = None,
+        validation: Callable[[ArrayRecord], float] | None = None,
+    ) -> LedgerStrategy:
         """Wrap the app's strategy; ``start()`` then does the rest.
 
         Parameters
@@ -183,8 +224,10 @@ class LedgerStrategy(Strategy):
             The strategy to make accountable.
         config : LedgerConfig, optional
             Settings (defaults: embedded ledger, 100 DLC a round, screening on).
+        validation : callable, optional
+            For value scorers: ``ArrayRecord -> float`` on the server's validation data.
         """
-        return cls(inner, config)
+        return cls(inner, config, validation)
 
     @property
     def verdicts(self) -> dict[tuple[int, str], RoundVerdicts]:
@@ -319,10 +362,23 @@ class LedgerStrategy(Strategy):
             if c.node in verdicts.accepted
         ]
         notes = self.onboarder.onboard(self._grid, server_round, {p: c.node for p, c in accepted})
-        weights = scoring.score(
-            self.config.scorer,
+        settings = self.config.scoring
+        updates = None
+        if settings.needs_model and accepted and screened is not None:
+            assert screened.base is not None and screened.deltas is not None
+            updates = scoring.RoundUpdates(
+                base=screened.base,
+                deltas=screened.deltas,
+                rows=[c.row for _, c in accepted],
+                utility=self._utility(before),
+            )
+        scores = scoring.score(
+            settings,
             [scoring.Contribution(p, c.num_examples) for p, c in accepted],
+            updates,
+            server_round,
         )
+        weights = scores.weights
         payable = {p: w for p, w in weights.items() if p in self.onboarder.onboarded}
         payouts = split_budget(self.budget, payable)
         manifest = RoundManifest(
@@ -349,6 +405,7 @@ class LedgerStrategy(Strategy):
             ),
             previous=self._previous,
             distributor=self.session.treasury.distributor.public_key,
+            scoring=scores.manifest_params(settings),
         )
         digest = self.session.submit_round(manifest)
         self._previous = digest
@@ -375,6 +432,15 @@ class LedgerStrategy(Strategy):
             digest[:12],
         )
         return arrays, merged
+
+    def _utility(self, template: ArrayRecord) -> Callable[[np.ndarray], float]:
+        validation = self.validation
+        assert validation is not None
+
+        def utility(flat: np.ndarray) -> float:
+            return float(validation(scoring.unflatten(template, flat)))
+
+        return utility
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]

@@ -99,10 +99,17 @@ class Candidate:
 
 @dataclass
 class Screened:
-    """The outcome of one round's screening."""
+    """The outcome of one round's screening.
+
+    ``base`` and ``deltas`` (the starting model and the replies' updates, flat float32, row
+    ``c.row`` for candidate ``c``) are kept for value scorers, which rebuild coalition models
+    from them instead of decoding the updates a second time; None when screening was off.
+    """
 
     accepted: list[Candidate]
     rejected: list[tuple[Candidate, Reason, str]]
+    base: np.ndarray | None = field(default=None, repr=False)
+    deltas: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -419,7 +426,7 @@ def screen(
             else:
                 rejected.append((c, *verdict))
         alive = keep
-    return Screened(alive, rejected)
+    return Screened(alive, rejected, data.base, data.deltas)
 
 
 class ScreeningStrategy(Strategy):

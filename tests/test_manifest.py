@@ -60,7 +60,20 @@ def test_encoding_is_canonical_and_round_trips(m: RoundManifest, rnd) -> None:
     )
     assert shuffled.encode() == data and shuffled.hash() == m.hash()
     assert m.hash() == hashlib.sha256(data).hexdigest()
-    assert json.loads(data)["format"] == "flwr-stellar/round-manifest/v2"
+    assert json.loads(data)["format"] == "flwr-stellar/round-manifest/v3"
+
+
+def test_scorer_is_part_of_the_hash_and_v2_manifests_still_read() -> None:
+    base = RoundManifest(1, 1, "c" * 64, "a" * 64, "b" * 64, "DLC:G", 10, (), ())
+    priced = RoundManifest(**{**base.__dict__, "scoring": {"name": "kernel-shapley", "budget": 32}})
+    assert priced.hash() != base.hash()
+    assert RoundManifest.decode(priced.encode()).scoring == {"name": "kernel-shapley", "budget": 32}
+    old = RoundManifest(**{**base.__dict__, "format": "flwr-stellar/round-manifest/v2"})
+    data = old.encode()
+    assert b"scoring" not in data  # a v2 manifest keeps its bytes, hence its anchored hash
+    assert RoundManifest.decode(data).encode() == data
+    with pytest.raises(ManifestError, match="unknown manifest format"):
+        RoundManifest.decode(data.replace(b"/v2", b"/v9"))
 
 
 @given(manifests)

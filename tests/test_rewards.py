@@ -2,12 +2,13 @@
 
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from flwr_stellar.payments.amounts import format_amount, parse_amount, split_budget
-from strategies.scoring import SCORERS, Contribution, score
+from strategies.scoring import COUNTING, Contribution, RoundUpdates, ScoringSettings, score
 
 
 @pytest.mark.parametrize(
@@ -53,13 +54,72 @@ def test_zero_weight_gets_nothing() -> None:
     assert split_budget(11, {"a": 1, "b": 1}) == {"a": 6, "b": 5}  # tie: smaller key
 
 
-def test_scorers() -> None:
+def test_counting_scorers() -> None:
     contributions = [Contribution("A", 10), Contribution("B", 30)]
-    assert SCORERS["flat"](contributions) == [1, 1]
-    assert SCORERS["num-examples"](contributions) == [10, 30]
-    assert score("num-examples", contributions) == {"A": 10, "B": 30}
-    with pytest.raises(ValueError, match="unknown scorer"):
+    assert COUNTING["flat"](contributions) == [1, 1]
+    assert COUNTING["num-examples"](contributions) == [10, 30]
+    assert score("num-examples", contributions).weights == {"A": 10, "B": 30}
+    with pytest.raises(ValueError, match="must be one of"):
         score("shapley", contributions)
+    with pytest.raises(ValueError, match="validation callback"):
+        score("kernel-shapley", contributions)
+
+
+def quadratic_round(deltas: list[list[float]], examples: list[int]):  # type: ignore[no-untyped-def]
+    """A 2-parameter model starting at 0, optimum (1, 1); utility = minus the squared error."""
+    optimum = np.array([1.0, 1.0], np.float32)
+    updates = RoundUpdates(
+        base=np.zeros(2, np.float32),
+        deltas=np.array(deltas, np.float32),
+        rows=list(range(len(deltas))),
+        utility=lambda p: -float(np.sum((p - optimum) ** 2)),
+    )
+    return [Contribution(f"P{i}", n) for i, n in enumerate(examples)], updates
+
+
+@pytest.mark.parametrize(
+    "name", ["loss-improvement", "leave-one-out", "exact-shapley", "kernel-shapley", "gtg-shapley"]
+)
+def test_value_scorers_on_known_cases(name: str) -> None:
+    # identical helpful updates: equal shares
+    contributions, updates = quadratic_round([[1, 1]] * 3, [10, 10, 10])
+    result = score(ScoringSettings(name, budget=64), contributions, updates)
+    assert len(set(result.weights.values())) == 1
+    # (leave-one-out pays redundant copies nothing: without any one of them the model is the
+    # same; the reason it is not a default)
+    assert (result.weights["P0"] > 0) == (name != "leave-one-out")
+    # a harmful update (away from the optimum) earns nothing; the helpful ones split
+    contributions, updates = quadratic_round([[1, 1], [0.9, 1.1], [-1, -1]], [10, 10, 10])
+    result = score(ScoringSettings(name, budget=64), contributions, updates)
+    assert result.weights["P2"] == 0 and result.weights["P0"] > 0 and result.weights["P1"] > 0
+    assert result.evaluations >= 2
+    params = result.manifest_params(ScoringSettings(name, budget=64))
+    assert params["name"] == name and params["evaluations"] == result.evaluations
+    # a round that made the model worse pays nobody
+    contributions, updates = quadratic_round([[-1, -1], [-2, 0]], [10, 10])
+    assert set(
+        score(ScoringSettings(name, budget=64), contributions, updates).weights.values()
+    ) == {0}
+
+
+def test_exact_shapley_over_its_budget_is_estimated_and_says_so() -> None:
+    contributions, updates = quadratic_round([[1, 1]] * 6, [10] * 6)
+    result = score(ScoringSettings("exact-shapley", budget=20), contributions, updates)
+    assert result.method == "kernel-shapley" and result.evaluations <= 21
+    assert result.manifest_params(ScoringSettings("exact-shapley", budget=20))["method"] == (
+        "kernel-shapley"
+    )
+
+
+@given(
+    st.lists(st.tuples(st.floats(-2, 2), st.floats(-2, 2)), min_size=1, max_size=6),
+    st.integers(1, 10**12),
+)
+def test_value_scored_payouts_never_exceed_the_budget(deltas, budget: int) -> None:
+    contributions, updates = quadratic_round([list(d) for d in deltas], [10] * len(deltas))
+    weights = score(ScoringSettings("kernel-shapley", budget=16), contributions, updates).weights
+    assert all(w >= 0 for w in weights.values())
+    assert sum(split_budget(budget, weights).values()) <= budget
 
 
 def test_negative_input_is_refused() -> None:

@@ -36,6 +36,7 @@ ATTACK_KINDS = ("none", "tamper", "replay", "nan", "signflip", "freeride")
 # dataclass field, which maps back onto this schema's run-config key.
 PLUGIN_FIELDS = (
     ("LedgerConfig.scorer", "reward.scorer"),
+    ("LedgerConfig.scoring_budget", "reward.scoring_budget"),
     ("LedgerSettings.", "ledger."),
     ("RewardSettings.", "reward."),
     ("ScreeningSettings.", "screening."),
@@ -138,6 +139,8 @@ class RewardConfig:
     asset_code: str
     budget_per_round: str
     scorer: str
+    scoring_budget: int
+    validation_examples: int
     onboarding: str
     auth_required: bool
     auth_revocable: bool
@@ -213,6 +216,7 @@ class AppConfig:
             reward=self.reward_settings(),
             screening=self.screening_settings(),
             scorer=self.reward.scorer,
+            scoring_budget=self.reward.scoring_budget,
             strict=self.identity.strict,
             run_config=self.to_run_config(),
         )
@@ -253,6 +257,11 @@ class AppConfig:
             ("strategy.num_to_select", s.num_to_select >= 1, "must be >= 1"),
             ("strategy.server_lr", s.server_lr > 0, "must be > 0"),
             ("strategy.round_timeout_s", s.round_timeout_s > 0, "must be > 0"),
+            (
+                "reward.validation_examples",
+                self.reward.validation_examples >= 0,
+                "must be >= 0 (0 = the whole server validation split)",
+            ),
             ("identity.federation", bool(self.identity.federation), "must not be empty"),
             (
                 "attack.kind",

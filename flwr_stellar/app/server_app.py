@@ -18,6 +18,7 @@ from flwr_stellar.app.summary import render_summary
 from flwr_stellar.app.task import (
     CentralEvaluator,
     RoundLog,
+    ServerValidation,
     pseudonym_roles,
     record_verdicts,
     resolve_output_dir,
@@ -36,7 +37,9 @@ def wrap_strategy(cfg: AppConfig, inner: Strategy, out: Path) -> Strategy:
     """The plugin's wrappers the run config asks for: ledger (all of it), or verification
     and/or screening alone."""
     if cfg.ledger.enabled:
-        return LedgerStrategy.wrap(inner, config=cfg.plugin_config(out))
+        config = cfg.plugin_config(out)
+        validation = ServerValidation(cfg) if config.scoring.needs_model else None
+        return LedgerStrategy.wrap(inner, config=config, validation=validation)
     strategy = inner
     if cfg.screening.enabled:
         strategy = ScreeningStrategy(strategy, cfg.screening_settings())

@@ -10,6 +10,7 @@ from logging import INFO
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.common.logger import log
@@ -97,6 +98,25 @@ class CentralEvaluator:
             self.round_log.rounds[server_round]["elapsed_s"],
         )
         return MetricRecord({"accuracy": acc, "loss": loss})
+
+
+class ServerValidation:
+    """Minus the cross-entropy of a candidate model on (part of) the server's validation split:
+    what value scorers price updates with. One model instance, reused for every call."""
+
+    def __init__(self, cfg: AppConfig) -> None:
+        val, _ = load_server_data(cfg.dataset, cfg.seed)
+        n = cfg.reward.validation_examples
+        self.data = val if n <= 0 or n >= len(val) else val.subset(np.arange(n))
+        self.model = build_model(cfg.model.name)
+        self.batch_size = cfg.evaluation.batch_size
+        self.calls = 0
+
+    def __call__(self, arrays: ArrayRecord) -> float:
+        self.model.load_state_dict(arrays.to_torch_state_dict())
+        loss, _ = evaluate(self.model, self.data, self.batch_size)
+        self.calls += 1
+        return -loss
 
 
 def record_verdicts(round_log: RoundLog, strategy: object) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 
 from flwr_stellar.files import write_atomic
 
-FORMAT = "flwr-stellar/round-manifest/v2"  # v2: names the paying distributor
+FORMAT = "flwr-stellar/round-manifest/v3"  # v3: names the scorer and its parameters
+FORMAT_V2 = "flwr-stellar/round-manifest/v2"  # v2: names the paying distributor (still read)
 HEX64 = frozenset("0123456789abcdef")
 
 
@@ -53,11 +54,16 @@ class RoundManifest:
     rejections: tuple[Rejection, ...]
     previous: str = ""  # hash of the previous round's manifest ("" for the first)
     distributor: str = ""  # the account that pays and anchors: an auditor checks the source
+    # the scorer that priced the round: name, and for value scorers budget, seed, evaluations
+    scoring: Mapping[str, str | int] = field(default_factory=dict)
     format: str = field(default=FORMAT)
 
     def encode(self) -> bytes:
         """Canonical bytes: sorted keys, no whitespace, ints and strings only, rows sorted."""
         doc = asdict(self)
+        doc["scoring"] = dict(self.scoring)
+        if self.format == FORMAT_V2:  # an old manifest keeps its exact bytes
+            doc.pop("scoring")
         doc["contributions"] = sorted(doc["contributions"], key=lambda c: c["pseudonym"])
         doc["rejections"] = sorted(doc["rejections"], key=lambda r: (r["reason"], r["pseudonym"]))
         return canonical_json(doc)
@@ -73,8 +79,10 @@ class RoundManifest:
     def decode(cls, data: bytes) -> RoundManifest:
         try:
             doc = json.loads(data)
-            if doc.get("format") != FORMAT:
+            if doc.get("format") not in (FORMAT, FORMAT_V2):
                 raise ManifestError(f"unknown manifest format {doc.get('format')!r}")
+            if not isinstance(doc.get("scoring", {}), dict):
+                raise ManifestError("scoring must be an object")
             doc["contributions"] = tuple(Contribution(**c) for c in doc["contributions"])
             doc["rejections"] = tuple(Rejection(**r) for r in doc["rejections"])
             manifest = cls(**doc)
