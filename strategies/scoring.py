@@ -10,8 +10,8 @@ Two kinds, chosen by name (``SCORERS``), named with their parameters in every ma
   (the claimed, screened and bounded example counts);
 - value scorers price what each update does to the model, on data the server holds: the round
   is a cooperative game whose coalition value is the validation gain of the model rebuilt from
-  that coalition's updates (their example-weighted average added to the round's starting
-  model, as FedAvg would). ``loss-improvement`` (each update alone), ``leave-one-out``,
+  that coalition's updates (the round's FedAvg aggregate with only the coalition's updates in
+  it, each at its weight in the whole round). ``loss-improvement`` (each update alone), ``leave-one-out``,
   ``kernel-shapley`` / ``gtg-shapley`` (sampled Shapley values within a per-round evaluation
   budget) and ``exact-shapley`` (all coalitions; small rounds only). The app supplies the
   validation through a callback; evaluations reuse one parameter buffer, and each distinct
@@ -163,21 +163,27 @@ SCORERS: tuple[str, ...] = (*COUNTING, *_GAME)
 
 
 class _RoundGame:
-    """Coalition value = utility(base + weighted mean of the coalition's deltas) - utility(base),
-    computed in one reused buffer."""
+    """Coalition value = utility(the round's aggregate with only the coalition's updates in it)
+    - utility(base), computed in one reused buffer.
+
+    Each member keeps the weight it has in the whole round (its examples over all accepted
+    examples), and non-members add nothing. So the full coalition is the round's FedAvg model,
+    an update that adds nothing is worth exactly 0, and an update cannot earn by diluting the
+    others (re-normalising over the coalition would pay a null or noise update for shrinking
+    an overshooting step: measured, it paid noise senders half the budget).
+    """
 
     def __init__(self, updates: RoundUpdates, examples: Sequence[int]) -> None:
         self.updates = updates
-        self.examples = np.asarray([max(1, n) for n in examples], np.float64)
+        counts = np.asarray([max(1, n) for n in examples], np.float64)
+        self.weights = (counts / counts.sum()).astype(np.float32)
         self.buffer = np.empty_like(updates.base)
         self.start = float(updates.utility(updates.base))
 
     def __call__(self, coalition: frozenset[int]) -> float:
-        members = sorted(coalition)
-        weights = self.examples[members] / self.examples[members].sum()
         np.copyto(self.buffer, self.updates.base)
-        for member, w in zip(members, weights, strict=True):
-            self.buffer += np.float32(w) * self.updates.deltas[self.updates.rows[member]]
+        for member in sorted(coalition):
+            self.buffer += self.weights[member] * self.updates.deltas[self.updates.rows[member]]
         return float(self.updates.utility(self.buffer)) - self.start
 
 

@@ -7,15 +7,16 @@ the plugin reads, and the simulated attackers of ``attack.*``.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 
 from flwr_stellar import onboarding_reply, signing_mod
-from flwr_stellar.app.attacks import attack_mod, poison_mod
+from flwr_stellar.app.attacks import LAZY_FRACTION, attack_mod, poison_mod
 from flwr_stellar.app.config import AppConfig
-from flwr_stellar.app.data import load_client_data, round_sample
+from flwr_stellar.app.data import TensorSplit, load_client_data, round_sample
 from flwr_stellar.app.models import build_model, evaluate, train
 from flwr_stellar.app.task import node_partition, resolve_output_dir
 
@@ -63,9 +64,15 @@ def train_fn(msg: Message, context: Context) -> Message:
     rows = round_sample(
         len(local_train), cfg.dataset.max_train_examples, cfg.seed, pid, server_round
     )
+    data = local_train.subset(rows)
+    kind = cfg.attack.kind_of(pid)
+    if kind == "labelflip":  # a poisoner: trains on wrong labels
+        data = TensorSplit(data.x, 9 - data.y)
+    elif kind == "lazy":  # a lazy free rider: trains on a tenth, claims it all (below)
+        data = data.subset(np.arange(max(1, len(data) // LAZY_FRACTION)))
     result = train(
         model,
-        local_train.subset(rows),
+        data,
         epochs=cfg.train.local_epochs,
         batch_size=cfg.train.batch_size,
         lr=cfg.train.lr,
@@ -77,7 +84,7 @@ def train_fn(msg: Message, context: Context) -> Message:
         {
             "train_loss": result.loss,
             "train_accuracy": result.accuracy,
-            "num-examples": result.num_examples,
+            "num-examples": len(rows) if kind == "lazy" else result.num_examples,
         }
     )
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})

@@ -31,7 +31,23 @@ PARTITIONERS = ("dirichlet", "iid")
 # they agree); kept here so this schema imports none of them (no import cycle).
 STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedmedian", "fedtrimmedavg", "krum", "multikrum")
 MODEL_NAMES = ("cnn", "cnn_small")
-ATTACK_KINDS = ("none", "tamper", "replay", "nan", "signflip", "freeride")
+ATTACK_KINDS = (
+    "none",
+    "tamper",
+    "replay",
+    "nan",
+    "signflip",
+    "signflip1",
+    "scale",
+    "noise",
+    "freeride",
+    "deltafree",
+    "inflate",
+    "alie",
+    "ipm",
+    "labelflip",
+    "lazy",
+)
 # The plugin's settings validate ledger.*, reward.* and screening.*; their messages name the
 # dataclass field, which maps back onto this schema's run-config key.
 PLUGIN_FIELDS = (
