@@ -42,6 +42,7 @@ class Reason(StrEnum):
     COSINE = "cosine-too-low"  # direction disagrees with the median update
     FREE_RIDER = "free-rider"  # (almost) no change to the global model
     DUPLICATE_UPDATE = "duplicate-update"  # bit-identical to another reply this round
+    HURTS_VALIDATION = "hurts-validation"  # at its share, it makes the server's model worse
 
 
 @dataclass(frozen=True)

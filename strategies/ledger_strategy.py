@@ -40,6 +40,7 @@ from flwr_stellar.protocol.terms import TERMS_RECORD, RewardTerms
 from flwr_stellar.reasons import RoundVerdicts
 from strategies import scoring
 from strategies.screening import ScreeningSettings, ScreeningStrategy
+from strategies.vectors import unflatten
 from strategies.verified import VerifiedStrategy
 
 __all__ = ["TERMS_RECORD", "LedgerConfig", "LedgerStrategy", "RoundOutcome"]
@@ -187,17 +188,22 @@ class LedgerStrategy(Strategy):
         self.inner = inner
         self.config = config or LedgerConfig()
         self.validation = validation
-        if self.config.scoring.needs_model and validation is None:
+        needs_validation = self.config.scoring.needs_model or self.config.screening.validation_check
+        if needs_validation and validation is None:
             raise ValueError(
-                f"scorer {self.config.scorer!r} prices updates on the server's data: pass "
-                "validation=<ArrayRecord -> float> to LedgerStrategy.wrap"
+                f"scorer {self.config.scorer!r} / screening.validation_check price updates on "
+                "the server's data: pass validation=<ArrayRecord -> float> to LedgerStrategy.wrap"
             )
         if self.config.scoring.needs_model and not self.config.screening.enabled:
             raise ValueError(
                 f"scorer {self.config.scorer!r} reuses screening's decoded updates: keep "
                 "screening enabled"
             )
-        self.screening = ScreeningStrategy(inner, self.config.screening)
+        self.screening = ScreeningStrategy(
+            inner,
+            self.config.screening,
+            validation if self.config.screening.validation_check else None,
+        )
         self.verified = VerifiedStrategy(self.screening, strict=self.config.strict)
         self.config_hash = self.config.config_hash(inner)
         self.budget = self.config.reward.budget_stroops
@@ -438,7 +444,7 @@ class LedgerStrategy(Strategy):
         assert validation is not None
 
         def utility(flat: np.ndarray) -> float:
-            return float(validation(scoring.unflatten(template, flat)))
+            return float(validation(unflatten(template, flat)))
 
         return utility
 

@@ -11,7 +11,8 @@ Two kinds, chosen by name (``SCORERS``), named with their parameters in every ma
 - value scorers price what each update does to the model, on data the server holds: the round
   is a cooperative game whose coalition value is the validation gain of the model rebuilt from
   that coalition's updates (the round's FedAvg aggregate with only the coalition's updates in
-  it, each at its weight in the whole round). ``loss-improvement`` (each update alone), ``leave-one-out``,
+  it, each at its weight in the whole round). ``loss-improvement`` (each update alone),
+  ``leave-one-out``,
   ``kernel-shapley`` / ``gtg-shapley`` (sampled Shapley values within a per-round evaluation
   budget) and ``exact-shapley`` (all coalitions; small rounds only). The app supplies the
   validation through a callback; evaluations reuse one parameter buffer, and each distinct
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 from logging import WARNING
 
 import numpy as np
-from flwr.app import Array, ArrayRecord
 from flwr.common.logger import log
 
 from strategies import shapley
@@ -38,7 +38,6 @@ __all__ = [
     "Scores",
     "ScoringSettings",
     "score",
-    "unflatten",
 ]
 
 WEIGHT_SCALE = 10**9  # the best contribution of a value-scored round gets this weight
@@ -260,20 +259,3 @@ def score(
         evaluations=game.evaluations + 1,  # + the starting model
         method=method,
     )
-
-
-def unflatten(template: ArrayRecord, flat_params: np.ndarray) -> ArrayRecord:
-    """An ArrayRecord shaped like ``template`` holding ``flat_params`` (views, no copies where
-    the dtypes agree): what an app's validation callback receives."""
-    arrays: dict[str, Array] = {}
-    offset = 0
-    for key, array in template.items():
-        like = array.numpy()
-        size = like.size
-        arrays[key] = Array(
-            flat_params[offset : offset + size].reshape(like.shape).astype(like.dtype, copy=False)
-        )
-        offset += size
-    if offset != flat_params.size:
-        raise ValueError(f"{flat_params.size} parameters for a model of {offset}")
-    return ArrayRecord(arrays)

@@ -15,7 +15,7 @@ matrix of deltas; norms, the median update and cosines are computed on that matr
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from logging import INFO, WARNING
 from typing import Protocol
@@ -28,6 +28,7 @@ from flwr.serverapp.strategy import Strategy
 
 from flwr_stellar.protocol.digest import SIGNATURE_RECORD, array_record_hash
 from flwr_stellar.reasons import Reason, RoundVerdicts, merge_counts
+from strategies.vectors import unflatten
 
 __all__ = ["Candidate", "ScreeningSettings", "ScreeningStrategy", "screen"]
 
@@ -56,6 +57,15 @@ class ScreeningSettings:
         Claims of ``num-examples`` above this are implausible (0 = 1,000,000).
     min_peers : int
         Relative checks need at least this many replies.
+    validation_check : bool
+        The server's own data as a trust root (in the spirit of FLTrust, Cao et al. 2021):
+        apply each surviving update alone at its share of the round (its examples over all
+        surviving examples) and reject it when the server's validation utility drops by more
+        than ``validation_tolerance`` (``hurts-validation``). Needs a validation callback;
+        costs one evaluation per reply plus one.
+    validation_tolerance : float
+        How much worse (in the callback's units, e.g. validation loss) an update may make the
+        model before it is rejected.
     """
 
     enabled: bool = True
@@ -65,6 +75,8 @@ class ScreeningSettings:
     min_relative_norm: float = 0.001
     max_num_examples: int = 0
     min_peers: int = 3
+    validation_check: bool = False
+    validation_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         problems = [
@@ -74,6 +86,7 @@ class ScreeningSettings:
             ("min_relative_norm", 0 <= self.min_relative_norm < 1, "must be in [0, 1)"),
             ("max_num_examples", self.max_num_examples >= 0, "must be >= 0"),
             ("min_peers", self.min_peers >= 2, "must be >= 2"),
+            ("validation_tolerance", self.validation_tolerance >= 0, "must be >= 0"),
         ]
         for name, ok, why in problems:
             if not ok:
@@ -366,11 +379,28 @@ def _flat_size(record: ArrayRecord) -> int:
     return sum(int(np.prod(a.shape)) for a in record.values())
 
 
+def validation_gains(
+    alive: list[Candidate], data: RoundData, utility: Callable[[np.ndarray], float]
+) -> list[float]:
+    """Each update's gain in validation utility when applied alone at its round share."""
+    counts = np.asarray([max(1, c.num_examples) for c in alive], np.float64)
+    shares = (counts / counts.sum()).astype(np.float32)
+    buffer = np.empty_like(data.base)
+    start = float(utility(data.base))
+    gains = []
+    for c, share in zip(alive, shares, strict=True):
+        np.copyto(buffer, data.base)
+        buffer += share * data.deltas[c.row]
+        gains.append(float(utility(buffer)) - start)
+    return gains
+
+
 def screen(
     candidates: list[Candidate],
     global_arrays: ArrayRecord,
     settings: ScreeningSettings,
     array_key: str = "arrays",
+    utility: Callable[[np.ndarray], float] | None = None,
 ) -> Screened:
     """Split replies into accepted and rejected (with a reason and a detail).
 
@@ -384,6 +414,9 @@ def screen(
         Thresholds.
     array_key : str
         Name of the ArrayRecord the inner strategy reads.
+    utility : callable, optional
+        Flat parameters -> validation utility (higher is better), for
+        ``settings.validation_check``.
     """
     if not settings.enabled:
         for c in candidates:
@@ -426,6 +459,15 @@ def screen(
             else:
                 rejected.append((c, *verdict))
         alive = keep
+    if settings.validation_check and utility is not None and alive:
+        keep = []
+        for c, gain in zip(alive, validation_gains(alive, data, utility), strict=True):
+            if gain < -settings.validation_tolerance:
+                detail = f"validation utility {gain:+.4g} at its share of the round"
+                rejected.append((c, Reason.HURTS_VALIDATION, detail))
+            else:
+                keep.append(c)
+        alive = keep
     return Screened(alive, rejected, data.base, data.deltas)
 
 
@@ -449,9 +491,20 @@ class ScreeningStrategy(Strategy):
         for the wrappers outside that score and pay.
     """
 
-    def __init__(self, inner: Strategy, settings: ScreeningSettings | None = None) -> None:
+    def __init__(
+        self,
+        inner: Strategy,
+        settings: ScreeningSettings | None = None,
+        validation: Callable[[ArrayRecord], float] | None = None,
+    ) -> None:
         self.inner = inner
         self.settings = settings or ScreeningSettings()
+        self.validation = validation
+        if self.settings.validation_check and validation is None:
+            raise ValueError(
+                "ScreeningSettings.validation_check needs a validation callback "
+                "(ArrayRecord -> float, higher is better)"
+            )
         self.array_key = str(getattr(inner, "arrayrecord_key", "arrays"))
         self._global: dict[int, ArrayRecord] = {}
         self.verdicts: dict[tuple[int, str], RoundVerdicts] = {}
@@ -489,7 +542,14 @@ class ScreeningStrategy(Strategy):
                 [], [(c, Reason.UNEXPECTED_REPLY, "no instruction was sent") for c in candidates]
             )
         else:
-            screened = screen(candidates, before, self.settings, self.array_key)
+            utility = None
+            if self.validation is not None:
+                validation, template = self.validation, before
+
+                def utility(flat: np.ndarray) -> float:
+                    return float(validation(unflatten(template, flat)))
+
+            screened = screen(candidates, before, self.settings, self.array_key, utility)
         self.screened[server_round] = screened
         for c in screened.accepted:
             verdicts.accepted[c.node] = ""

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -99,8 +98,9 @@ def _noise(base: np.ndarray, local: np.ndarray) -> np.ndarray:
 
 def _inflate(reply: Message, msg: Message, context: Context) -> Message:
     for record in reply.content.metric_records.values():
-        if "num-examples" in record:
-            record["num-examples"] = 10 * int(record["num-examples"])
+        claimed = record.get("num-examples")
+        if isinstance(claimed, int | float):
+            record["num-examples"] = 10 * int(claimed)
     return reply
 
 
@@ -132,7 +132,7 @@ def _meet(kind: str, msg: Message, context: Context, own: np.ndarray) -> np.ndar
     """Publish this colluder's honest update for the round; return all colluders' updates
     that arrived within COLLUDE_WAIT_S (at least its own)."""
     cfg = AppConfig.from_run_config(context.run_config)
-    server_round = msg.content.config_records["config"]["server-round"]
+    server_round = int(str(msg.content.config_records["config"]["server-round"]))
     channel = (
         resolve_output_dir(cfg.output_dir, context.run_id)
         / "attack-channel"

@@ -173,6 +173,8 @@ class ScreeningConfig:
     min_relative_norm: float
     max_num_examples: int
     min_peers: int
+    validation_check: bool
+    validation_tolerance: float
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge

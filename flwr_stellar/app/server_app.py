@@ -36,13 +36,16 @@ app = ServerApp()
 def wrap_strategy(cfg: AppConfig, inner: Strategy, out: Path) -> Strategy:
     """The plugin's wrappers the run config asks for: ledger (all of it), or verification
     and/or screening alone."""
+    needs_validation = cfg.screening.enabled and cfg.screening.validation_check
     if cfg.ledger.enabled:
         config = cfg.plugin_config(out)
-        validation = ServerValidation(cfg) if config.scoring.needs_model else None
+        needs_validation = needs_validation or config.scoring.needs_model
+        validation = ServerValidation(cfg) if needs_validation else None
         return LedgerStrategy.wrap(inner, config=config, validation=validation)
     strategy = inner
     if cfg.screening.enabled:
-        strategy = ScreeningStrategy(strategy, cfg.screening_settings())
+        validation = ServerValidation(cfg) if needs_validation else None
+        strategy = ScreeningStrategy(strategy, cfg.screening_settings(), validation)
     if cfg.identity.enabled:
         strategy = VerifiedStrategy(strategy, strict=cfg.identity.strict)
     return strategy

@@ -1,0 +1,26 @@
+"""A model as one flat float32 vector and back: screening and scoring do their arithmetic on
+flat vectors (one matrix row per update); an app's validation callback takes an ArrayRecord."""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Array, ArrayRecord
+
+__all__ = ["unflatten"]
+
+
+def unflatten(template: ArrayRecord, flat_params: np.ndarray) -> ArrayRecord:
+    """An ArrayRecord shaped like ``template`` holding ``flat_params`` (views, no copies where
+    the dtypes agree): what an app's validation callback receives."""
+    arrays: dict[str, Array] = {}
+    offset = 0
+    for key, array in template.items():
+        like = array.numpy()
+        size = like.size
+        arrays[key] = Array(
+            flat_params[offset : offset + size].reshape(like.shape).astype(like.dtype, copy=False)
+        )
+        offset += size
+    if offset != flat_params.size:
+        raise ValueError(f"{flat_params.size} parameters for a model of {offset}")
+    return ArrayRecord(arrays)
