@@ -165,6 +165,9 @@ class LedgerStrategy(Strategy):
         ``ArrayRecord -> float``, higher for a better model (validation accuracy, or minus
         the loss) on data the server holds: what value scorers price updates with. Called
         many times a round with candidate models; reuse one model instance inside it.
+    validation_gradient : callable, optional
+        ``ArrayRecord -> ArrayRecord``: the gradient of that utility (same keys and shapes),
+        for the ``first-order`` scorer.
 
     Attributes
     ----------
@@ -184,11 +187,20 @@ class LedgerStrategy(Strategy):
         inner: Strategy,
         config: LedgerConfig | None = None,
         validation: Callable[[ArrayRecord], float] | None = None,
+        validation_gradient: Callable[[ArrayRecord], ArrayRecord] | None = None,
     ) -> None:
         self.inner = inner
         self.config = config or LedgerConfig()
         self.validation = validation
-        needs_validation = self.config.scoring.needs_model or self.config.screening.validation_check
+        self.validation_gradient = validation_gradient
+        if self.config.scorer == "first-order" and validation_gradient is None:
+            raise ValueError(
+                "scorer 'first-order' needs validation_gradient=<ArrayRecord -> ArrayRecord> "
+                "(the gradient of the validation utility) passed to LedgerStrategy.wrap"
+            )
+        needs_validation = (
+            self.config.scoring.needs_model and self.config.scorer != "first-order"
+        ) or self.config.screening.validation_check
         if needs_validation and validation is None:
             raise ValueError(
                 f"scorer {self.config.scorer!r} / screening.validation_check price updates on "
@@ -221,6 +233,7 @@ class LedgerStrategy(Strategy):
         inner: Strategy,
         config: LedgerConfig | None = None,
         validation: Callable[[ArrayRecord], float] | None = None,
+        validation_gradient: Callable[[ArrayRecord], ArrayRecord] | None = None,
     ) -> LedgerStrategy:
         """Wrap the app's strategy; ``start()`` then does the rest.
 
@@ -232,8 +245,10 @@ class LedgerStrategy(Strategy):
             Settings (defaults: embedded ledger, 100 DLC a round, screening on).
         validation : callable, optional
             For value scorers: ``ArrayRecord -> float`` on the server's validation data.
+        validation_gradient : callable, optional
+            For ``first-order``: the gradient of that utility as an ArrayRecord.
         """
-        return cls(inner, config, validation)
+        return cls(inner, config, validation, validation_gradient)
 
     @property
     def verdicts(self) -> dict[tuple[int, str], RoundVerdicts]:
@@ -377,6 +392,7 @@ class LedgerStrategy(Strategy):
                 deltas=screened.deltas,
                 rows=[c.row for _, c in accepted],
                 utility=self._utility(before),
+                utility_gradient=self._gradient(before),
             )
         scores = scoring.score(
             settings,
@@ -439,9 +455,23 @@ class LedgerStrategy(Strategy):
         )
         return arrays, merged
 
+    def _gradient(self, template: ArrayRecord) -> Callable[[np.ndarray], np.ndarray] | None:
+        gradient = self.validation_gradient
+        if gradient is None:
+            return None
+
+        def flat_gradient(flat: np.ndarray) -> np.ndarray:
+            grads = gradient(unflatten(template, flat))
+            return np.concatenate(
+                [grads[k].numpy().ravel().astype(np.float32, copy=False) for k in template]
+            )
+
+        return flat_gradient
+
     def _utility(self, template: ArrayRecord) -> Callable[[np.ndarray], float]:
         validation = self.validation
-        assert validation is not None
+        if validation is None:
+            return lambda flat: 0.0  # first-order needs only the gradient
 
         def utility(flat: np.ndarray) -> float:
             return float(validation(unflatten(template, flat)))

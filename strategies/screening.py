@@ -61,11 +61,12 @@ class ScreeningSettings:
         The server's own data as a trust root (in the spirit of FLTrust, Cao et al. 2021):
         apply each surviving update alone at its share of the round (its examples over all
         surviving examples) and reject it when the server's validation utility drops by more
-        than ``validation_tolerance`` (``hurts-validation``). Needs a validation callback;
-        costs one evaluation per reply plus one.
+        than ``validation_tolerance`` x the round's median absolute gain
+        (``hurts-validation``). Needs a validation callback; costs one evaluation per reply
+        plus one.
     validation_tolerance : float
-        How much worse (in the callback's units, e.g. validation loss) an update may make the
-        model before it is rejected.
+        Relative slack: honest non-IID updates can cost the server's balanced validation set a
+        little on their own; a poisoned one costs about as much as an honest one gains.
     """
 
     enabled: bool = True
@@ -76,7 +77,7 @@ class ScreeningSettings:
     max_num_examples: int = 0
     min_peers: int = 3
     validation_check: bool = False
-    validation_tolerance: float = 0.0
+    validation_tolerance: float = 0.5
 
     def __post_init__(self) -> None:
         problems = [
@@ -461,9 +462,11 @@ def screen(
         alive = keep
     if settings.validation_check and utility is not None and alive:
         keep = []
-        for c, gain in zip(alive, validation_gains(alive, data, utility), strict=True):
-            if gain < -settings.validation_tolerance:
-                detail = f"validation utility {gain:+.4g} at its share of the round"
+        gains = validation_gains(alive, data, utility)
+        floor = -settings.validation_tolerance * float(np.median(np.abs(gains)))
+        for c, gain in zip(alive, gains, strict=True):
+            if gain < floor:
+                detail = f"validation utility {gain:+.4g} at its share of the round < {floor:+.4g}"
                 rejected.append((c, Reason.HURTS_VALIDATION, detail))
             else:
                 keep.append(c)

@@ -73,12 +73,21 @@ def quadratic_round(deltas: list[list[float]], examples: list[int]):  # type: ig
         deltas=np.array(deltas, np.float32),
         rows=list(range(len(deltas))),
         utility=lambda p: -float(np.sum((p - optimum) ** 2)),
+        utility_gradient=lambda p: 2 * (optimum - p),
     )
     return [Contribution(f"P{i}", n) for i, n in enumerate(examples)], updates
 
 
 @pytest.mark.parametrize(
-    "name", ["loss-improvement", "leave-one-out", "exact-shapley", "kernel-shapley", "gtg-shapley"]
+    "name",
+    [
+        "loss-improvement",
+        "leave-one-out",
+        "exact-shapley",
+        "kernel-shapley",
+        "gtg-shapley",
+        "first-order",
+    ],
 )
 def test_value_scorers_on_known_cases(name: str) -> None:
     # identical helpful updates: equal shares
@@ -89,7 +98,7 @@ def test_value_scorers_on_known_cases(name: str) -> None:
     contributions, updates = quadratic_round([[1, 1], [0.9, 1.1], [-1, -1]], [10, 10, 10])
     result = score(ScoringSettings(name, budget=64), contributions, updates)
     assert result.weights["P2"] == 0 and result.weights["P0"] > 0 and result.weights["P1"] > 0
-    assert result.evaluations >= 2
+    assert result.evaluations >= (1 if name == "first-order" else 2)  # one gradient, or models
     params = result.manifest_params(ScoringSettings(name, budget=64))
     assert params["name"] == name and params["evaluations"] == result.evaluations
     # a round that made the model worse pays nobody

@@ -41,7 +41,12 @@ def wrap_strategy(cfg: AppConfig, inner: Strategy, out: Path) -> Strategy:
         config = cfg.plugin_config(out)
         needs_validation = needs_validation or config.scoring.needs_model
         validation = ServerValidation(cfg) if needs_validation else None
-        return LedgerStrategy.wrap(inner, config=config, validation=validation)
+        return LedgerStrategy.wrap(
+            inner,
+            config=config,
+            validation=validation,
+            validation_gradient=validation.gradient if validation is not None else None,
+        )
     strategy = inner
     if cfg.screening.enabled:
         validation = ServerValidation(cfg) if needs_validation else None

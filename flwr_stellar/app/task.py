@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, Context, MetricRecord
+from flwr.app import Array, ArrayRecord, Context, MetricRecord
 from flwr.common.logger import log
 
 from flwr_stellar.app.config import AppConfig
@@ -117,6 +117,29 @@ class ServerValidation:
         loss, _ = evaluate(self.model, self.data, self.batch_size)
         self.calls += 1
         return -loss
+
+    def gradient(self, arrays: ArrayRecord) -> ArrayRecord:
+        """The gradient of the utility (minus the mean cross-entropy) at ``arrays``."""
+        self.model.load_state_dict(arrays.to_torch_state_dict())
+        self.model.eval()
+        self.model.zero_grad()
+        for start in range(0, len(self.data), self.batch_size):
+            x = self.data.x[start : start + self.batch_size]
+            y = self.data.y[start : start + self.batch_size]
+            loss = torch.nn.functional.cross_entropy(self.model(x), y, reduction="sum")
+            (-loss / len(self.data)).backward()
+        self.calls += 1
+        params = dict(self.model.named_parameters())
+        return ArrayRecord(
+            {
+                key: Array(
+                    params[key].grad.detach().numpy().copy()  # type: ignore[union-attr]
+                    if key in params and params[key].grad is not None
+                    else np.zeros_like(value.numpy())
+                )
+                for key, value in arrays.items()
+            }
+        )
 
 
 def record_verdicts(round_log: RoundLog, strategy: object) -> None:
