@@ -31,6 +31,7 @@ FAST = [
     "dataset.server_val_size=500",
     "evaluation.central=false",
     "identity.dev_keystores=false",
+    'reward.scorer="num-examples"',  # the deployment is the subject: every honest node paid
 ]
 
 

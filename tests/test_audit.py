@@ -37,6 +37,7 @@ def honest_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "output_dir": str(out),
             "attack.kind": "nan",
             "attack.nodes": "1",
+            "reward.scorer": "num-examples",  # the ledger is the subject: exact shares
         },
         num_supernodes=5,
     )

@@ -48,6 +48,9 @@ def test_multirun_two_jobs(tmp_path: Path) -> None:
         assert "<h2>Audit</h2><p>Run" in (job / "report.html").read_text()
     sweep_page = (sweep / "sweep.html").read_text()
     assert all(job.name in sweep_page for job in jobs) and "data:image/png;base64," in sweep_page
+    summary = (sweep / "summary.csv").read_text().splitlines()
+    assert summary[0].startswith("job,status,strategy,attack,attackers,attacker_fraction,seed")
+    assert len(summary) == 3 and all(",completed,fedavg,none,0," in row for row in summary[1:])
 
 
 def test_invalid_config_fails_before_training(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ def run(out: Path, **overrides) -> dict:
             "output_dir": str(out),
             "evaluation.central": False,
             **HOSTILE,
+            "reward.scorer": "num-examples",  # the ledger is the subject: exact shares
             **overrides,
         },
         num_supernodes=6,

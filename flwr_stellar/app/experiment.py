@@ -67,14 +67,17 @@ register_schema()
 
 
 class SweepReportCallback(Callback):
-    """Hydra callback: after a multirun, one page comparing its jobs (``sweep.html``)."""
+    """Hydra callback: after a multirun, one page comparing its jobs (``sweep.html``) and one
+    row per job in ``summary.csv``."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from flwr_stellar.report import write_sweep_report
+        from flwr_stellar.report.sweep_report import write_sweep_csv
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             print(f"sweep report: {write_sweep_report(sweep_dir)}")
+            print(f"sweep summary: {write_sweep_csv(sweep_dir)}")
         except FileNotFoundError as err:  # every job failed: nothing to compare
             print(f"sweep report: not written ({err})")
 

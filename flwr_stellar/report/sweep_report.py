@@ -5,10 +5,12 @@ per round with each job's overhead relative to the fastest.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from flwr_stellar.report.html import Figures, esc, page, table
 from flwr_stellar.report.run_report import _metrics, load_manifests
@@ -28,6 +30,9 @@ class Job:
     attacker_coins: float
     rejected: int
     seconds_per_round: float | None
+    config: dict[str, Any] = field(default_factory=dict)
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    num_nodes: int = 0
 
 
 def _job(path: Path, root: Path) -> Job:
@@ -44,6 +49,14 @@ def _job(path: Path, root: Path) -> Job:
                 attackers += c.payout
             else:
                 honest += c.payout
+    reasons: dict[str, int] = {}
+    for r in rounds:
+        for key, value in r.items():
+            if key.startswith("rejected_") and isinstance(value, int | float):
+                reasons[key[len("rejected_") :]] = reasons.get(key[len("rejected_") :], 0) + int(
+                    value
+                )
+    config = metrics.get("config", {}) if isinstance(metrics.get("config"), dict) else {}
     return Job(
         name=str(path.relative_to(root)),
         path=path,
@@ -53,7 +66,74 @@ def _job(path: Path, root: Path) -> Job:
         attacker_coins=attackers / COIN,
         rejected=int(sum(r.get("replies_rejected", 0) for r in rounds)),
         seconds_per_round=statistics.median(per_round) if per_round else None,
+        config=config,
+        rejects_by_reason=reasons,
+        num_nodes=len(roles),
     )
+
+
+CSV_COLUMNS = (
+    "job",
+    "status",
+    "strategy",
+    "attack",
+    "attackers",
+    "attacker_fraction",
+    "seed",
+    "scorer",
+    "final_accuracy",
+    "honest_dlc",
+    "attacker_dlc",
+    "attacker_share",
+    "rejected",
+    "rejects_by_reason",
+    "seconds_per_round",
+)
+
+
+def write_sweep_csv(sweep_dir: Path, output: Path | None = None) -> Path:
+    """Write ``summary.csv``: one row per job (its strategy, attack, attacker fraction, seed,
+    scorer, final accuracy, DLC to honest nodes and to attackers, rejections by reason).
+
+    Parameters
+    ----------
+    sweep_dir : Path
+        A Hydra multirun folder or any folder of run folders.
+    output : Path, optional
+        The file (default ``sweep_dir/summary.csv``).
+    """
+    paths = find_jobs(sweep_dir)
+    if not paths:
+        raise FileNotFoundError(f"no run folders (with metrics.json) under {sweep_dir}")
+    output = output or sweep_dir / "summary.csv"
+    with output.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for job in (_job(p, sweep_dir) for p in paths):
+            c = job.config
+            nodes = [n for n in str(c.get("attack.nodes", "")).split(",") if n.strip()]
+            kind = str(c.get("attack.kind", "none")) if nodes else "none"
+            total = job.honest_coins + job.attacker_coins
+            writer.writerow(
+                (
+                    job.name,
+                    job.status,
+                    c.get("strategy.name", ""),
+                    kind,
+                    len(nodes),
+                    f"{len(nodes) / job.num_nodes:.2f}" if job.num_nodes else "",
+                    c.get("seed", ""),
+                    c.get("reward.scorer", ""),
+                    "" if job.final_accuracy is None else f"{job.final_accuracy:.4f}",
+                    f"{job.honest_coins:g}",
+                    f"{job.attacker_coins:g}",
+                    f"{job.attacker_coins / total:.4f}" if total else "",
+                    job.rejected,
+                    ";".join(f"{k}={v}" for k, v in sorted(job.rejects_by_reason.items())),
+                    "" if job.seconds_per_round is None else f"{job.seconds_per_round:.2f}",
+                )
+            )
+    return output
 
 
 def find_jobs(sweep_dir: Path) -> list[Path]:
