@@ -118,9 +118,16 @@ def test_manifest_stored_but_never_journaled_is_paid_once_on_settling(world) -> 
     ledger = EmbeddedLedger(db)
     assert a.settle_all(ledger)
     assert paid_to(ledger, payees[0].public_key) == 8
-    assert a.journal_stored() == [] and a.settle_all(ledger)  # nothing twice
+    assert a.journal_stored(ledger) == [] and a.settle_all(ledger)  # nothing twice
     assert paid_to(ledger, payees[0].public_key) == 8
     assert outbox_status(a.outbox, a.store)["pending"] == []
+    # the journal lost (outbox.db deleted), the manifests kept: the ledger shows the round
+    # anchored, so it is not paid again
+    a.outbox.close()
+    (out / "outbox.db").unlink()
+    fresh = anchorer(db, out)
+    assert fresh.journal_stored(ledger) == [] and fresh.settle_all(ledger)
+    assert paid_to(ledger, payees[0].public_key) == 8
 
 
 CRASH_SCRIPT = HERE / "anchor_crash_run.py"

@@ -9,6 +9,7 @@ runs first, so entries left over by a crash are finished, not repeated.
 
 from __future__ import annotations
 
+import base64
 import queue
 import threading
 import time
@@ -27,6 +28,7 @@ from flwr_stellar.ledger.base import (
     NotFoundError,
     SubmitResult,
 )
+from flwr_stellar.ledger.decode import iter_transactions
 from flwr_stellar.ledger.pacing import FeeBid, LedgerPacer
 from flwr_stellar.ledger.tx import MAX_OPS, build
 from flwr_stellar.payments.amounts import format_amount
@@ -65,13 +67,39 @@ def unjournaled(store: ManifestStore, outbox: Outbox) -> list[str]:
     return [d for d in store.digests() if d not in journaled]
 
 
-def journal_stored(store: ManifestStore, outbox: Outbox) -> list[int]:
+def anchored_memos(ledger: Ledger, distributor: str) -> set[str]:
+    """Manifest hashes (hex) the distributor's successful transactions carry as MemoHash."""
+    return {
+        base64.b64decode(t.memo).hex()
+        for t in iter_transactions(ledger, distributor)
+        if t.memo_type == "hash" and t.memo and t.successful
+    }
+
+
+def journal_stored(
+    store: ManifestStore, outbox: Outbox, ledger: Ledger, distributor: str
+) -> list[int]:
     """Journal every stored manifest the outbox lacks (a process killed between storing a
     round's manifest and journaling it) and return their rounds; idempotent. Runs before any
-    settling, so such a round is paid like any other leftover instead of never."""
+    settling, so such a round is paid like any other leftover instead of never. A manifest
+    whose hash the distributor already anchored on the ledger is left alone: its journal was
+    lost (a deleted outbox.db), not its payment, and paying it again would pay twice."""
+    missing = unjournaled(store, outbox)
+    if not missing:
+        return []
+    anchored = anchored_memos(ledger, distributor)
     added = []
-    for digest in unjournaled(store, outbox):
+    for digest in missing:
         manifest = store.get(digest)
+        if digest in anchored:
+            log(
+                WARNING,
+                "outbox: round %d (manifest %s…) is not journaled but already anchored on the "
+                "ledger: not paying it again",
+                manifest.server_round,
+                digest[:12],
+            )
+            continue
         outbox.add(digest, manifest.server_round, payment_parts(manifest))
         added.append(manifest.server_round)
     if added:
@@ -155,7 +183,7 @@ class Anchorer:
             finally:
                 self._deadline = saved
         if only is None:
-            self.journal_stored()
+            self.journal_stored(ledger)
         entries = [e for e in self.outbox.unfinished() if only is None or e.manifest_hash == only]
         settled = True
         for entry in entries:
@@ -166,9 +194,9 @@ class Anchorer:
             self._report(digest)
         return settled
 
-    def journal_stored(self) -> list[int]:
+    def journal_stored(self, ledger: Ledger) -> list[int]:
         """See :func:`journal_stored`."""
-        return journal_stored(self.store, self.outbox)
+        return journal_stored(self.store, self.outbox, ledger, self.treasury.distributor.public_key)
 
     def _settle_patiently(self, ledger: Ledger, entry: Entry) -> bool:
         """``_settle`` through outages: every state is journaled, so a retry after an

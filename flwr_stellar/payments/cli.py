@@ -16,7 +16,7 @@ from typing import Any
 
 from flwr_stellar.ledger.base import LedgerError
 from flwr_stellar.ledger.pacing import LedgerPacer
-from flwr_stellar.payments.anchoring import Anchorer, journal_stored, unjournaled
+from flwr_stellar.payments.anchoring import Anchorer, unjournaled
 from flwr_stellar.payments.manifest import ManifestStore
 from flwr_stellar.payments.outbox import Outbox
 from flwr_stellar.payments.settings import RewardSettings
@@ -94,12 +94,13 @@ def cmd_settle(args: argparse.Namespace) -> int:
     outbox = _outbox(run_dir)
     store = ManifestStore(run_dir / "manifests")
     try:
-        journal_stored(store, outbox)
-        unfinished = outbox.unfinished()
-        if not unfinished:
-            _print_status(outbox_status(outbox), args.json)
+        # the unfinished journal entries, and stored manifests never journaled (settle_all
+        # journals those first, unless the ledger shows them anchored already)
+        todo = [e.manifest_hash for e in outbox.unfinished()] + unjournaled(store, outbox)
+        if not todo:
+            _print_status(outbox_status(outbox, store), args.json)
             return 0
-        asset_code = store.get(unfinished[0].manifest_hash).asset.split(":")[0]
+        asset_code = store.get(todo[0]).asset.split(":")[0]
         reward = RewardSettings(
             asset_code=asset_code, treasury_keystore=str(args.treasury_keystore or "")
         )
@@ -116,7 +117,7 @@ def cmd_settle(args: argparse.Namespace) -> int:
             anchorer.settle_all(ledger, timeout=args.timeout)
         finally:
             ledger.close()
-        status = outbox_status(outbox)
+        status = outbox_status(outbox, store)
     finally:
         outbox.close()
     _print_status(status, args.json)

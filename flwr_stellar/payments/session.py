@@ -163,7 +163,7 @@ class PaymentSession:
         self._owed: dict[str, int] = {}
         self._closed = False
         try:
-            self.anchorer.journal_stored()
+            self.anchorer.journal_stored(self.ledger)
             leftovers = self.outbox.unfinished()
             if leftovers:  # a previous server process died with payments in flight
                 log(INFO, "outbox: settling %d entries left by an earlier process", len(leftovers))

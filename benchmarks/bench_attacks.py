@@ -1,0 +1,92 @@
+"""Who gets the coins under attack: short simulations of the reference app where some nodes
+attack (each signing what it sends), per attack kind and scorer; reports the attackers' share
+of all DLC paid, the honest nodes' DLC, final accuracy and rejections by reason. Writes
+benchmarks/results/attacks.json (one row per run; rows of earlier calls are kept unless the
+same kind/scorer/settings is measured again).
+
+    python benchmarks/bench_attacks.py --scorers first-order num-examples \\
+        --kinds none labelflip noise lazy signflip1 [--nodes 6] [--attackers 1,4] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from flwr_stellar.app.simulation import run_app_simulation
+
+RESULTS = Path(__file__).resolve().parent / "results" / "attacks.json"
+
+
+def one(kind: str, scorer: str, args: argparse.Namespace) -> dict[str, Any]:
+    out = Path(tempfile.mkdtemp(prefix=f"bench-attack-{kind}-"))
+    started = time.perf_counter()
+    run_app_simulation(
+        {
+            "num_rounds": args.rounds,
+            "dataset.max_train_examples": args.examples,
+            "output_dir": str(out),
+            "attack.kind": kind,
+            "attack.nodes": args.attackers if kind != "none" else "",
+            "reward.scorer": scorer,
+            "reward.validation_examples": 500,
+            "screening.validation_check": args.validation_check,
+        },
+        num_supernodes=args.nodes,
+    )
+    m = json.loads((out / "metrics.json").read_text())
+    roles, rewards = m["roles"], m["rewards"]
+    attackers = sum(r["owed_stroops"] for p, r in rewards.items() if roles.get(p) == "attacker")
+    honest = sorted(r["owed_stroops"] for p, r in rewards.items() if roles.get(p) != "attacker")
+    total = attackers + sum(honest)
+    rejects: dict[str, int] = {}
+    for r in m["rounds"]:
+        for key, value in r.items():
+            if key.startswith("rejected_"):
+                rejects[key[9:]] = rejects.get(key[9:], 0) + int(value)
+    return {
+        "kind": kind,
+        "scorer": scorer,
+        "nodes": args.nodes,
+        "attackers": args.attackers if kind != "none" else "",
+        "rounds": args.rounds,
+        "validation_check": args.validation_check,
+        "attacker_share": round(attackers / total, 4) if total else 0.0,
+        "honest_dlc": [h / 10**7 for h in honest],
+        "accuracy_per_round": [round(r.get("central_accuracy", 0.0), 4) for r in m["rounds"]],
+        "rejects": rejects,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scorers", nargs="+", default=["first-order"])
+    parser.add_argument("--kinds", nargs="+", default=["none", "labelflip", "noise", "lazy"])
+    parser.add_argument("--nodes", type=int, default=6)
+    parser.add_argument("--attackers", default="1,4")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--examples", type=int, default=300)
+    parser.add_argument("--validation-check", action="store_true")
+    args = parser.parse_args()
+    rows = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
+    for scorer in args.scorers:
+        for kind in args.kinds:
+            row = one(kind, scorer, args)
+            same = ("kind", "scorer", "nodes", "attackers", "rounds", "validation_check")
+            rows = [r for r in rows if any(r.get(k) != row[k] for k in same)] + [row]
+            print(
+                f"{kind:>10} {scorer:>14}: attackers {row['attacker_share']:.1%} of the DLC, "
+                f"accuracy {row['accuracy_per_round'][-1]:.3f}, rejects {row['rejects']}",
+                flush=True,
+            )
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
