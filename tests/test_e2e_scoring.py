@@ -54,3 +54,45 @@ def test_attackers_earn_little_under_value_scoring(tmp_path: Path, kind: str, sc
     assert {m["scoring"]["name"] for m in manifests} == {scorer}
     most = 1 if scorer == "first-order" else 33  # one gradient; or the budget + the start
     assert all(0 < m["scoring"]["evaluations"] <= most for m in manifests)
+
+
+def _pay_by_partition(out: Path) -> dict[int, int]:
+    from flwr_stellar.client.identity import DEV_PASSPHRASE
+    from flwr_stellar.identity import derive_pseudonym, keystore
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    partition_of = {
+        derive_pseudonym(keystore.load(p, DEV_PASSPHRASE), metrics["run_id"]).public_key: int(
+            p.stem.split("-")[1]
+        )
+        for p in (out / "keystores").glob("node-*.json")
+    }
+    return {partition_of[p]: r["owed_stroops"] for p, r in metrics["rewards"].items()}
+
+
+def test_contribution_follows_data(tmp_path: Path) -> None:
+    """IID partitions; nodes 0 and 1 honest but with 30% of their labels wrong. Under exact
+    Shapley (63 coalitions), kernel-shapley (32 evaluations) and first-order, both earn less
+    than every clean node."""
+    pays = {}
+    for scorer, budget in (("exact-shapley", 64), ("kernel-shapley", 32), ("first-order", 32)):
+        out = tmp_path / scorer
+        run_app_simulation(
+            {
+                "num_rounds": 3,
+                "dataset.max_train_examples": 300,
+                "dataset.partitioner": "iid",
+                "dataset.degraded_nodes": "0,1",
+                "dataset.label_noise": 0.3,
+                "evaluation.central": False,
+                "reward.scorer": scorer,
+                "reward.scoring_budget": budget,
+                "reward.validation_examples": 500,
+                "output_dir": str(out),
+            },
+            num_supernodes=6,
+        )
+        pays[scorer] = _pay_by_partition(out)
+    for scorer, pay in pays.items():
+        assert len(pay) == 6
+        assert max(pay[0], pay[1]) < min(pay[p] for p in range(2, 6)), (scorer, pay)

@@ -74,6 +74,12 @@ class DatasetConfig:
     val_fraction: float
     server_val_size: int
     max_train_examples: int
+    degraded_nodes: str
+    label_noise: float
+
+    def degraded(self) -> frozenset[int]:
+        """Partitions whose training labels are partly wrong (honest nodes, poorer data)."""
+        return frozenset(int(p) for p in self.degraded_nodes.replace(" ", "").split(",") if p)
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
@@ -275,6 +281,7 @@ class AppConfig:
             ("strategy.num_to_select", s.num_to_select >= 1, "must be >= 1"),
             ("strategy.server_lr", s.server_lr > 0, "must be > 0"),
             ("strategy.round_timeout_s", s.round_timeout_s > 0, "must be > 0"),
+            ("dataset.label_noise", 0 <= d.label_noise <= 1, "must be in [0, 1]"),
             (
                 "reward.validation_examples",
                 self.reward.validation_examples >= 0,

@@ -236,7 +236,22 @@ def load_client_data(
     train, _ = load_fashion_mnist(cfg.root, cfg.cache_dir)
     split = federated_split(cfg, seed, num_partitions)
     tr, va = train_val_split(split.partitions[partition_id], cfg.val_fraction, seed, partition_id)
-    return train.subset(tr), train.subset(va)
+    local = train.subset(tr)
+    if partition_id in cfg.degraded() and cfg.label_noise > 0:
+        local = with_label_noise(local, cfg.label_noise, seed, partition_id)
+    return local, train.subset(va)
+
+
+def with_label_noise(data: TensorSplit, share: float, seed: int, partition_id: int) -> TensorSplit:
+    """The same images with ``share`` of the labels replaced by random classes (reproducible
+    per seed and partition): an honest node whose data is worse, not a poisoner."""
+    rng = np.random.default_rng([seed, partition_id, 7919])
+    labels = data.y.clone()
+    picked = rng.random(len(labels)) < share
+    labels[torch.as_tensor(picked)] = torch.as_tensor(
+        rng.integers(0, 10, int(picked.sum())), dtype=labels.dtype
+    )
+    return TensorSplit(data.x, labels)
 
 
 def load_server_data(cfg: DatasetConfig, seed: int) -> tuple[TensorSplit, TensorSplit]:
