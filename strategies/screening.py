@@ -64,6 +64,12 @@ class ScreeningSettings:
         than ``validation_tolerance`` x the round's median absolute gain
         (``hurts-validation``). Needs a validation callback; costs one evaluation per reply
         plus one.
+    watch_rounds : int
+        History: a node rejected, or (as the wrapper outside reports) worth nothing, is
+        watched for this many rounds after (0 = no history).
+    watched_min_cosine : float
+        A watched node's update must agree at least this much with the round's robust centre
+        (instead of ``min_cosine``): a node that misbehaved before gets no benefit of the doubt.
     validation_tolerance : float
         Relative slack: honest non-IID updates can cost the server's balanced validation set a
         little on their own; a poisoned one costs about as much as an honest one gains.
@@ -78,6 +84,8 @@ class ScreeningSettings:
     min_peers: int = 3
     validation_check: bool = False
     validation_tolerance: float = 0.5
+    watch_rounds: int = 3
+    watched_min_cosine: float = 0.0
 
     def __post_init__(self) -> None:
         problems = [
@@ -88,6 +96,8 @@ class ScreeningSettings:
             ("max_num_examples", self.max_num_examples >= 0, "must be >= 0"),
             ("min_peers", self.min_peers >= 2, "must be >= 2"),
             ("validation_tolerance", self.validation_tolerance >= 0, "must be >= 0"),
+            ("watch_rounds", self.watch_rounds >= 0, "must be >= 0"),
+            ("watched_min_cosine", -1 <= self.watched_min_cosine <= 1, "must be in [-1, 1]"),
         ]
         for name, ok, why in problems:
             if not ok:
@@ -136,6 +146,7 @@ class RoundData:
     base: np.ndarray  # the global model, flat float32
     deltas: np.ndarray  # (replies, parameters) float32, filled by FiniteArrays
     norms: np.ndarray  # per row
+    watched: frozenset[int] = frozenset()  # nodes under watch this round (history)
 
 
 Verdict = tuple[Reason, str] | None
@@ -355,10 +366,15 @@ class RelativeToMedian:
                 )
             elif centre is not None and centre_norm > 0:
                 cosine = float(np.dot(data.deltas[c.row], centre) / (norm * centre_norm))
-                if cosine < s.min_cosine:
+                watched = c.node in data.watched
+                floor = max(s.min_cosine, s.watched_min_cosine) if watched else s.min_cosine
+                if cosine < floor:
                     verdict = (
                         Reason.COSINE,
-                        (f"cosine to the median update {cosine:.3f} < {s.min_cosine:g}"),
+                        f"cosine to the median update {cosine:.3f} < {floor:g}"
+                        + (
+                            " (watched: rejected or worthless in a recent round)" if watched else ""
+                        ),
                     )
             out.append((c, verdict))
         return out
@@ -402,6 +418,7 @@ def screen(
     settings: ScreeningSettings,
     array_key: str = "arrays",
     utility: Callable[[np.ndarray], float] | None = None,
+    watched: frozenset[int] = frozenset(),
 ) -> Screened:
     """Split replies into accepted and rejected (with a reason and a detail).
 
@@ -418,6 +435,8 @@ def screen(
     utility : callable, optional
         Flat parameters -> validation utility (higher is better), for
         ``settings.validation_check``.
+    watched : frozenset of int
+        Nodes with a recent rejection or worthless round: held to ``watched_min_cosine``.
     """
     if not settings.enabled:
         for c in candidates:
@@ -442,6 +461,7 @@ def screen(
         base,
         np.empty((len(candidates), size), np.float32),
         np.zeros(len(candidates), np.float64),
+        watched,
     )
     rejected: list[tuple[Candidate, Reason, str]] = []
     alive: list[Candidate] = []
@@ -512,6 +532,26 @@ class ScreeningStrategy(Strategy):
         self._global: dict[int, ArrayRecord] = {}
         self.verdicts: dict[tuple[int, str], RoundVerdicts] = {}
         self.screened: dict[int, Screened] = {}
+        self.watch_until: dict[int, int] = {}  # node -> last round it is watched
+
+    def watch(self, node: int, server_round: int) -> None:
+        """Watch ``node`` for ``settings.watch_rounds`` rounds after ``server_round`` (called
+        for rejections here, and by an outer wrapper for contributions worth nothing).
+
+        Parameters
+        ----------
+        node : int
+            Flower node id.
+        server_round : int
+            The round it misbehaved or contributed nothing in.
+        """
+        if self.settings.watch_rounds:
+            until = server_round + self.settings.watch_rounds
+            self.watch_until[node] = max(until, self.watch_until.get(node, 0))
+
+    def watched(self, server_round: int) -> frozenset[int]:
+        """Nodes under watch in ``server_round``."""
+        return frozenset(n for n, until in self.watch_until.items() if until >= server_round)
 
     def global_before(self, server_round: int) -> ArrayRecord | None:
         """The model the round's training started from (until the round is aggregated).
@@ -552,12 +592,20 @@ class ScreeningStrategy(Strategy):
                 def utility(flat: np.ndarray) -> float:
                     return float(validation(unflatten(template, flat)))
 
-            screened = screen(candidates, before, self.settings, self.array_key, utility)
+            screened = screen(
+                candidates,
+                before,
+                self.settings,
+                self.array_key,
+                utility,
+                self.watched(server_round),
+            )
         self.screened[server_round] = screened
         for c in screened.accepted:
             verdicts.accepted[c.node] = ""
         for c, reason, detail in screened.rejected:
             verdicts.reject(c.node, reason, detail)
+            self.watch(c.node, server_round)
             log(
                 WARNING,
                 "round %d: screened out node %s: %s (%s)",

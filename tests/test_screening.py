@@ -185,3 +185,34 @@ def test_an_error_reply_is_rejected_not_raised() -> None:
     error = Message(Error(code=1, reason="boom"), reply_to=instruction(RecordDict()))
     result = screen([*honest(4), Candidate(node=9, reply=error)], global_record(), CFG)
     assert reasons(result) == {9: Reject.ERROR_REPLY}
+
+
+def test_a_watched_node_gets_no_benefit_of_the_doubt() -> None:
+    """History: a node rejected (or worth nothing) in a recent round must agree with the
+    round's robust centre; the same update from an unwatched node passes."""
+    loose = replace(CFG, min_cosine=-0.5, watched_min_cosine=0.0, watch_rounds=2)
+    d = np.concatenate([DIRECTION[k].ravel() for k in GLOBAL])
+    r = np.random.default_rng(3).normal(size=d.size)
+    r -= (r @ d) / (d @ d) * d  # orthogonal to the honest direction
+    step = 0.1 * np.linalg.norm(d) * (-0.3 * d / np.linalg.norm(d) + 0.95 * r / np.linalg.norm(r))
+    sideways, offset = {}, 0  # cosine about -0.3 to the honest centre
+    for k, v in GLOBAL.items():
+        sideways[k] = (v + step[offset : offset + v.size].reshape(v.shape)).astype(np.float32)
+        offset += v.size
+    for watched, expected in ((frozenset(), None), (frozenset({9}), Reject.COSINE)):
+        result = screen(
+            [*honest(4), candidate(9, sideways)], global_record(), loose, watched=watched
+        )
+        assert reasons(result).get(9) == expected
+
+
+def test_rejections_and_worthless_rounds_start_a_watch() -> None:
+    from flwr.serverapp.strategy import FedAvg
+
+    from strategies.screening import ScreeningStrategy
+
+    strategy = ScreeningStrategy(FedAvg(), replace(CFG, watch_rounds=2))
+    strategy.watch(5, server_round=3)  # e.g. the LedgerStrategy found it worth nothing
+    assert strategy.watched(4) == strategy.watched(5) == frozenset({5})
+    assert strategy.watched(6) == frozenset()
+    assert ScreeningStrategy(FedAvg(), replace(CFG, watch_rounds=0)).watched(1) == frozenset()
