@@ -181,6 +181,8 @@ class ScreeningConfig:
     min_peers: int
     validation_check: bool
     validation_tolerance: float
+    watch_rounds: int
+    watched_min_cosine: float
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
