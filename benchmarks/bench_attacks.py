@@ -20,6 +20,16 @@ from typing import Any
 from flwr_stellar.app.simulation import run_app_simulation
 
 RESULTS = Path(__file__).resolve().parent / "results" / "attacks.json"
+MIX = "labelflip,noise,deltafree"  # conf/attack/mix.yaml: one kind per attacker, in turn
+
+
+def mix_of(kind: str, attackers: str) -> str:
+    """``mix``: the attackers take the kinds of MIX in turn (one kind per listed node)."""
+    if kind != "mix":
+        return kind
+    kinds = MIX.split(",")
+    count = len([a for a in attackers.split(",") if a])
+    return ",".join(kinds[i % len(kinds)] for i in range(count))
 
 
 def one(kind: str, scorer: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -30,7 +40,7 @@ def one(kind: str, scorer: str, args: argparse.Namespace) -> dict[str, Any]:
             "num_rounds": args.rounds,
             "dataset.max_train_examples": args.examples,
             "output_dir": str(out),
-            "attack.kind": kind,
+            "attack.kind": mix_of(kind, args.attackers),
             "attack.nodes": args.attackers if kind != "none" else "",
             "reward.scorer": scorer,
             "reward.validation_examples": 500,
