@@ -312,18 +312,35 @@ class NoCopies:
 SORTING_NETWORK_MAX_ROWS = 24
 
 
-def coordinate_median(rows: np.ndarray) -> np.ndarray:
-    """Coordinate-wise median of a few long rows.
+MEDIAN_BLOCK = 1 << 16  # columns per block: temporaries stay (rows x 65,536) floats
+
+
+def coordinate_median(matrix: np.ndarray, index: Sequence[int] | None = None) -> np.ndarray:
+    """Coordinate-wise median of some rows of ``matrix`` (all rows when ``index`` is None).
 
     ``np.median(rows, axis=0)`` partitions each of the (many) columns separately, which for 10
     updates of 225k parameters costs more than the rest of screening together. For up to
     ``SORTING_NETWORK_MAX_ROWS`` rows an odd-even transposition network sorts every column at
-    once with whole-row minimum/maximum operations instead (n^2/2 vector ops).
+    once with whole-row minimum/maximum operations instead (n^2/2 vector ops). Either way the
+    work goes block of columns by block, so the temporaries stay small however many rows and
+    parameters there are (the rows are never copied as a whole: the layer's memory stays the
+    one delta matrix).
     """
-    n = rows.shape[0]
-    if n == 0 or n > SORTING_NETWORK_MAX_ROWS:
-        return np.asarray(np.median(rows, axis=0))
-    r = [rows[i].copy() for i in range(n)]
+    rows = np.arange(matrix.shape[0]) if index is None else np.asarray(index, dtype=np.intp)
+    if len(rows) == 0:
+        return np.full(matrix.shape[1], np.nan, np.float32)
+    out = np.empty(matrix.shape[1], np.float32)
+    for start in range(0, matrix.shape[1], MEDIAN_BLOCK):
+        block = matrix[rows, start : start + MEDIAN_BLOCK]  # a copy of this block only
+        out[start : start + block.shape[1]] = _block_median(block)
+    return out
+
+
+def _block_median(block: np.ndarray) -> np.ndarray:
+    n = block.shape[0]
+    if n > SORTING_NETWORK_MAX_ROWS:
+        return np.asarray(np.median(block, axis=0))
+    r = [block[i] for i in range(n)]
     for step in range(n):
         for j in range(step % 2, n - 1, 2):
             low = np.minimum(r[j], r[j + 1])
@@ -343,7 +360,11 @@ class RelativeToMedian:
         rows = [c.row for c in alive]
         norms = data.norms[rows]
         median_norm = float(np.median(norms))
-        centre = coordinate_median(data.deltas[rows]) if s.min_cosine > -1 else None
+        centre = (
+            coordinate_median(data.deltas, rows)
+            if s.min_cosine > -1 or s.watched_min_cosine > -1
+            else None
+        )
         centre_norm = float(np.linalg.norm(centre)) if centre is not None else 0.0
         out: list[tuple[Candidate, Verdict]] = []
         for c, norm in zip(alive, norms, strict=True):

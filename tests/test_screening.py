@@ -179,6 +179,17 @@ def test_coordinate_median_equals_numpy(n: int) -> None:
     np.testing.assert_allclose(coordinate_median(rows), np.median(rows, axis=0), rtol=1e-6)
 
 
+@pytest.mark.parametrize("n", [3, 30])
+def test_coordinate_median_of_chosen_rows_across_column_blocks(n: int) -> None:
+    from strategies.screening import MEDIAN_BLOCK, coordinate_median
+
+    matrix = np.random.default_rng(n).normal(size=(n + 2, MEDIAN_BLOCK + 77)).astype(np.float32)
+    chosen = list(range(1, n + 1))  # not the first, not the last
+    np.testing.assert_allclose(
+        coordinate_median(matrix, chosen), np.median(matrix[chosen], axis=0), rtol=1e-6
+    )
+
+
 def test_an_error_reply_is_rejected_not_raised() -> None:
     from flwr.app import Error, Message
 
