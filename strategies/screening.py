@@ -312,7 +312,8 @@ class NoCopies:
 SORTING_NETWORK_MAX_ROWS = 24
 
 
-MEDIAN_BLOCK = 1 << 16  # columns per block: temporaries stay (rows x 65,536) floats
+MEDIAN_BLOCK = 1 << 16  # columns per block, at most ...
+MEDIAN_BLOCK_FLOATS = 1 << 22  # ... and rows x columns per block at most 4M floats (16 MB)
 
 
 def coordinate_median(matrix: np.ndarray, index: Sequence[int] | None = None) -> np.ndarray:
@@ -330,8 +331,9 @@ def coordinate_median(matrix: np.ndarray, index: Sequence[int] | None = None) ->
     if len(rows) == 0:
         return np.full(matrix.shape[1], np.nan, np.float32)
     out = np.empty(matrix.shape[1], np.float32)
-    for start in range(0, matrix.shape[1], MEDIAN_BLOCK):
-        block = matrix[rows, start : start + MEDIAN_BLOCK]  # a copy of this block only
+    width = max(1024, min(MEDIAN_BLOCK, MEDIAN_BLOCK_FLOATS // len(rows)))
+    for start in range(0, matrix.shape[1], width):
+        block = matrix[rows, start : start + width]  # a copy of this block only
         out[start : start + block.shape[1]] = _block_median(block)
     return out
 
