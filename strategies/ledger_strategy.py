@@ -40,7 +40,7 @@ from flwr_stellar.protocol.terms import TERMS_RECORD, RewardTerms
 from flwr_stellar.reasons import RoundVerdicts
 from strategies import scoring
 from strategies.screening import ScreeningSettings, ScreeningStrategy
-from strategies.vectors import unflatten
+from strategies.vectors import flatten, unflatten
 from strategies.verified import VerifiedStrategy
 
 __all__ = ["TERMS_RECORD", "LedgerConfig", "LedgerStrategy", "RoundOutcome"]
@@ -464,10 +464,7 @@ class LedgerStrategy(Strategy):
             return None
 
         def flat_gradient(flat: np.ndarray) -> np.ndarray:
-            grads = gradient(unflatten(template, flat))
-            return np.concatenate(
-                [grads[k].numpy().ravel().astype(np.float32, copy=False) for k in template]
-            )
+            return flatten(gradient(unflatten(template, flat)), keys=template.keys())
 
         return flat_gradient
 

@@ -28,7 +28,7 @@ from flwr.serverapp.strategy import Strategy
 
 from flwr_stellar.protocol.digest import SIGNATURE_RECORD, array_record_hash
 from flwr_stellar.reasons import Reason, RoundVerdicts, merge_counts
-from strategies.vectors import unflatten
+from strategies.vectors import flatten, unflatten
 
 __all__ = ["Candidate", "ScreeningSettings", "ScreeningStrategy", "screen"]
 
@@ -470,13 +470,7 @@ def screen(
             c.update_hash = array_record_hash(arrays[array_key]) if array_key in arrays else ""
         return Screened(list(candidates), [])
     size = _flat_size(global_arrays)
-    base = (
-        np.concatenate(
-            [a.numpy().ravel().astype(np.float32, copy=False) for a in global_arrays.values()]
-        )
-        if size
-        else np.zeros(0, np.float32)
-    )
+    base = flatten(global_arrays)
     data = RoundData(
         settings,
         global_arrays,

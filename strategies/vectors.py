@@ -3,10 +3,12 @@ flat vectors (one matrix row per update); an app's validation callback takes an 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-__all__ = ["unflatten"]
+__all__ = ["flatten", "unflatten"]
 
 
 def unflatten(template: ArrayRecord, flat_params: np.ndarray) -> ArrayRecord:
@@ -24,3 +26,13 @@ def unflatten(template: ArrayRecord, flat_params: np.ndarray) -> ArrayRecord:
     if offset != flat_params.size:
         raise ValueError(f"{flat_params.size} parameters for a model of {offset}")
     return ArrayRecord(arrays)
+
+
+def flatten(
+    record: ArrayRecord, keys: Iterable[str] | None = None, dtype: type = np.float32
+) -> np.ndarray:
+    """The arrays of ``record`` (in ``keys`` order, default its own) as one flat vector."""
+    parts: list[np.ndarray] = [
+        record[k].numpy().ravel().astype(dtype, copy=False) for k in (keys or record.keys())
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)

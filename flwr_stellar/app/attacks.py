@@ -39,6 +39,7 @@ from flwr.clientapp.typing import ClientAppCallable
 
 from flwr_stellar.app.config import AppConfig
 from flwr_stellar.app.task import resolve_output_dir
+from strategies.vectors import flatten, unflatten
 
 REPLAY_PREFIX = "attack.replay."
 PREVIOUS_GLOBAL = "attack.previous-global"
@@ -120,10 +121,6 @@ def _delta_free(reply: Message, msg: Message, context: Context) -> Message:
     return reply
 
 
-def _flat(record: ArrayRecord) -> np.ndarray:
-    return np.concatenate([a.numpy().ravel().astype(np.float64) for a in record.values()])
-
-
 def _colluders(cfg: AppConfig, kind: str) -> list[int]:
     return sorted(p for p in cfg.attack.partitions() if cfg.attack.kind_of(p) == kind)
 
@@ -151,24 +148,15 @@ def _meet(kind: str, msg: Message, context: Context, own: np.ndarray) -> np.ndar
     return np.stack(found)
 
 
-def _unflat(template: ArrayRecord, flat: np.ndarray) -> ArrayRecord:
-    out, offset = ArrayRecord(), 0
-    for key, array in template.items():
-        like = array.numpy()
-        out[key] = Array(flat[offset : offset + like.size].reshape(like.shape).astype(like.dtype))
-        offset += like.size
-    return out
-
-
 def _collude(craft: Callable[[np.ndarray, AppConfig, int], np.ndarray], kind: str) -> Attack:
     def act(reply: Message, msg: Message, context: Context) -> Message:
         sent = msg.content.array_records["arrays"]
-        base = _flat(sent)
-        own = _flat(reply.content.array_records["arrays"]) - base
+        base = flatten(sent, dtype=np.float64)
+        own = flatten(reply.content.array_records["arrays"], sent.keys(), np.float64) - base
         updates = _meet(kind, msg, context, own)
         cfg = AppConfig.from_run_config(context.run_config)
         n = int(context.node_config.get("num-partitions", 10))
-        reply.content["arrays"] = _unflat(sent, base + craft(updates, cfg, n))
+        reply.content["arrays"] = unflatten(sent, base + craft(updates, cfg, n))
         return reply
 
     return act
