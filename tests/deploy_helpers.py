@@ -94,13 +94,21 @@ def check_ledger_matches(out: Path, ledger_url: str, db: Path | None = None) -> 
         ledger.close()
 
 
+def _run_argv(dir_: Path, config: tuple[str, ...]) -> list[str]:
+    return [*CLI, "deploy", "run", str(dir_), "--app-dir", str(PROJECT), "--run-config", *config]
+
+
 def deploy_run(dir_: Path, *config: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`flwr-stellar deploy run` of the reference app, to the end."""
     return subprocess.run(
-        [*CLI, "deploy", "run", str(dir_), "--app-dir", str(PROJECT), "--run-config", *config],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+        _run_argv(dir_, config), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def start_deploy_run(dir_: Path, *config: str) -> subprocess.Popen[str]:
+    """The same, in the background (output merged into stdout), for faults injected meanwhile."""
+    return subprocess.Popen(
+        _run_argv(dir_, config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from deploy_helpers import (
     CLI,
+    PROJECT,
     all_stopped,
     check_ledger_matches,
     deploy_run,
@@ -22,6 +23,7 @@ from deploy_helpers import (
     node_pseudonyms,
     run_config,
     run_id_of,
+    start_deploy_run,
     wait_for,
 )
 
@@ -101,13 +103,7 @@ def test_faults_node_and_ledger_killed_and_restarted_then_serverapp_killed(
         out = tmp_path / "run"
         # a round gives up on a node that has not answered after 40 s
         config = run_config(state.ledger_url, out, 5, "strategy.round_timeout_s=40")
-        run = subprocess.Popen(
-            [*CLI, "deploy", "run", str(folder), "--app-dir", str(Path(__file__).parents[1]),
-             "--run-config", *config],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
+        run = start_deploy_run(folder, *config)
         try:
             done = lambda n: len(manifests_of(out)) >= n if (out / "manifests").exists() else False  # noqa: E731
             # round 2 under way: SIGKILL supernode-1 (it and its ClientApp die with it)
@@ -140,13 +136,7 @@ def test_faults_node_and_ledger_killed_and_restarted_then_serverapp_killed(
         # the ServerApp process killed mid-run while the ledger is down (its last rounds are
         # journaled, unpaid): the run fails; settling afterwards pays each round exactly once
         out2 = tmp_path / "run2"
-        second = subprocess.Popen(
-            [*CLI, "deploy", "run", str(folder), "--app-dir", str(Path(__file__).parents[1]),
-             "--run-config", *run_config(state.ledger_url, out2, 6)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
+        second = start_deploy_run(folder, *run_config(state.ledger_url, out2, 6))
         try:
             started = lambda n: (out2 / "manifests").exists() and len(manifests_of(out2)) >= n  # noqa: E731
             wait_for(lambda: started(1), 300, "round 1 of the second run", every=0.1)
@@ -273,7 +263,7 @@ def test_across_hosts_tls_and_node_auth_cross_a_real_interface(tmp_path: Path, t
 
         out = tmp_path / "run"
         run = subprocess.run(
-            [*in_server, "run", str(server_dir), "--app-dir", str(Path(__file__).parents[1]),
+            [*in_server, "run", str(server_dir), "--app-dir", str(PROJECT),
              "--run-config", *run_config(server.state.ledger_url, out, 2)],
             capture_output=True,
             text=True,

@@ -17,12 +17,12 @@ from flwr_stellar.deploy.certificates import make_certificates
 from flwr_stellar.deploy.node_auth import make_node_auth_key
 from flwr_stellar.deploy.stack import (
     FEDERATION,
-    LOOPBACK,
     ROLES,
     DeployError,
     Deployment,
     DeploySettings,
 )
+from flwr_stellar.ports import LOOPBACK
 
 
 def _deployment(args: argparse.Namespace) -> Deployment:
@@ -84,19 +84,26 @@ def _print_status(deployment: Deployment, as_json: bool) -> None:
         print(f"{row['name']:<14} {state:<8} pid {row['pid']:<8} port {port:<6} log {row['log']}")
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def _existing(args: argparse.Namespace) -> Deployment | None:
+    """The deployment in ``args.dir``, or None (said) when the folder holds none."""
     deployment = _deployment(args)
     if not deployment.state_path.exists():
         print(f"flwr-stellar deploy: no deployment in {args.dir}")
+        return None
+    return deployment
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    deployment = _existing(args)
+    if deployment is None:
         return 2
     _print_status(deployment, args.json)
     return 0 if all(r["running"] for r in deployment.status()) else 1
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    deployment = _deployment(args)
-    if not deployment.state_path.exists():
-        print(f"flwr-stellar deploy: no deployment in {args.dir}")
+    deployment = _existing(args)
+    if deployment is None:
         return 2
     try:
         stopped = deployment.down(args.only or ())

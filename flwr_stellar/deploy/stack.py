@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from logging import WARNING
 from pathlib import Path
 from typing import Any
 
-import requests
 from flwr.common.logger import log
 
 from flwr_stellar.deploy import processes
@@ -43,36 +41,16 @@ from flwr_stellar.deploy.processes import ProcessRecord
 from flwr_stellar.files import write_atomic
 from flwr_stellar.flwr_run import flwr_env
 from flwr_stellar.identity import keystore
+from flwr_stellar.ports import LOOPBACK, NotReadyError, free_port, wait_for_http, wait_for_port
 
 ROLES = ("all", "server", "nodes")
 FEDERATION = "deploy"
 STATE_FILE = "deploy.json"
 START_TIMEOUT_S = 60.0
-LOOPBACK = "127.0.0.1"
 
 
 class DeployError(RuntimeError):
     """A deployment step failed; the message says which and where its log is."""
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A port nothing listens on right now (chosen once, then kept in deploy.json)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(host: str, port: int, timeout_s: float, alive: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            s.settimeout(1.0)
-            if s.connect_ex((host, port)) == 0:
-                return
-        if not alive():
-            raise DeployError(f"the process meant to listen on {host}:{port} exited")
-        time.sleep(0.2)
-    raise DeployError(f"nothing listens on {host}:{port} after {timeout_s:.0f} s")
 
 
 @dataclass(frozen=True)
@@ -284,17 +262,10 @@ class Deployment:
             str(port),
         ]
         record = self._start("ledger", argv, port)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url, timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if not processes.is_running(record):
-                break
-            time.sleep(0.2)
-        raise DeployError(f"ledger server did not come up:\n{self._log_tail('ledger')}")
+        try:
+            wait_for_http(url, START_TIMEOUT_S, lambda: processes.is_running(record))
+        except NotReadyError as err:
+            raise DeployError(f"{err}; ledger log:\n{self._log_tail('ledger')}") from None
 
     def _start_superlink(self, ca: Path | None) -> str:
         s = self.settings
@@ -329,7 +300,7 @@ class Deployment:
         record = self._start("superlink", argv, port)
         try:
             wait_for_port(s.host, port, START_TIMEOUT_S, lambda: processes.is_running(record))
-        except DeployError as err:
+        except NotReadyError as err:
             raise DeployError(f"{err}; superlink log:\n{self._log_tail('superlink')}") from None
         return address
 
