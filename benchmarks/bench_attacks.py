@@ -11,6 +11,7 @@ same kind/scorer/settings is measured again).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import tempfile
 import time
@@ -32,7 +33,7 @@ def mix_of(kind: str, attackers: str) -> str:
     return ",".join(kinds[i % len(kinds)] for i in range(count))
 
 
-def one(kind: str, scorer: str, args: argparse.Namespace) -> dict[str, Any]:
+def one(kind: str, scorer: str, strategy: str, args: argparse.Namespace) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix=f"bench-attack-{kind}-"))
     started = time.perf_counter()
     run_app_simulation(
@@ -43,6 +44,8 @@ def one(kind: str, scorer: str, args: argparse.Namespace) -> dict[str, Any]:
             "attack.kind": mix_of(kind, args.attackers),
             "attack.nodes": args.attackers if kind != "none" else "",
             "reward.scorer": scorer,
+            "strategy.name": strategy,
+            "strategy.num_malicious": len([a for a in args.attackers.split(",") if a]),
             "reward.validation_examples": 500,
             "screening.validation_check": args.validation_check,
         },
@@ -61,6 +64,7 @@ def one(kind: str, scorer: str, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "kind": kind,
         "scorer": scorer,
+        "strategy": strategy,
         "nodes": args.nodes,
         "attackers": args.attackers if kind != "none" else "",
         "rounds": args.rounds,
@@ -76,6 +80,7 @@ def one(kind: str, scorer: str, args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scorers", nargs="+", default=["first-order"])
+    parser.add_argument("--strategies", nargs="+", default=["fedavg"])
     parser.add_argument("--kinds", nargs="+", default=["none", "labelflip", "noise", "lazy"])
     parser.add_argument("--nodes", type=int, default=6)
     parser.add_argument("--attackers", default="1,4")
@@ -84,18 +89,17 @@ def main() -> None:
     parser.add_argument("--validation-check", action="store_true")
     args = parser.parse_args()
     rows = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
-    for scorer in args.scorers:
-        for kind in args.kinds:
-            row = one(kind, scorer, args)
-            same = ("kind", "scorer", "nodes", "attackers", "rounds", "validation_check")
-            rows = [r for r in rows if any(r.get(k) != row[k] for k in same)] + [row]
-            print(
-                f"{kind:>10} {scorer:>14}: attackers {row['attacker_share']:.1%} of the DLC, "
-                f"accuracy {row['accuracy_per_round'][-1]:.3f}, rejects {row['rejects']}",
-                flush=True,
-            )
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+    for strategy, scorer, kind in itertools.product(args.strategies, args.scorers, args.kinds):
+        row = one(kind, scorer, strategy, args)
+        same = ("kind", "scorer", "strategy", "nodes", "attackers", "rounds", "validation_check")
+        rows = [r for r in rows if any(r.get(k, "fedavg") != row[k] for k in same)] + [row]
+        print(
+            f"{kind:>10} {strategy:>13} {scorer:>14}: attackers {row['attacker_share']:.1%} of the DLC, "
+            f"accuracy {row['accuracy_per_round'][-1]:.3f}, rejects {row['rejects']}",
+            flush=True,
+        )
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ class Reason(StrEnum):
     FREE_RIDER = "free-rider"  # (almost) no change to the global model
     DUPLICATE_UPDATE = "duplicate-update"  # bit-identical to another reply this round
     HURTS_VALIDATION = "hurts-validation"  # at its share, it makes the server's model worse
+    CLAIM_EXCEEDS_WORK = "claim-exceeds-work"  # moved far less than its example count implies
+    REPLAYED_GLOBAL_STEP = "replayed-global-step"  # the last global step sent back as its own
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,19 @@ class ScreeningSettings:
         (-1 = off). Honest non-IID updates can sit near 0 in early rounds, hence -0.2.
     min_relative_norm : float
         Free rider: an update norm below this fraction of the round's median.
+    min_work_ratio : float
+        Lazy free rider: an update whose norm is below this fraction of what its claimed
+        examples predict is rejected (``claim-exceeds-work``; 0 = off). Local training takes
+        one step per batch, so an update's norm grows with the examples behind it; the
+        prediction is the round's median norm x min(1, claim / median claim), a linear
+        scaling that under-predicts (norms grow slower than linearly in steps), so honest
+        nodes with few examples stay clear of it. Measured on the demo (Dirichlet 0.5):
+        honest updates sit at 0.80-1.31 of the prediction, a node that trains on a tenth of
+        what it claims at 0.16-0.38.
+    max_step_cosine : float
+        Delta-weights free rider (Fraboni et al. 2021): an update whose cosine to the previous
+        round's global step is above this is the global step sent back, not training
+        (``replayed-global-step``; 1 = off). Honest updates measured at <= 0.40.
     max_num_examples : int
         Claims of ``num-examples`` above this are implausible (0 = 1,000,000).
     min_peers : int
@@ -80,6 +93,8 @@ class ScreeningSettings:
     norm_factor: float = 3.0
     min_cosine: float = -0.2
     min_relative_norm: float = 0.001
+    min_work_ratio: float = 0.5
+    max_step_cosine: float = 0.95
     max_num_examples: int = 0
     min_peers: int = 3
     validation_check: bool = False
@@ -93,6 +108,8 @@ class ScreeningSettings:
             ("norm_factor", self.norm_factor == 0 or self.norm_factor >= 1, "must be 0 or >= 1"),
             ("min_cosine", -1 <= self.min_cosine <= 1, "must be in [-1, 1]"),
             ("min_relative_norm", 0 <= self.min_relative_norm < 1, "must be in [0, 1)"),
+            ("min_work_ratio", 0 <= self.min_work_ratio < 1, "must be in [0, 1)"),
+            ("max_step_cosine", 0 < self.max_step_cosine <= 1, "must be in (0, 1]"),
             ("max_num_examples", self.max_num_examples >= 0, "must be >= 0"),
             ("min_peers", self.min_peers >= 2, "must be >= 2"),
             ("validation_tolerance", self.validation_tolerance >= 0, "must be >= 0"),
@@ -147,6 +164,7 @@ class RoundData:
     deltas: np.ndarray  # (replies, parameters) float32, filled by FiniteArrays
     norms: np.ndarray  # per row
     watched: frozenset[int] = frozenset()  # nodes under watch this round (history)
+    step_direction: np.ndarray | None = None  # the last round's global step, unit length
 
 
 Verdict = tuple[Reason, str] | None
@@ -276,6 +294,23 @@ class NonZeroUpdate:
         return None
 
 
+class NotTheGlobalStep:
+    """A delta-weights free rider sends the last global step back as its update: it points
+    the way the model already went, and it needs no data. The server made that step, so it
+    can recognise it (after the first round, when there is one)."""
+
+    reason = Reason.REPLAYED_GLOBAL_STEP
+
+    def __call__(self, c: Candidate, data: RoundData) -> Verdict:
+        direction, bound = data.step_direction, data.settings.max_step_cosine
+        if direction is None or bound >= 1:
+            return None
+        cosine = float(np.dot(data.deltas[c.row], direction)) / float(data.norms[c.row])
+        if cosine > bound:
+            return self.reason, f"cosine to the previous global step {cosine:.3f} > {bound:g}"
+        return None
+
+
 # ---------------------------------------------------------------- round checks
 def _metric_shape(c: Candidate) -> tuple[str, tuple[str, ...]]:
     name, record = next(iter(c.reply.content.metric_records.items()))
@@ -362,6 +397,7 @@ class RelativeToMedian:
         rows = [c.row for c in alive]
         norms = data.norms[rows]
         median_norm = float(np.median(norms))
+        median_claim = float(np.median([c.num_examples for c in alive]))
         centre = (
             coordinate_median(data.deltas, rows)
             if s.min_cosine > -1 or s.watched_min_cosine > -1
@@ -385,6 +421,17 @@ class RelativeToMedian:
                     (
                         f"update norm {norm:.3g} < {s.min_relative_norm:g} x round median "
                         f"{median_norm:.4g}"
+                    ),
+                )
+            elif norm < s.min_work_ratio * (
+                predicted := median_norm * min(1.0, c.num_examples / median_claim)
+            ):
+                verdict = (
+                    Reason.CLAIM_EXCEEDS_WORK,
+                    (
+                        f"update norm {norm:.4g} < {s.min_work_ratio:g} x {predicted:.4g}, the "
+                        f"norm {c.num_examples} examples predict (round median {median_norm:.4g} "
+                        f"at {median_claim:g} examples)"
                     ),
                 )
             elif centre is not None and centre_norm > 0:
@@ -411,6 +458,7 @@ REPLY_CHECKS: Sequence[ReplyCheck] = (
     FiniteArrays(),
     MaxNorm(),
     NonZeroUpdate(),
+    NotTheGlobalStep(),
 )
 ROUND_CHECKS: Sequence[RoundCheck] = (MetricConsensus(), NoCopies(), RelativeToMedian())
 
@@ -435,6 +483,18 @@ def validation_gains(
     return gains
 
 
+def _direction(base: np.ndarray, previous_base: np.ndarray | None) -> np.ndarray | None:
+    """The unit vector from ``previous_base`` to ``base`` (None: no previous model, or no step)."""
+    if previous_base is None or previous_base.shape != base.shape:
+        return None
+    step = base - previous_base
+    norm = float(np.linalg.norm(step))
+    if not np.isfinite(norm) or norm == 0.0:
+        return None
+    step /= norm
+    return step
+
+
 def screen(
     candidates: list[Candidate],
     global_arrays: ArrayRecord,
@@ -442,6 +502,7 @@ def screen(
     array_key: str = "arrays",
     utility: Callable[[np.ndarray], float] | None = None,
     watched: frozenset[int] = frozenset(),
+    previous_base: np.ndarray | None = None,
 ) -> Screened:
     """Split replies into accepted and rejected (with a reason and a detail).
 
@@ -460,6 +521,9 @@ def screen(
         ``settings.validation_check``.
     watched : frozenset of int
         Nodes with a recent rejection or worthless round: held to ``watched_min_cosine``.
+    previous_base : numpy.ndarray, optional
+        The previous round's global model (flat float32): with ``global_arrays`` it gives the
+        last global step, for ``max_step_cosine``.
     """
     if not settings.enabled:
         for c in candidates:
@@ -479,6 +543,7 @@ def screen(
         np.empty((len(candidates), size), np.float32),
         np.zeros(len(candidates), np.float64),
         watched,
+        _direction(base, previous_base),
     )
     rejected: list[tuple[Candidate, Reason, str]] = []
     alive: list[Candidate] = []
@@ -550,6 +615,7 @@ class ScreeningStrategy(Strategy):
         self.verdicts: dict[tuple[int, str], RoundVerdicts] = {}
         self.screened: dict[int, Screened] = {}
         self.watch_until: dict[int, int] = {}  # node -> last round it is watched
+        self._previous_base: tuple[int, np.ndarray] | None = None  # (round, flat model)
 
     def watch(self, node: int, server_round: int) -> None:
         """Watch ``node`` for ``settings.watch_rounds`` rounds after ``server_round`` (called
@@ -569,6 +635,10 @@ class ScreeningStrategy(Strategy):
     def watched(self, server_round: int) -> frozenset[int]:
         """Nodes under watch in ``server_round``."""
         return frozenset(n for n, until in self.watch_until.items() if until >= server_round)
+
+    def _base_of(self, server_round: int) -> np.ndarray | None:
+        kept = self._previous_base
+        return kept[1] if kept is not None and kept[0] == server_round else None
 
     def global_before(self, server_round: int) -> ArrayRecord | None:
         """The model the round's training started from (until the round is aggregated).
@@ -616,7 +686,10 @@ class ScreeningStrategy(Strategy):
                 self.array_key,
                 utility,
                 self.watched(server_round),
+                self._base_of(server_round - 1),
             )
+            if screened.base is not None:
+                self._previous_base = (server_round, screened.base)
         self.screened[server_round] = screened
         for c in screened.accepted:
             verdicts.accepted[c.node] = ""
@@ -648,12 +721,14 @@ class ScreeningStrategy(Strategy):
         log(
             INFO,
             "\t├── ScreeningStrategy: enabled=%s, max_norm=%g, norm_factor=%g, min_cosine=%g, "
-            "min_relative_norm=%g, min_peers=%d",
+            "min_relative_norm=%g, min_work_ratio=%g, max_step_cosine=%g, min_peers=%d",
             s.enabled,
             s.max_norm,
             s.norm_factor,
             s.min_cosine,
             s.min_relative_norm,
+            s.min_work_ratio,
+            s.max_step_cosine,
             s.min_peers,
         )
         self.inner.summary()

@@ -227,3 +227,83 @@ def test_rejections_and_worthless_rounds_start_a_watch() -> None:
     assert strategy.watched(4) == strategy.watched(5) == frozenset({5})
     assert strategy.watched(6) == frozenset()
     assert ScreeningStrategy(FedAvg(), replace(CFG, watch_rounds=0)).watched(1) == frozenset()
+
+
+def test_a_claim_the_update_cannot_back_is_rejected() -> None:
+    """Lazy free rider: an update a fifth as long as its peers' while claiming as many
+    examples; the same update with a claim a tenth of theirs is an honest small node."""
+    short = arrays_from(update_scale=0.2, seed=9)
+    result = screen([*honest(4), candidate(9, short, n=100)], global_record(), CFG)
+    assert reasons(result) == {9: Reject.CLAIM_EXCEEDS_WORK}
+    assert "100 examples predict" in result.rejected[0][2]
+    for ok in (
+        screen([*honest(4), candidate(9, short, n=10)], global_record(), CFG),
+        screen(
+            [*honest(4), candidate(9, short, n=100)],
+            global_record(),
+            replace(CFG, min_work_ratio=0.0),
+        ),
+    ):
+        assert reasons(ok) == {}
+
+
+def global_step_replay(step_scale: float) -> tuple[np.ndarray, dict]:
+    """(the previous global model, an update that is the last global step x step_scale)."""
+    rng = np.random.default_rng(11)  # last round's step: like the honest direction, loosely
+    step = {k: 0.05 * (0.5 * DIRECTION[k] + rng.normal(size=v.shape)) for k, v in GLOBAL.items()}
+    previous = np.concatenate([(GLOBAL[k] - step[k]).ravel() for k in GLOBAL])
+    return previous.astype(np.float32), {
+        k: (v + step_scale * step[k]).astype(np.float32) for k, v in GLOBAL.items()
+    }
+
+
+def test_the_last_global_step_sent_back_is_rejected() -> None:
+    """Delta-weights free rider (Fraboni et al. 2021): its 'update' is the global step the
+    server made last round; recognised at any scale, only when that step is known."""
+    previous, replayed = global_step_replay(1.0)
+    for scale in (1.0, 3.0):
+        _, replayed = global_step_replay(scale)
+        result = screen(
+            [*honest(4), candidate(9, replayed)], global_record(), CFG, previous_base=previous
+        )
+        assert reasons(result) == {9: Reject.REPLAYED_GLOBAL_STEP}
+    for ok in (
+        screen([*honest(4), candidate(9, replayed)], global_record(), CFG),  # round 1
+        screen(
+            [*honest(4), candidate(9, replayed)],
+            global_record(),
+            replace(CFG, max_step_cosine=1.0),
+            previous_base=previous,
+        ),
+        screen(honest(5), global_record(), CFG, previous_base=previous),
+    ):
+        assert reasons(ok) == {}
+
+
+def test_the_strategy_remembers_the_last_global_model() -> None:
+    from flwr.serverapp.strategy import FedAvg
+
+    from strategies.screening import ScreeningStrategy
+
+    strategy = ScreeningStrategy(FedAvg(), CFG)
+    previous, replayed = global_step_replay(1.0)
+    start = ArrayRecord(
+        {k: Array(previous[o : o + v.size].reshape(v.shape)) for k, v, o in _offsets()}
+    )
+    for server_round, arrays, cands in (
+        (1, start, honest(4)),
+        (2, global_record(), [*honest(4), candidate(9, replayed)]),
+    ):
+        strategy._global[server_round] = arrays  # what configure_train records
+        for c in cands:
+            c.reply.metadata.__dict__["_src_node_id"] = c.node
+        strategy.aggregate_train(server_round, [c.reply for c in cands])
+    rejected = strategy.verdicts[(2, "train")].rejected
+    assert [(r.node, r.reason) for r in rejected] == [(9, Reject.REPLAYED_GLOBAL_STEP)]
+
+
+def _offsets():
+    offset = 0
+    for k, v in GLOBAL.items():
+        yield k, v, offset
+        offset += v.size

@@ -177,6 +177,8 @@ class ScreeningConfig:
     norm_factor: float
     min_cosine: float
     min_relative_norm: float
+    min_work_ratio: float
+    max_step_cosine: float
     max_num_examples: int
     min_peers: int
     validation_check: bool
