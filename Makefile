@@ -64,7 +64,7 @@ demo: install dataset
 	$(PY) -m flwr_stellar.app.experiment $(DEMO_ARGS) $(ARGS)
 
 test: install dataset browser js
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 test-fast: install dataset
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

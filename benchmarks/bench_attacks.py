@@ -94,8 +94,8 @@ def main() -> None:
         same = ("kind", "scorer", "strategy", "nodes", "attackers", "rounds", "validation_check")
         rows = [r for r in rows if any(r.get(k, "fedavg") != row[k] for k in same)] + [row]
         print(
-            f"{kind:>10} {strategy:>13} {scorer:>14}: attackers {row['attacker_share']:.1%} of the DLC, "
-            f"accuracy {row['accuracy_per_round'][-1]:.3f}, rejects {row['rejects']}",
+            f"{kind:>10} {strategy:>13} {scorer:>14}: attackers {row['attacker_share']:.1%} "
+            f"of the DLC, accuracy {row['accuracy_per_round'][-1]:.3f}, rejects {row['rejects']}",
             flush=True,
         )
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

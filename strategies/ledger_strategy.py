@@ -401,9 +401,10 @@ class LedgerStrategy(Strategy):
             server_round,
         )
         weights = scores.weights
-        for p, c in accepted:
-            if weights.get(p, 0) == 0:  # worth nothing this round: watched for a while
-                self.screening.watch(c.node, server_round)
+        if any(weights.values()):  # a round worth nothing as a whole singles nobody out
+            for p, c in accepted:
+                if weights.get(p, 0) == 0:  # worth nothing, unlike others: watched a while
+                    self.screening.watch(c.node, server_round)
         payable = {p: w for p, w in weights.items() if p in self.onboarder.onboarded}
         payouts = split_budget(self.budget, payable)
         manifest = RoundManifest(

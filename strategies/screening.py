@@ -294,23 +294,6 @@ class NonZeroUpdate:
         return None
 
 
-class NotTheGlobalStep:
-    """A delta-weights free rider sends the last global step back as its update: it points
-    the way the model already went, and it needs no data. The server made that step, so it
-    can recognise it (after the first round, when there is one)."""
-
-    reason = Reason.REPLAYED_GLOBAL_STEP
-
-    def __call__(self, c: Candidate, data: RoundData) -> Verdict:
-        direction, bound = data.step_direction, data.settings.max_step_cosine
-        if direction is None or bound >= 1:
-            return None
-        cosine = float(np.dot(data.deltas[c.row], direction)) / float(data.norms[c.row])
-        if cosine > bound:
-            return self.reason, f"cosine to the previous global step {cosine:.3f} > {bound:g}"
-        return None
-
-
 # ---------------------------------------------------------------- round checks
 def _metric_shape(c: Candidate) -> tuple[str, tuple[str, ...]]:
     name, record = next(iter(c.reply.content.metric_records.items()))
@@ -342,6 +325,39 @@ class NoCopies:
             by_hash[c.update_hash] += 1
         copy = (Reason.DUPLICATE_UPDATE, "bit-identical to another reply this round")
         return [(c, copy if by_hash[c.update_hash] > 1 else None) for c in alive]
+
+
+class NotTheGlobalStep:
+    """A delta-weights free rider sends the last global step back as its update: it points
+    the way the model already went, and it needs no data. The server made that step, so it
+    can recognise it (after the first round, when there is one).
+
+    Where honest updates themselves follow the last step closely (smooth, convex problems,
+    near full-batch training), the bound tightens towards 1 with the round's median cosine:
+    ``max(max_step_cosine, 1 - (1 - median) / 10)``, so only a replay closer to the step than
+    honest training gets is rejected.
+    """
+
+    def __call__(self, alive: list[Candidate], data: RoundData) -> list[tuple[Candidate, Verdict]]:
+        direction, s = data.step_direction, data.settings
+        if direction is None or s.max_step_cosine >= 1 or len(alive) < s.min_peers:
+            return [(c, None) for c in alive]
+        cosines = [float(np.dot(data.deltas[c.row], direction)) / data.norms[c.row] for c in alive]
+        median = float(np.median(cosines))
+        bound = max(s.max_step_cosine, 1 - (1 - median) / 10)
+        return [
+            (
+                c,
+                (
+                    Reason.REPLAYED_GLOBAL_STEP,
+                    f"cosine to the last global step {cosine:.4f} > {bound:.4g} (round median "
+                    f"{median:.3f})",
+                )
+                if cosine > bound
+                else None,
+            )
+            for c, cosine in zip(alive, cosines, strict=True)
+        ]
 
 
 SORTING_NETWORK_MAX_ROWS = 24
@@ -435,19 +451,22 @@ class RelativeToMedian:
                     ),
                 )
             elif centre is not None and centre_norm > 0:
-                cosine = float(np.dot(data.deltas[c.row], centre) / (norm * centre_norm))
-                watched = c.node in data.watched
-                floor = max(s.min_cosine, s.watched_min_cosine) if watched else s.min_cosine
-                if cosine < floor:
-                    verdict = (
-                        Reason.COSINE,
-                        f"cosine to the median update {cosine:.3f} < {floor:g}"
-                        + (
-                            " (watched: rejected or worthless in a recent round)" if watched else ""
-                        ),
-                    )
+                verdict = self._direction(c, data, centre / centre_norm, norm)
             out.append((c, verdict))
         return out
+
+    @staticmethod
+    def _direction(c: Candidate, data: RoundData, centre: np.ndarray, norm: float) -> Verdict:
+        """Cosine to the robust centre (unit length); a watched node must agree with it."""
+        s = data.settings
+        cosine = float(np.dot(data.deltas[c.row], centre)) / norm
+        watched = c.node in data.watched
+        floor = max(s.min_cosine, s.watched_min_cosine) if watched else s.min_cosine
+        if cosine >= floor:
+            return None
+        return Reason.COSINE, f"cosine to the median update {cosine:.3f} < {floor:g}" + (
+            " (watched: rejected or worthless in a recent round)" if watched else ""
+        )
 
 
 REPLY_CHECKS: Sequence[ReplyCheck] = (
@@ -458,9 +477,13 @@ REPLY_CHECKS: Sequence[ReplyCheck] = (
     FiniteArrays(),
     MaxNorm(),
     NonZeroUpdate(),
-    NotTheGlobalStep(),
 )
-ROUND_CHECKS: Sequence[RoundCheck] = (MetricConsensus(), NoCopies(), RelativeToMedian())
+ROUND_CHECKS: Sequence[RoundCheck] = (
+    MetricConsensus(),
+    NoCopies(),
+    NotTheGlobalStep(),
+    RelativeToMedian(),
+)
 
 
 def _flat_size(record: ArrayRecord) -> int:

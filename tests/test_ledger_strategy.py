@@ -246,3 +246,50 @@ def test_reference_app_screens_without_the_ledger(defaults) -> None:
         screening=replace(cfg.screening, enabled=False),
     )
     assert isinstance(wrap_strategy(plain, FedAvg(), Path("unused")), FedAvg)
+
+
+def reversing_app(msg: Message, context) -> Message:
+    reply = honest_app(msg, context)
+    base = msg.content["arrays"]["w"].numpy()
+    w = reply.content["arrays"]["w"].numpy()
+    reply.content["arrays"] = ArrayRecord({"w": Array((2 * base - w).astype(np.float32))})
+    return reply
+
+
+class ReversingGrid(FakeGrid):
+    """Node 100 sends its update reversed (worth less than nothing to first order)."""
+
+    def deliver(self, msg: Message, app=None, run_id: int = RUN_ID) -> Message:
+        reverse = msg.metadata.dst_node_id == 100 and msg.metadata.message_type == "train"
+        return super().deliver(msg, reversing_app if reverse else app, run_id)
+
+
+@pytest.mark.parametrize(("gradient", "watched"), [(np.arange(6.0), {100}), (np.zeros(6), set())])
+def test_worthless_contributions_are_watched_only_when_others_were_worth_something(
+    tmp_path, gradient: np.ndarray, watched: set[int]
+) -> None:
+    """A contribution worth nothing while others earn is watched by screening next rounds;
+    a round worth nothing as a whole (every value 0) singles nobody out."""
+    config = LedgerConfig(
+        output_dir=str(tmp_path / "out"),
+        reward=RewardSettings(budget_per_round="10"),
+        screening=ScreeningSettings(min_cosine=-1.0, max_num_examples=1000),
+        scorer="first-order",
+    )
+    strategy = LedgerStrategy.wrap(
+        FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1),
+        config=config,
+        validation=lambda arrays: 0.0,
+        validation_gradient=lambda arrays: ArrayRecord({"w": Array(gradient.astype(np.float32))}),
+    )
+    strategy.open(num_rounds=3)
+    try:
+        grid = ReversingGrid(tmp_path, nodes=4)
+        replies = [
+            grid.deliver(m) for m in strategy.configure_train(1, GLOBAL, ConfigRecord(), grid)
+        ]
+        strategy.aggregate_train(1, replies)
+        assert strategy.screening.watched(2) == watched
+        assert strategy.verdicts[(1, "train")].rejected == []  # paid or not, all aggregated
+    finally:
+        strategy.close()

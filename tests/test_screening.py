@@ -307,3 +307,21 @@ def _offsets():
     for k, v in GLOBAL.items():
         yield k, v, offset
         offset += v.size
+
+
+def test_where_honest_updates_follow_the_last_step_only_the_replay_is_rejected() -> None:
+    """Smooth problems: every honest update is close to the last global step (cosine ~0.98);
+    the bound tightens with the round's median, so they pass and the exact replay does not."""
+    previous, replayed = global_step_replay(1.0)
+    step = {k: replayed[k] - GLOBAL[k] for k in GLOBAL}
+    close = []
+    for i in range(4):
+        rng = np.random.default_rng(100 + i)
+        arrays = {
+            k: (GLOBAL[k] + 1.1 * v + 0.2 * np.abs(v).mean() * rng.normal(size=v.shape))
+            for k, v in step.items()
+        }
+        close.append(candidate(i, {k: v.astype(np.float32) for k, v in arrays.items()}))
+    result = screen([*close, candidate(9, replayed)], global_record(), CFG, previous_base=previous)
+    assert reasons(result) == {9: Reject.REPLAYED_GLOBAL_STEP}
+    assert "round median 0.9" in result.rejected[0][2]
