@@ -510,7 +510,7 @@ def _direction(base: np.ndarray, previous_base: np.ndarray | None) -> np.ndarray
     """The unit vector from ``previous_base`` to ``base`` (None: no previous model, or no step)."""
     if previous_base is None or previous_base.shape != base.shape:
         return None
-    step = base - previous_base
+    step: np.ndarray = np.subtract(base, previous_base, dtype=np.float32)
     norm = float(np.linalg.norm(step))
     if not np.isfinite(norm) or norm == 0.0:
         return None

@@ -101,8 +101,8 @@ def test_faults_node_and_ledger_killed_and_restarted_then_serverapp_killed(
     try:
         state = deployment.up()
         out = tmp_path / "run"
-        # a round gives up on a node that has not answered after 40 s
-        config = run_config(state.ledger_url, out, 5, "strategy.round_timeout_s=40")
+        # a round gives up on a node that has not answered after 30 s
+        config = run_config(state.ledger_url, out, 5, "strategy.round_timeout_s=30")
         run = start_deploy_run(folder, *config)
         try:
             done = lambda n: len(manifests_of(out)) >= n if (out / "manifests").exists() else False  # noqa: E731
@@ -110,11 +110,11 @@ def test_faults_node_and_ledger_killed_and_restarted_then_serverapp_killed(
             wait_for(lambda: done(1), 300, "round 1")
             kill_tree(deployment.state.processes["supernode-1"].pid)
             # round 2 over without it: restart it; round 3 under way: SIGKILL the ledger
-            # server and restart it 15 s later
+            # server and restart it 6 s later
             wait_for(lambda: done(2), 300, "round 2")
             deployment.up()  # restarts exactly what is down: supernode-1
             kill_tree(deployment.state.processes["ledger"].pid)
-            time.sleep(15)
+            time.sleep(6)  # backoff 0.5, 1, 2, 4 s meanwhile
             deployment.up()  # now the ledger server
             output, _ = run.communicate(timeout=600)
         finally:
