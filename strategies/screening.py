@@ -5,7 +5,8 @@ that looks at one reply (``ReplyCheck``) or at the round's surviving replies tog
 (``RoundCheck``) and passes it or names a reason from the shared vocabulary. They run in the
 order of ``REPLY_CHECKS`` then ``ROUND_CHECKS``, so the inner strategy (FedAvg, Krum, ...) only
 ever sees well-formed, plausible updates and one malformed reply cannot raise inside it.
-Relative checks (norm outlier, free rider, cosine to the coordinate-wise median update) need
+Relative checks (norm outlier, free rider, a claim of examples the update's length cannot back,
+the last global step sent back, cosine to the coordinate-wise median update) need
 ``min_peers`` candidates; with fewer they pass.
 
 Cost: every update is flattened once, as float32, straight into one (replies x parameters)
