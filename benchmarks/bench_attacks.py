@@ -87,8 +87,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--examples", type=int, default=300)
     parser.add_argument("--validation-check", action="store_true")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON file to update")
     args = parser.parse_args()
-    rows = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
+    results: Path = args.results
+    rows = json.loads(results.read_text())["rows"] if results.exists() else []
     for strategy, scorer, kind in itertools.product(args.strategies, args.scorers, args.kinds):
         row = one(kind, scorer, strategy, args)
         same = ("kind", "scorer", "strategy", "nodes", "attackers", "rounds", "validation_check")
@@ -98,8 +100,8 @@ def main() -> None:
             f"of the DLC, accuracy {row['accuracy_per_round'][-1]:.3f}, rejects {row['rejects']}",
             flush=True,
         )
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ class Reason(StrEnum):
     HURTS_VALIDATION = "hurts-validation"  # at its share, it makes the server's model worse
     CLAIM_EXCEEDS_WORK = "claim-exceeds-work"  # moved far less than its example count implies
     REPLAYED_GLOBAL_STEP = "replayed-global-step"  # the last global step sent back as its own
+    REVERSES_GLOBAL_STEP = "reverses-global-step"  # points back the way training came
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,10 @@ class ScreeningSettings:
         Delta-weights free rider (Fraboni et al. 2021): an update whose cosine to the previous
         round's global step is above this is the global step sent back, not training
         (``replayed-global-step``; 1 = off). Honest updates measured at <= 0.40.
+    step_cosine_margin : float
+        Sign flipper: an update whose cosine to the previous round's global step is below 0
+        and more than this below the round's median cosine points back the way training came
+        (``reverses-global-step``; 0 = off).
     max_num_examples : int
         Claims of ``num-examples`` above this are implausible (0 = 1,000,000).
     min_peers : int
@@ -96,6 +100,7 @@ class ScreeningSettings:
     min_relative_norm: float = 0.001
     min_work_ratio: float = 0.5
     max_step_cosine: float = 0.95
+    step_cosine_margin: float = 0.1
     max_num_examples: int = 0
     min_peers: int = 3
     validation_check: bool = False
@@ -111,6 +116,7 @@ class ScreeningSettings:
             ("min_relative_norm", 0 <= self.min_relative_norm < 1, "must be in [0, 1)"),
             ("min_work_ratio", 0 <= self.min_work_ratio < 1, "must be in [0, 1)"),
             ("max_step_cosine", 0 < self.max_step_cosine <= 1, "must be in (0, 1]"),
+            ("step_cosine_margin", 0 <= self.step_cosine_margin <= 2, "must be in [0, 2]"),
             ("max_num_examples", self.max_num_examples >= 0, "must be >= 0"),
             ("min_peers", self.min_peers >= 2, "must be >= 2"),
             ("validation_tolerance", self.validation_tolerance >= 0, "must be >= 0"),
@@ -328,37 +334,46 @@ class NoCopies:
         return [(c, copy if by_hash[c.update_hash] > 1 else None) for c in alive]
 
 
-class NotTheGlobalStep:
-    """A delta-weights free rider sends the last global step back as its update: it points
-    the way the model already went, and it needs no data. The server made that step, so it
-    can recognise it (after the first round, when there is one).
+class AlongTheGlobalStep:
+    """Updates against the direction training has been going: the server made last round's
+    global step, so it can compare each update with it (after the first round).
 
-    Where honest updates themselves follow the last step closely (smooth, convex problems,
-    near full-batch training), the bound tightens towards 1 with the round's median cosine:
-    ``max(max_step_cosine, 1 - (1 - median) / 10)``, so only a replay closer to the step than
-    honest training gets is rejected.
+    - Too close (``replayed-global-step``): a delta-weights free rider sends the last step
+      back as its update; it needs no data. Where honest updates themselves follow the last
+      step closely (smooth problems, near full-batch training), the bound tightens towards 1
+      with the round's median cosine, ``max(max_step_cosine, 1 - (1 - median) / 10)``, so
+      only a replay closer to the step than honest training gets is rejected.
+    - Backwards (``reverses-global-step``): consecutive gradient steps agree, so honest updates
+      have a positive cosine to the last step (demo: 0.02-0.40 over 15 rounds, one -0.02),
+      and a sign-flipped update the negative of one. Rejected: cosine below 0 and more than
+      ``step_cosine_margin`` below the round's median (after a bad step, when honest updates
+      all turn back, the median turns with them and only outliers go).
     """
 
     def __call__(self, alive: list[Candidate], data: RoundData) -> list[tuple[Candidate, Verdict]]:
         direction, s = data.step_direction, data.settings
-        if direction is None or s.max_step_cosine >= 1 or len(alive) < s.min_peers:
+        if direction is None or len(alive) < s.min_peers:
             return [(c, None) for c in alive]
         cosines = [float(np.dot(data.deltas[c.row], direction)) / data.norms[c.row] for c in alive]
         median = float(np.median(cosines))
-        bound = max(s.max_step_cosine, 1 - (1 - median) / 10)
-        return [
-            (
-                c,
-                (
+        upper = max(s.max_step_cosine, 1 - (1 - median) / 10) if s.max_step_cosine < 1 else 2.0
+        lower = min(0.0, median - s.step_cosine_margin) if s.step_cosine_margin > 0 else -2.0
+        out: list[tuple[Candidate, Verdict]] = []
+        for c, cosine in zip(alive, cosines, strict=True):
+            verdict: Verdict = None
+            where = f"cosine to the last global step {cosine:.4f}"
+            if cosine > upper:
+                verdict = (
                     Reason.REPLAYED_GLOBAL_STEP,
-                    f"cosine to the last global step {cosine:.4f} > {bound:.4g} (round median "
-                    f"{median:.3f})",
+                    f"{where} > {upper:.4g} (round median {median:.3f})",
                 )
-                if cosine > bound
-                else None,
-            )
-            for c, cosine in zip(alive, cosines, strict=True)
-        ]
+            elif cosine < lower:
+                verdict = (
+                    Reason.REVERSES_GLOBAL_STEP,
+                    f"{where} < {lower:.4g} (round median {median:.3f} - {s.step_cosine_margin:g})",
+                )
+            out.append((c, verdict))
+        return out
 
 
 SORTING_NETWORK_MAX_ROWS = 24
@@ -482,7 +497,7 @@ REPLY_CHECKS: Sequence[ReplyCheck] = (
 ROUND_CHECKS: Sequence[RoundCheck] = (
     MetricConsensus(),
     NoCopies(),
-    NotTheGlobalStep(),
+    AlongTheGlobalStep(),
     RelativeToMedian(),
 )
 

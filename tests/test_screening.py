@@ -325,3 +325,27 @@ def test_where_honest_updates_follow_the_last_step_only_the_replay_is_rejected()
     result = screen([*close, candidate(9, replayed)], global_record(), CFG, previous_base=previous)
     assert reasons(result) == {9: Reject.REPLAYED_GLOBAL_STEP}
     assert "round median 0.9" in result.rejected[0][2]
+
+
+def test_an_update_against_the_last_global_step_is_rejected_unless_everyone_turns() -> None:
+    """Sign flipper: honest updates go on the way the last step went (cosine > 0), a flipped
+    one goes back. After a bad step every honest update turns back: then nobody is rejected."""
+    previous, _ = global_step_replay(1.0)
+    flipped = {k: 2 * GLOBAL[k] - v for k, v in arrays_from(seed=9).items()}
+    loose = replace(CFG, min_cosine=-1.0)  # the robust-centre cosine would catch it too
+    result = screen(
+        [*honest(4), candidate(9, flipped)], global_record(), loose, previous_base=previous
+    )
+    assert reasons(result) == {9: Reject.REVERSES_GLOBAL_STEP}
+    assert "round median" in result.rejected[0][2]
+    bad_step = 2 * np.concatenate([GLOBAL[k].ravel() for k in GLOBAL]) - previous  # reversed
+    for ok in (
+        screen(honest(5), global_record(), loose, previous_base=bad_step.astype(np.float32)),
+        screen(
+            [*honest(4), candidate(9, flipped)],
+            global_record(),
+            replace(loose, step_cosine_margin=0.0),
+            previous_base=previous,
+        ),
+    ):
+        assert reasons(ok) == {}

@@ -179,6 +179,7 @@ class ScreeningConfig:
     min_relative_norm: float
     min_work_ratio: float
     max_step_cosine: float
+    step_cosine_margin: float
     max_num_examples: int
     min_peers: int
     validation_check: bool
