@@ -530,7 +530,7 @@ def validation_gains(
     return gains
 
 
-def _direction(base: np.ndarray, previous_base: np.ndarray | None) -> np.ndarray | None:
+def _unit_step(base: np.ndarray, previous_base: np.ndarray | None) -> np.ndarray | None:
     """The unit vector from ``previous_base`` to ``base`` (None: no previous model, or no step)."""
     if previous_base is None or previous_base.shape != base.shape:
         return None
@@ -590,7 +590,7 @@ def screen(
         np.empty((len(candidates), size), np.float32),
         np.zeros(len(candidates), np.float64),
         watched,
-        _direction(base, previous_base),
+        _unit_step(base, previous_base),
     )
     rejected: list[tuple[Candidate, Reason, str]] = []
     alive: list[Candidate] = []
@@ -768,7 +768,8 @@ class ScreeningStrategy(Strategy):
         log(
             INFO,
             "\t├── ScreeningStrategy: enabled=%s, max_norm=%g, norm_factor=%g, min_cosine=%g, "
-            "min_relative_norm=%g, min_work_ratio=%g, max_step_cosine=%g, min_peers=%d",
+            "min_relative_norm=%g, min_work_ratio=%g, max_step_cosine=%g, "
+            "step_cosine_margin=%g, min_peers=%d",
             s.enabled,
             s.max_norm,
             s.norm_factor,
@@ -776,6 +777,7 @@ class ScreeningStrategy(Strategy):
             s.min_relative_norm,
             s.min_work_ratio,
             s.max_step_cosine,
+            s.step_cosine_margin,
             s.min_peers,
         )
         self.inner.summary()
