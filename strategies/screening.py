@@ -347,8 +347,14 @@ class AlongTheGlobalStep:
       have a positive cosine to the last step (demo: 0.02-0.40 over 15 rounds, one -0.02),
       and a sign-flipped update the negative of one. Rejected: cosine below 0 and more than
       ``step_cosine_margin`` below the round's median (after a bad step, when honest updates
-      all turn back, the median turns with them and only outliers go); a watched node gets no
-      margin: below 0 and below the median is enough.
+      all turn back, the median turns with them and only outliers go). Measured: holding
+      watched nodes to no margin caught 44 instead of 27 of 45 sign-flipped updates but also
+      rejected honest ones late in training, which once left the attackers a majority of a
+      round's survivors; so every node gets the margin.
+
+    It runs after ``RelativeToMedian``, whose medians (norm, centre) must come from a round
+    that no relative check has thinned yet: removing honest updates first could hand the
+    median to the attackers.
     """
 
     def __call__(self, alive: list[Candidate], data: RoundData) -> list[tuple[Candidate, Verdict]]:
@@ -358,27 +364,20 @@ class AlongTheGlobalStep:
         cosines = [float(np.dot(data.deltas[c.row], direction)) / data.norms[c.row] for c in alive]
         median = float(np.median(cosines))
         upper = max(s.max_step_cosine, 1 - (1 - median) / 10) if s.max_step_cosine < 1 else 2.0
-        on = s.step_cosine_margin > 0
-        lower = min(0.0, median - s.step_cosine_margin) if on else -2.0
-        lower_watched = min(0.0, median) if on else -2.0  # no margin for a node under watch
+        lower = min(0.0, median - s.step_cosine_margin) if s.step_cosine_margin > 0 else -2.0
         out: list[tuple[Candidate, Verdict]] = []
         for c, cosine in zip(alive, cosines, strict=True):
             verdict: Verdict = None
             where = f"cosine to the last global step {cosine:.4f}"
-            floor, why = (
-                (lower_watched, "watched: rejected or worthless in a recent round")
-                if c.node in data.watched
-                else (lower, f"- {s.step_cosine_margin:g}")
-            )
             if cosine > upper:
                 verdict = (
                     Reason.REPLAYED_GLOBAL_STEP,
                     f"{where} > {upper:.4g} (round median {median:.3f})",
                 )
-            elif cosine < floor:
+            elif cosine < lower:
                 verdict = (
                     Reason.REVERSES_GLOBAL_STEP,
-                    f"{where} < {floor:.4g} (round median {median:.3f}, {why})",
+                    f"{where} < {lower:.4g} (round median {median:.3f} - {s.step_cosine_margin:g})",
                 )
             out.append((c, verdict))
         return out
@@ -505,8 +504,8 @@ REPLY_CHECKS: Sequence[ReplyCheck] = (
 ROUND_CHECKS: Sequence[RoundCheck] = (
     MetricConsensus(),
     NoCopies(),
-    AlongTheGlobalStep(),
     RelativeToMedian(),
+    AlongTheGlobalStep(),
 )
 
 

@@ -260,8 +260,8 @@ def global_step_replay(step_scale: float) -> tuple[np.ndarray, dict]:
 def test_the_last_global_step_sent_back_is_rejected() -> None:
     """Delta-weights free rider (Fraboni et al. 2021): its 'update' is the global step the
     server made last round; recognised at any scale, only when that step is known."""
-    previous, replayed = global_step_replay(1.0)
-    for scale in (1.0, 3.0):
+    previous, replayed = global_step_replay(3.0)  # as long as an honest update
+    for scale in (3.0, 6.0):
         _, replayed = global_step_replay(scale)
         result = screen(
             [*honest(4), candidate(9, replayed)], global_record(), CFG, previous_base=previous
@@ -286,7 +286,7 @@ def test_the_strategy_remembers_the_last_global_model() -> None:
     from strategies.screening import ScreeningStrategy
 
     strategy = ScreeningStrategy(FedAvg(), CFG)
-    previous, replayed = global_step_replay(1.0)
+    previous, replayed = global_step_replay(3.0)
     start = ArrayRecord(
         {k: Array(previous[o : o + v.size].reshape(v.shape)) for k, v, o in _offsets()}
     )
@@ -349,32 +349,3 @@ def test_an_update_against_the_last_global_step_is_rejected_unless_everyone_turn
         ),
     ):
         assert reasons(ok) == {}
-
-
-def test_a_watched_node_gets_no_margin_against_the_last_step() -> None:
-    """Late in training honest updates barely follow the last step (median cosine ~0.05); an
-    update slightly against it passes on the margin, unless its node is under watch."""
-    d = np.concatenate([DIRECTION[k].ravel() for k in GLOBAL])
-    rng = np.random.default_rng(5)
-    r = rng.normal(size=d.size)
-    r -= (r @ d) / (d @ d) * d
-    step = 0.05 * (r / np.linalg.norm(r) + 0.08 * d / np.linalg.norm(d))  # ~orthogonal to d
-    base = np.concatenate([GLOBAL[k].ravel() for k in GLOBAL])
-    unit = step / np.linalg.norm(step)
-    w = rng.normal(size=d.size)
-    w -= (w @ unit) * unit
-    update = 0.1 * np.linalg.norm(d) * (w / np.linalg.norm(w) - 0.03 * unit)  # cosine ~ -0.03
-    sideways, offset = {}, 0
-    for k, v in GLOBAL.items():
-        sideways[k] = (v + update[offset : offset + v.size].reshape(v.shape)).astype(np.float32)
-        offset += v.size
-    loose = replace(CFG, min_cosine=-1.0, watched_min_cosine=-1.0)
-    for watched, expected in ((frozenset(), None), (frozenset({9}), Reject.REVERSES_GLOBAL_STEP)):
-        result = screen(
-            [*honest(4), candidate(9, sideways)],
-            global_record(),
-            loose,
-            watched=watched,
-            previous_base=(base - step).astype(np.float32),
-        )
-        assert reasons(result).get(9) == expected, result.rejected
