@@ -70,7 +70,7 @@ class ScreeningSettings:
     step_cosine_margin : float
         Sign flipper: an update whose cosine to the previous round's global step is below 0
         and more than this below the round's median cosine points back the way training came
-        (``reverses-global-step``; 0 = off).
+        (``reverses-global-step``; 0 = off; judged only with ``2 x min_peers`` replies).
     max_num_examples : int
         Claims of ``num-examples`` above this are implausible (0 = 1,000,000).
     min_peers : int
@@ -350,7 +350,9 @@ class AlongTheGlobalStep:
       all turn back, the median turns with them and only outliers go). Measured: holding
       watched nodes to no margin caught 44 instead of 27 of 45 sign-flipped updates but also
       rejected honest ones late in training, which once left the attackers a majority of a
-      round's survivors; so every node gets the margin.
+      round's survivors; so every node gets the margin. It needs ``2 x min_peers`` survivors:
+      the median of a handful of cosines is too noisy to judge by (in 4-node test runs with
+      100 examples a node it rejected honest updates).
 
     It runs after ``RelativeToMedian``, whose medians (norm, centre) must come from a round
     that no relative check has thinned yet: removing honest updates first could hand the
@@ -364,7 +366,8 @@ class AlongTheGlobalStep:
         cosines = [float(np.dot(data.deltas[c.row], direction)) / data.norms[c.row] for c in alive]
         median = float(np.median(cosines))
         upper = max(s.max_step_cosine, 1 - (1 - median) / 10) if s.max_step_cosine < 1 else 2.0
-        lower = min(0.0, median - s.step_cosine_margin) if s.step_cosine_margin > 0 else -2.0
+        judge_reversal = s.step_cosine_margin > 0 and len(alive) >= 2 * s.min_peers
+        lower = min(0.0, median - s.step_cosine_margin) if judge_reversal else -2.0
         out: list[tuple[Candidate, Verdict]] = []
         for c, cosine in zip(alive, cosines, strict=True):
             verdict: Verdict = None

@@ -101,8 +101,10 @@ def test_faults_node_and_ledger_killed_and_restarted_then_serverapp_killed(
     try:
         state = deployment.up()
         out = tmp_path / "run"
-        # a round gives up on a node that has not answered after 30 s
-        config = run_config(state.ledger_url, out, 5, "strategy.round_timeout_s=30")
+        # a round gives up on a node that has not answered after 40 s (not less: the restart
+        # below must come after the SuperLink has let the dead node's activation expire, or
+        # the restarted SuperNode is refused with 412 and exits with code 305)
+        config = run_config(state.ledger_url, out, 5, "strategy.round_timeout_s=40")
         run = start_deploy_run(folder, *config)
         try:
             done = lambda n: len(manifests_of(out)) >= n if (out / "manifests").exists() else False  # noqa: E731

@@ -334,18 +334,22 @@ def test_an_update_against_the_last_global_step_is_rejected_unless_everyone_turn
     flipped = {k: 2 * GLOBAL[k] - v for k, v in arrays_from(seed=9).items()}
     loose = replace(CFG, min_cosine=-1.0)  # the robust-centre cosine would catch it too
     result = screen(
-        [*honest(4), candidate(9, flipped)], global_record(), loose, previous_base=previous
+        [*honest(5), candidate(9, flipped)], global_record(), loose, previous_base=previous
     )
     assert reasons(result) == {9: Reject.REVERSES_GLOBAL_STEP}
     assert "round median" in result.rejected[0][2]
     bad_step = 2 * np.concatenate([GLOBAL[k].ravel() for k in GLOBAL]) - previous  # reversed
     for ok in (
-        screen(honest(5), global_record(), loose, previous_base=bad_step.astype(np.float32)),
+        screen(honest(6), global_record(), loose, previous_base=bad_step.astype(np.float32)),
         screen(
-            [*honest(4), candidate(9, flipped)],
+            [*honest(5), candidate(9, flipped)],
             global_record(),
             replace(loose, step_cosine_margin=0.0),
             previous_base=previous,
         ),
     ):
         assert reasons(ok) == {}
+    few = screen(
+        [*honest(4), candidate(9, flipped)], global_record(), loose, previous_base=previous
+    )
+    assert reasons(few) == {}  # 5 replies < 2 x min_peers: too few to judge a median by
