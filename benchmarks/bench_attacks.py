@@ -77,6 +77,11 @@ def one(kind: str, scorer: str, strategy: str, args: argparse.Namespace) -> dict
     }
 
 
+def _key(row: dict[str, Any], key: str) -> Any:
+    """A row's value for ``key``; rows measured before ``--strategies`` existed are FedAvg."""
+    return row.get(key, "fedavg" if key == "strategy" else None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scorers", nargs="+", default=["first-order"])
@@ -94,7 +99,7 @@ def main() -> None:
     for strategy, scorer, kind in itertools.product(args.strategies, args.scorers, args.kinds):
         row = one(kind, scorer, strategy, args)
         same = ("kind", "scorer", "strategy", "nodes", "attackers", "rounds", "validation_check")
-        rows = [r for r in rows if any(r.get(k, "fedavg") != row[k] for k in same)] + [row]
+        rows = [r for r in rows if any(_key(r, k) != row[k] for k in same)] + [row]
         print(
             f"{kind:>10} {strategy:>13} {scorer:>14}: attackers {row['attacker_share']:.1%} "
             f"of the DLC, accuracy {row['accuracy_per_round'][-1]:.3f}, rejects {row['rejects']}",

@@ -9,6 +9,7 @@ from helpers import instruction
 
 from flwr_stellar.reasons import Reason as Reject
 from strategies.screening import Candidate, ScreeningSettings, screen
+from strategies.vectors import unflatten
 
 CFG = ScreeningSettings(
     enabled=True,
@@ -287,9 +288,7 @@ def test_the_strategy_remembers_the_last_global_model() -> None:
 
     strategy = ScreeningStrategy(FedAvg(), CFG)
     previous, replayed = global_step_replay(3.0)
-    start = ArrayRecord(
-        {k: Array(previous[o : o + v.size].reshape(v.shape)) for k, v, o in _offsets()}
-    )
+    start = unflatten(global_record(), previous)
     for server_round, arrays, cands in (
         (1, start, honest(4)),
         (2, global_record(), [*honest(4), candidate(9, replayed)]),
@@ -300,13 +299,6 @@ def test_the_strategy_remembers_the_last_global_model() -> None:
         strategy.aggregate_train(server_round, [c.reply for c in cands])
     rejected = strategy.verdicts[(2, "train")].rejected
     assert [(r.node, r.reason) for r in rejected] == [(9, Reject.REPLAYED_GLOBAL_STEP)]
-
-
-def _offsets():
-    offset = 0
-    for k, v in GLOBAL.items():
-        yield k, v, offset
-        offset += v.size
 
 
 def test_where_honest_updates_follow_the_last_step_only_the_replay_is_rejected() -> None:
