@@ -5,6 +5,7 @@ so a restarted server finds the same accounts and only one file needs guarding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from logging import INFO, WARNING
 from pathlib import Path
@@ -121,6 +122,44 @@ def ensure_all_funded(ledger: Ledger, addresses: list[str]) -> list[AccountInfo]
     return [ledger.load_account(a) for a in addresses]
 
 
+def required_signers(
+    source: Keypair, operations: Sequence[Operation], keypairs: Sequence[Keypair]
+) -> list[Keypair]:
+    """The keypairs whose signatures the transaction needs: its source's and each operation
+    source's, once each, in ``keypairs`` order.
+
+    Stellar refuses a transaction carrying a signature that no source needs
+    (``tx_bad_auth_extra``), so a top-up that only issues more coin must not also carry the
+    distributor's signature that the first run's trustline needed.
+
+    Parameters
+    ----------
+    source : Keypair
+        The transaction's source account.
+    operations : sequence of Operation
+        The operations; one without a source acts for the transaction's source.
+    keypairs : sequence of Keypair
+        The keypairs available to sign.
+
+    Returns
+    -------
+    list[Keypair]
+        Those of ``keypairs`` that are the source or an operation's source.
+
+    Raises
+    ------
+    ValueError
+        When a needed account has no keypair in ``keypairs``.
+    """
+    needed = {source.public_key}
+    needed.update(op.source.account_id for op in operations if op.source is not None)
+    chosen = [kp for kp in keypairs if kp.public_key in needed]
+    missing = needed - {kp.public_key for kp in chosen}
+    if missing:
+        raise ValueError(f"no keypair to sign for {', '.join(sorted(missing))}")
+    return list({kp.public_key: kp for kp in chosen}.values())
+
+
 def prepare(ledger: Ledger, treasury: Treasury, cfg: RewardSettings, budget_total: int) -> None:
     """Idempotently: accounts exist, issuer flags set, distributor trusts DLC and holds at
     least ``budget_total`` stroops of it (issuing only the difference)."""
@@ -166,7 +205,7 @@ def prepare(ledger: Ledger, treasury: Treasury, cfg: RewardSettings, budget_tota
             )
         )
     if setup:
-        submit_signed(
-            ledger, [treasury.issuer, treasury.distributor], setup, source=treasury.issuer
-        )
+        roles = [treasury.issuer, treasury.distributor]
+        signers = required_signers(treasury.issuer, setup, roles)
+        submit_signed(ledger, signers, setup, source=treasury.issuer)
         log(INFO, "treasury: distributor holds %s stroops of %s", budget_total, asset)
