@@ -199,6 +199,33 @@ def test_trustlines_data_and_flags(chain: Chain) -> None:
     )
 
 
+def test_holders_match_the_asset_exactly(chain: Chain) -> None:
+    """Only trustlines to exactly CODE:ISSUER count: not another case (``dlc``), a longer code
+    sharing the prefix (``DLCX``), the same code of another issuer; a code with SQL wildcards
+    is refused, not matched."""
+    issuer, other_issuer = chain.funded(), chain.funded()
+    holder, lower, longer, shorter, foreign = (chain.funded() for _ in range(5))
+    for kp, asset in (
+        (holder, chain.asset(issuer, "DLC")),
+        (lower, chain.asset(issuer, "dlc")),
+        (longer, chain.asset(issuer, "DLCX")),
+        (shorter, chain.asset(issuer, "DL")),
+        (foreign, chain.asset(other_issuer, "DLC")),
+    ):
+        assert chain.submit(kp, trust(asset)).successful
+    ids = lambda asset: [a.account_id for a in chain.ledger.holders(asset).records]  # noqa: E731
+    assert ids(f"DLC:{issuer.public_key}") == [holder.public_key]
+    assert ids(f"dlc:{issuer.public_key}") == [lower.public_key]
+    assert ids(f"DLCX:{issuer.public_key}") == [longer.public_key]
+    assert ids(f"DLC:{other_issuer.public_key}") == [foreign.public_key]
+    assert ids(f"DLCXY:{issuer.public_key}") == []
+    for bad in ("D_C", "DL%", "%", "_LC", "DLC:X", "", "DLÇ", "A" * 13):
+        with pytest.raises(LedgerError, match="CODE:ISSUER"):
+            chain.ledger.holders(f"{bad}:{issuer.public_key}")
+    with pytest.raises(LedgerError, match="CODE:ISSUER"):
+        chain.ledger.holders("DLC:%")
+
+
 def test_unsupported_operation_rejected(chain: Chain) -> None:
     a = chain.funded()
     result = chain.submit(

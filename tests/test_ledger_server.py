@@ -10,9 +10,11 @@ from ledger_helpers import serve_ledger
 from stellar_sdk import Asset, Keypair, Server, TransactionBuilder
 from stellar_sdk.exceptions import BadRequestError, NotFoundError
 
+from flwr_stellar.ledger.base import LedgerError, LedgerUnavailableError
 from flwr_stellar.ledger.base import NotFoundError as LedgerNotFound
 from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE
 from flwr_stellar.ledger.horizon import HorizonLedger
+from flwr_stellar.ledger.server import PROBLEM
 
 pytestmark = pytest.mark.slow
 
@@ -258,3 +260,78 @@ def test_python_sdk_links_operations_and_result_xdr(served: str) -> None:
     first, second = page["_embedded"]["records"][0], nxt["_embedded"]["records"][0]
     assert int(second["paging_token"]) > int(first["paging_token"])
     assert sdk.ledgers().ledger(record["ledger"]).call()["hash"]
+
+
+NON_ASCII_NUMBERS = ["١٢", "²", "１２", "1٢", "٠", "𝟏"]  # all pass str.isdigit()
+
+
+def test_numeric_parameters_accept_ascii_digits_only(served: str) -> None:
+    """Every number in a path or query is ASCII digits: anything else that ``str.isdigit``
+    lets through (Arabic-Indic, superscript, full-width digits) is a 400 problem, never a 500
+    and never silently read as a number."""
+    http = requests.Session()
+    payer = Keypair.random()
+    assert http.get(f"{served}/friendbot", params={"addr": payer.public_key}).ok
+    page = http.get(f"{served}/accounts/{payer.public_key}/transactions").json()
+    record = page["_embedded"]["records"][0]
+    tx_hash, seq = record["hash"], record["ledger"]
+    paged = [
+        f"/accounts/{payer.public_key}/transactions",
+        f"/accounts/{payer.public_key}/operations",
+        f"/accounts/{payer.public_key}/payments",
+        "/transactions",
+        f"/transactions/{tx_hash}/operations",
+        "/ledgers",
+        f"/ledgers/{seq}/transactions",
+        f"/ledgers/{seq}/operations",
+    ]
+    asset = f"DLC:{payer.public_key}"
+    requests_made = [(p, {"limit": "2"}) for p in paged] + [("/accounts", {"asset": asset})]
+    for path, params in requests_made:  # the well-formed request works
+        assert http.get(served + path, params=params).status_code == 200, path
+    bad: list[tuple[str, dict[str, str]]] = []
+    for text in NON_ASCII_NUMBERS:
+        bad += [(p, {"limit": text}) for p in paged]
+        bad += [(p, {"cursor": text}) for p in paged]
+        bad.append(("/accounts", {"asset": asset, "limit": text}))
+        bad += [
+            (f"/ledgers/{text}", {}),
+            (f"/ledgers/{text}/transactions", {}),
+            (f"/ledgers/{text}/operations", {}),
+            (f"/operations/{text}", {}),
+            (f"/operations/{int(record['paging_token']) + 1}{text}", {}),
+        ]
+    for path, params in bad:
+        resp = http.get(served + path, params=params)
+        assert resp.status_code == 400, (path, params, resp.status_code, resp.text[:200])
+        body = resp.json()
+        assert body["status"] == 400 and body["type"].startswith(PROBLEM), body
+        assert body["detail"], body
+    for path in ("/ledgers/" + "9" * 400, "/operations/" + "9" * 400):  # bounded
+        assert http.get(served + path).status_code == 400
+    assert http.get(served, params={"limit": "x"}).status_code == 200  # still serving
+
+
+def test_holders_through_horizon_are_exact_and_bad_assets_are_bad_requests(served: str) -> None:
+    ledger = HorizonLedger(served, DEFAULT_PASSPHRASE, friendbot_url=f"{served}/friendbot")
+    issuer, holder, lower = Keypair.random(), Keypair.random(), Keypair.random()
+    for kp in (issuer, holder, lower):
+        assert ledger.fund(kp.public_key).successful
+    sdk = Server(served)
+    for kp, code in ((holder, "DLC"), (lower, "dlc")):
+        tx = (
+            TransactionBuilder(sdk.load_account(kp.public_key), DEFAULT_PASSPHRASE, 100)
+            .append_change_trust_op(Asset(code, issuer.public_key))
+            .set_timeout(60)
+            .build()
+        )
+        tx.sign(kp)
+        sdk.submit_transaction(tx, skip_memo_required_check=True)
+    page = ledger.holders(f"DLC:{issuer.public_key}")
+    assert [a.account_id for a in page.records] == [holder.public_key]
+    for bad in (f"D_C:{issuer.public_key}", f"%:{issuer.public_key}", "DLC:nope"):
+        with pytest.raises(LedgerError) as info:
+            ledger.holders(bad)
+        assert not isinstance(info.value, LedgerUnavailableError)
+        resp = requests.get(f"{served}/accounts", params={"asset": bad})
+        assert resp.status_code == 400 and resp.json()["status"] == 400

@@ -38,6 +38,7 @@ from flwr_stellar.ledger.horizon_json import (
     payment_from_json,
     tx_from_json,
 )
+from flwr_stellar.ledger.params import parse_asset
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,9 @@ class HorizonLedger:
     def holders(
         self, asset: str, *, cursor: str | None = None, limit: int = 10
     ) -> Page[AccountInfo]:
-        code, _, issuer = asset.partition(":")
+        """Accounts trusting exactly ``asset``; a malformed one is a LedgerError (bad input),
+        not a ValueError that ``_transport`` would report as an unreadable answer."""
+        code, issuer = parse_asset(asset)
         builder = self.server.accounts().for_asset(Asset(code, issuer))
         records, _ = self._paged(builder, cursor, limit, "asc")
         accounts = tuple(account_from_json(r) for r in records)

@@ -29,6 +29,7 @@ from flwr_stellar.ledger.horizon_json import (
     page_json,
     tx_to_json,
 )
+from flwr_stellar.ledger.params import parse_uint
 from flwr_stellar.ledger.result_xdr import ResultCodeError, build_result_xdr
 
 MAX_BODY_BYTES = 256 * 1024
@@ -52,10 +53,8 @@ def problem(
 
 def _query(request: Request) -> tuple[str | None, int, str]:
     q = request.query_params
-    limit_text = q.get("limit", "10")
-    if not limit_text.isdigit():
-        raise LedgerError(f"limit must be an integer, got {limit_text!r}")
-    return q.get("cursor") or None, int(limit_text), q.get("order", "asc")
+    limit = parse_uint(q.get("limit", "10"), "limit", 2**31)
+    return q.get("cursor") or None, limit, q.get("order", "asc")
 
 
 def _base(request: Request) -> str:
@@ -93,10 +92,7 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
         return JSONResponse(page_json(_url(request), dict(request.query_params), records, order))
 
     def ledger_seq(request: Request) -> int:
-        text = request.path_params["sequence"]
-        if not text.isdigit() or int(text) >= 2**31:
-            raise LedgerError(f"invalid ledger sequence {text!r}")
-        return int(text)
+        return parse_uint(request.path_params["sequence"], "ledger sequence", 2**31)
 
     def ledger_json(request: Request, header: dict[str, Any]) -> dict[str, Any]:
         ok, total = ledger.store.db.execute(
@@ -212,10 +208,9 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
         return op_page(request, page.records, order)
 
     async def operation(request: Request) -> JSONResponse:
-        text = request.path_params["op_id"]
-        if not text.isdigit() or int(text) >= 2**63 or int(text) & 0xFFF == 0:
-            raise LedgerError(f"invalid operation id {text!r}")
-        op_id = int(text)
+        op_id = parse_uint(request.path_params["op_id"], "operation id", 2**63)
+        if op_id & 0xFFF == 0:  # index 0 is the transaction itself, not an operation
+            raise LedgerError(f"invalid operation id {op_id}: its operation index is 0")
         found = ledger.transactions(
             ledger=op_id >> 32, cursor=str((op_id & ~0xFFF) - 1), limit=1
         ).records
@@ -304,9 +299,7 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
         cursor, limit, order = _query(request)
         if order not in ("asc", "desc") or not 1 <= limit <= 200:
             raise LedgerError("order must be asc|desc and limit in [1, 200]")
-        if cursor is not None and (not cursor.isdigit() or int(cursor) >= 2**63):
-            raise LedgerError(f"invalid cursor {cursor!r}")
-        after = int(cursor) >> 32 if cursor else None
+        after = parse_uint(cursor, "cursor", 2**63) >> 32 if cursor else None
         where = "" if after is None else ("WHERE seq > ?" if order == "asc" else "WHERE seq < ?")
         rows = ledger.store.db.execute(
             f"SELECT seq FROM ledgers {where} ORDER BY seq {order.upper()} LIMIT ?",

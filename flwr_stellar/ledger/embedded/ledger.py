@@ -65,6 +65,7 @@ from flwr_stellar.ledger.embedded.ops import OPERATIONS, ApplyContext, set_optio
 from flwr_stellar.ledger.embedded.ops.xdr_util import muxed_id
 from flwr_stellar.ledger.embedded.state import Overlay
 from flwr_stellar.ledger.embedded.store import Store
+from flwr_stellar.ledger.params import parse_asset, parse_uint
 
 DEFAULT_PASSPHRASE = "flwr-stellar embedded ; 2026"
 
@@ -701,14 +702,20 @@ class EmbeddedLedger:
     def holders(
         self, asset: str, *, cursor: str | None = None, limit: int = 10
     ) -> Page[AccountInfo]:
-        code, _, issuer = asset.partition(":")
-        if not code or not StrKey.is_valid_ed25519_public_key(issuer):
-            raise LedgerError(f"asset must be CODE:ISSUER, got {asset!r}")
+        """Accounts with a trustline to exactly ``asset`` (``CODE:ISSUER``), by account id.
+
+        The code is validated and compared exactly (``=``, case-sensitive): SQL ``LIKE`` would
+        list holders of ``dlc`` as ``DLC`` holders, and a ``_``/``%`` in the request would be
+        a wildcard.
+        """
+        code, issuer = parse_asset(asset)
+        suffix = f"\x1f{code}:{issuer}"
         rows = self.store.db.execute(
-            "SELECT key FROM entries WHERE kind = 'tl' AND key LIKE ? ORDER BY key",
-            ("%\x1f" + asset,),
+            "SELECT key FROM entries WHERE kind = 'tl' AND substr(key, -?) = ? ORDER BY key",
+            (len(suffix), suffix),
         ).fetchall()
-        accounts = sorted(key.split("\x1f")[1] for (key,) in rows)
+        parts = (key.split("\x1f") for (key,) in rows)  # ("tl", account, "CODE:ISSUER")
+        accounts = sorted(p[1] for p in parts if len(p) == 3 and p[2] == f"{code}:{issuer}")
         if cursor:
             accounts = [a for a in accounts if a > cursor]
         records = tuple(self.load_account(a) for a in accounts[: _limit(limit)])
@@ -822,10 +829,9 @@ def _paging(cursor: str | None, order: str, key_sql: str) -> tuple[str, tuple[in
         raise LedgerError(f"order must be asc or desc, got {order!r}")
     if cursor in (None, ""):
         return "", (), order.upper()
-    if not str(cursor).isdigit() or int(str(cursor)) >= 2**63:
-        raise LedgerError(f"invalid cursor {cursor!r}")
+    start = parse_uint(str(cursor), "cursor", 2**63)  # ASCII digits only (a TOID)
     op = ">" if order == "asc" else "<"
-    return f"AND {key_sql} {op} ?", (int(str(cursor)),), order.upper()
+    return f"AND {key_sql} {op} ?", (start,), order.upper()
 
 
 def _memo(memo: Any) -> tuple[str, str | None]:
