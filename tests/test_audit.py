@@ -18,9 +18,9 @@ from flwr_stellar.app.simulation import run_app_simulation
 from flwr_stellar.audit.cli import run_audit_for
 from flwr_stellar.cli import main
 from flwr_stellar.identity import keystore
+from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.embedded import EmbeddedLedger
 from flwr_stellar.ledger.tx import build, submit_signed
-from flwr_stellar.payments.amounts import format_amount
 from flwr_stellar.payments.manifest import RoundManifest
 from flwr_stellar.payments.treasury import DEV_TREASURY_PASSPHRASE, Treasury
 

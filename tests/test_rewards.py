@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flwr_stellar.payments.amounts import format_amount, parse_amount, split_budget
+from flwr_stellar.ledger.amounts import (
+    AmountError,
+    format_amount,
+    format_stroops,
+    parse_amount,
+    parse_stroops,
+)
+from flwr_stellar.payments.amounts import split_budget
 from strategies.scoring import COUNTING, Contribution, RoundUpdates, ScoringSettings, score
 
 
@@ -23,6 +30,38 @@ def test_parse_amount(text: str, stroops: int) -> None:
 @pytest.mark.parametrize("text", ["0", "-1", "0.00000001", "abc", "", "nan", "inf", "1e30"])
 def test_parse_amount_rejects(text: str) -> None:
     assert parse_amount(text) is None
+
+
+@given(stroops=st.integers(-(2**63), 2**63 - 1))
+def test_codec_round_trips_every_int64(stroops: int) -> None:
+    assert parse_stroops(format_amount(stroops)) == stroops
+    assert parse_stroops(format_stroops(stroops)) == stroops
+    assert len(format_stroops(stroops).split(".")[1]) == 7  # Horizon's shape
+
+
+def test_codec_formats() -> None:
+    assert format_amount(5_000_000) == "0.5"
+    assert format_amount(0) == "0"
+    assert format_amount(-5) == "-0.0000005"
+    assert format_stroops(125_000_000) == "12.5000000"
+    assert parse_stroops("0") == 0  # a Horizon balance may be zero
+
+
+@pytest.mark.parametrize(
+    "text", ["abc", "", "nan", "0.00000001", "922337203685.4775808", "1e9999999999"]
+)
+def test_parse_stroops_names_the_bad_amount(text: str) -> None:
+    with pytest.raises(AmountError, match="amount"):
+        parse_stroops(text)
+
+
+def test_payments_amounts_re_exports_the_codec() -> None:
+    from flwr_stellar.ledger import amounts as codec
+    from flwr_stellar.payments import amounts as compat
+
+    assert compat.format_amount is codec.format_amount
+    assert compat.parse_amount is codec.parse_amount
+    assert compat.STROOPS_PER_UNIT == codec.STROOPS_PER_UNIT == 10_000_000
 
 
 weights = st.dictionaries(

@@ -35,9 +35,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import Ledger
 from flwr_stellar.ledger.decode import PaymentOp, decode_envelope, iter_transactions
-from flwr_stellar.payments.amounts import format_amount
 from flwr_stellar.payments.manifest import ManifestError, RoundManifest
 
 CHECKS = ("manifest-file", "chain", "budget", "model-link", "anchor", "payouts")

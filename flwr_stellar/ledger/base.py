@@ -7,16 +7,27 @@ which one it talks to. Amounts are int64 stroops (1 XLM = 10,000,000 stroops) ev
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-STROOPS_PER_UNIT = 10_000_000
+from flwr_stellar.ledger.amounts import STROOPS_PER_UNIT as STROOPS_PER_UNIT  # re-export
+
 NATIVE = "native"
 
 
 def asset_id(code: str | None, issuer: str | None) -> str:
     """``native`` or ``CODE:ISSUER`` (Horizon's canonical asset string)."""
     return NATIVE if code is None else f"{code}:{issuer}"
+
+
+def asset_code_ok(code: str) -> bool:
+    """Whether ``code`` is a Stellar asset code: 1 to 12 letters or digits.
+
+    Checked where a code is configured, so a bad one fails at start-up naming the setting
+    rather than at the first ``change_trust`` on the ledger.
+    """
+    return re.fullmatch(r"[A-Za-z0-9]{1,12}", code) is not None
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import NATIVE, Ledger, LedgerError
 from flwr_stellar.ledger.decode import PAGE, decode_envelope, iter_pages, iter_transactions
-from flwr_stellar.payments.amounts import format_amount
 from flwr_stellar.payments.manifest import RoundManifest
 
 

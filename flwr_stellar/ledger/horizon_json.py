@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+from flwr_stellar.ledger.amounts import format_stroops, parse_stroops
 from flwr_stellar.ledger.base import (
     NATIVE,
-    STROOPS_PER_UNIT,
     AccountInfo,
     Balance,
     PaymentRecord,
@@ -30,19 +29,6 @@ ACCOUNT_FLAG_NAMES = (
     (4, "auth_immutable"),
     (8, "auth_clawback_enabled"),
 )
-
-
-def amount_str(stroops: int) -> str:
-    sign = "-" if stroops < 0 else ""
-    whole, frac = divmod(abs(stroops), STROOPS_PER_UNIT)
-    return f"{sign}{whole}.{frac:07d}"
-
-
-def parse_amount(text: str) -> int:
-    value = Decimal(text) * STROOPS_PER_UNIT
-    if value != value.to_integral_value():
-        raise ValueError(f"amount {text!r} has more than 7 decimals")
-    return int(value)
 
 
 def iso_time(unix: int) -> str:
@@ -115,14 +101,14 @@ def account_to_json(a: AccountInfo, base_url: str = "") -> dict[str, Any]:
     balances = []
     for b in a.balances:
         entry: dict[str, Any] = {
-            "balance": amount_str(b.balance),
+            "balance": format_stroops(b.balance),
             **_asset_fields(b.asset),
             "buying_liabilities": "0.0000000",
             "selling_liabilities": "0.0000000",
         }
         if b.asset != NATIVE:
             entry |= {
-                "limit": amount_str(b.limit or 0),
+                "limit": format_stroops(b.limit or 0),
                 "is_authorized": bool(b.flags & 1),
                 "is_authorized_to_maintain_liabilities": bool(b.flags & 2),
                 "is_clawback_enabled": bool(b.flags & 4),
@@ -168,8 +154,8 @@ def account_from_json(d: dict[str, Any]) -> AccountInfo:
             | (2 if b.get("is_authorized_to_maintain_liabilities") else 0)
             | (4 if b.get("is_clawback_enabled") else 0)
         )
-        limit = parse_amount(b["limit"]) if "limit" in b else None
-        balances.append(Balance(_asset_from(b), parse_amount(b["balance"]), limit, flags))
+        limit = parse_stroops(b["limit"]) if "limit" in b else None
+        balances.append(Balance(_asset_from(b), parse_stroops(b["balance"]), limit, flags))
     master = next((s["weight"] for s in d["signers"] if s["key"] == account_id), 0)
     signers = tuple(sorted((s["key"], s["weight"]) for s in d["signers"] if s["key"] != account_id))
     t = d["thresholds"]
@@ -245,9 +231,9 @@ def tx_from_json(d: dict[str, Any]) -> TxRecord:
 # ---------------------------------------------------------------------------- payments
 def payment_from_json(d: dict[str, Any], ledger: int | None = None) -> PaymentRecord:
     if d["type"] == "create_account":
-        dest, asset, amount = d["account"], NATIVE, parse_amount(d["starting_balance"])
+        dest, asset, amount = d["account"], NATIVE, parse_stroops(d["starting_balance"])
     else:
-        dest, asset, amount = d["to"], _asset_from(d), parse_amount(d["amount"])
+        dest, asset, amount = d["to"], _asset_from(d), parse_stroops(d["amount"])
     return PaymentRecord(
         id=d["id"],
         tx_hash=d["transaction_hash"],
@@ -289,7 +275,7 @@ def _op_fields(body: Any, source: str) -> dict[str, Any]:
     if name == "CREATE_ACCOUNT":
         op = body.create_account_op
         return {
-            "starting_balance": amount_str(op.starting_balance.int64),
+            "starting_balance": format_stroops(op.starting_balance.int64),
             "funder": source,
             "account": account_id(op.destination),
         }
@@ -299,12 +285,12 @@ def _op_fields(body: Any, source: str) -> dict[str, Any]:
             **asset(op.asset),
             "from": source,
             "to": muxed_id(op.destination),
-            "amount": amount_str(op.amount.int64),
+            "amount": format_stroops(op.amount.int64),
         }
     if name == "CHANGE_TRUST":
         op = body.change_trust_op
         line = op.line
-        fields: dict[str, Any] = {"limit": amount_str(op.limit.int64), "trustor": source}
+        fields: dict[str, Any] = {"limit": format_stroops(op.limit.int64), "trustor": source}
         if line.alpha_num4 is not None or line.alpha_num12 is not None:
             text = asset_string(line)
             fields |= _asset_fields(text) | {"trustee": text.split(":")[1]}
@@ -327,7 +313,7 @@ def _op_fields(body: Any, source: str) -> dict[str, Any]:
         return {
             **asset(op.asset),
             "from": muxed_id(op.from_),
-            "amount": amount_str(op.amount.int64),
+            "amount": format_stroops(op.amount.int64),
         }
     if name == "SET_TRUST_LINE_FLAGS":
         op = body.set_trust_line_flags_op
@@ -413,8 +399,8 @@ def ledger_to_json(header: dict[str, Any], base_url: str = "") -> dict[str, Any]
         "operation_count": header["op_count"],
         "tx_set_operation_count": header["op_count"],
         "closed_at": iso_time(header["close_time"]),
-        "total_coins": amount_str(header["total_coins"]),
-        "fee_pool": amount_str(header["fee_pool"]),
+        "total_coins": format_stroops(header["total_coins"]),
+        "fee_pool": format_stroops(header["fee_pool"]),
         "base_fee_in_stroops": header["base_fee"],
         "base_reserve_in_stroops": header["base_reserve"],
         "max_tx_set_size": 1000,

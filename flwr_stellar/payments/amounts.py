@@ -1,40 +1,42 @@
-"""Amounts in integer stroops: the one codec between decimal coin strings and int64, and the
-budget split.
+"""The budget split: a round's stroops shared among integer weights.
 
 ``split_budget`` shares a round's budget among non-negative integer weights by largest
 remainder, so payouts are integers, sum to at most the budget (exactly the budget when any
 weight is positive) and do not depend on reply order.
+
+The stroop codec (parse / format) lives in :mod:`flwr_stellar.ledger.amounts`, the one place
+Stellar's amount rules are applied; its names are re-exported here so existing imports keep
+working, but new code should import them from there.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 
-from flwr_stellar.ledger.base import STROOPS_PER_UNIT
+from flwr_stellar.ledger.amounts import (
+    MAX_AMOUNT,
+    STROOPS_PER_UNIT,
+    AmountError,
+    format_amount,
+    format_stroops,
+    parse_amount,
+    parse_stroops,
+    stroops_to_units,
+)
+from flwr_stellar.ledger.base import asset_code_ok
 
-MAX_AMOUNT = 2**63 - 1  # int64 stroops
-
-
-def parse_amount(text: str) -> int | None:
-    """'100' or '0.5' DLC -> stroops; None if not a positive amount with <= 7 decimals."""
-    try:
-        value = Decimal(text.strip()) * STROOPS_PER_UNIT
-    except (InvalidOperation, AttributeError):
-        return None
-    if not value.is_finite() or value != value.to_integral_value() or not 0 < value <= MAX_AMOUNT:
-        return None
-    return int(value)
-
-
-def format_amount(stroops: int) -> str:
-    units, frac = divmod(stroops, STROOPS_PER_UNIT)
-    return f"{units}.{frac:07d}".rstrip("0").rstrip(".")
-
-
-def asset_code_ok(code: str) -> bool:
-    return re.fullmatch(r"[A-Za-z0-9]{1,12}", code) is not None
+__all__ = [
+    "MAX_AMOUNT",
+    "STROOPS_PER_UNIT",
+    "AmountError",
+    "asset_code_ok",
+    "format_amount",
+    "format_stroops",
+    "parse_amount",
+    "parse_stroops",
+    "split_budget",
+    "stroops_to_units",
+]
 
 
 def split_budget(budget: int, weights: Mapping[str, int]) -> dict[str, int]:

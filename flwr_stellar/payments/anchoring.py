@@ -21,6 +21,7 @@ from flwr.common.logger import log
 from stellar_sdk import BumpSequence, Operation, Payment
 
 from flwr_stellar.failpoints import failpoint
+from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import (
     Ledger,
     LedgerError,
@@ -31,7 +32,6 @@ from flwr_stellar.ledger.base import (
 from flwr_stellar.ledger.decode import iter_transactions
 from flwr_stellar.ledger.pacing import FeeBid, LedgerPacer
 from flwr_stellar.ledger.tx import MAX_OPS, build
-from flwr_stellar.payments.amounts import format_amount
 from flwr_stellar.payments.manifest import ManifestStore, RoundManifest
 from flwr_stellar.payments.outbox import Entry, Outbox
 from flwr_stellar.payments.treasury import Treasury

@@ -18,9 +18,9 @@ from flwr.common.logger import log
 from rich.console import Console
 from rich.table import Table
 
+from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import Ledger, LedgerUnavailableError, NotFoundError
 from flwr_stellar.ledger.settings import LedgerSettings
-from flwr_stellar.payments.amounts import format_amount
 from flwr_stellar.payments.anchoring import SETTLE_TIMEOUT_S, Anchorer
 from flwr_stellar.payments.manifest import ManifestStore, RoundManifest
 from flwr_stellar.payments.outbox import Outbox

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flwr_stellar.payments.amounts import asset_code_ok, parse_amount
+from flwr_stellar.ledger.amounts import parse_amount
+from flwr_stellar.ledger.base import asset_code_ok
 
 ONBOARDING = ("sponsored", "friendbot")
 TREASURY_PASSPHRASE_ENV = "FLWR_STELLAR_TREASURY_PASSPHRASE"

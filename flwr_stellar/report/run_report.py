@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from flwr_stellar.audit.run_audit import AuditReport
-from flwr_stellar.payments.amounts import format_amount
+from flwr_stellar.ledger.amounts import format_amount, stroops_to_units
 from flwr_stellar.payments.manifest import ManifestError, RoundManifest
 from flwr_stellar.report.html import Figures, esc, json_scalar, page, round_axis, short, table
-
-COIN = 10_000_000
 
 
 def load_manifests(run_dir: Path, run_id: int | None = None) -> list[RoundManifest]:
@@ -78,7 +76,7 @@ def _coins_figure(figs: Figures, manifests: list[RoundManifest], code: str) -> s
         for c in m.contributions:
             running[c.pseudonym] += c.payout
         for p in pseudonyms:
-            totals[p].append(running[p] / COIN)
+            totals[p].append(stroops_to_units(running[p]))
     fig = figs.new()
     ax = fig.add_subplot()
     rounds = [0, *(m.server_round for m in manifests)]

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flwr_stellar.ledger.amounts import stroops_to_units
 from flwr_stellar.report.html import Figures, esc, page, table
 from flwr_stellar.report.run_report import _metrics, load_manifests
-
-COIN = 10_000_000
 
 
 @dataclass
@@ -62,8 +61,8 @@ def _job(path: Path, root: Path) -> Job:
         path=path,
         status=str(metrics.get("status", "?")),
         final_accuracy=accuracies[-1] if accuracies else None,
-        honest_coins=honest / COIN,
-        attacker_coins=attackers / COIN,
+        honest_coins=stroops_to_units(honest),
+        attacker_coins=stroops_to_units(attackers),
         rejected=int(sum(r.get("replies_rejected", 0) for r in rounds)),
         seconds_per_round=statistics.median(per_round) if per_round else None,
         config=config,
