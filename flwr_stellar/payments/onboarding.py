@@ -28,6 +28,7 @@ from flwr_stellar.protocol.onboarding import (
     Terms,
     operations,
 )
+from flwr_stellar.protocol.text import printable_note
 
 ATTEMPTS = 2
 TIMEOUT_S = 120.0
@@ -144,8 +145,8 @@ class Onboarder:
             envelope = envelopes[pseudonym]
             reply = replies.get(node)
             if reply is None or not attach_cosignature(envelope, pseudonym, reply):
-                why = (
-                    reply.error.reason
+                why = (  # the node's own words: bounded and printable before log/manifest
+                    printable_note(reply.error.reason or f"error {reply.error.code}")
                     if reply is not None and reply.has_error()
                     else "no valid co-signature"
                 )
