@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_flwr_run)
 
-    from flwr_stellar.audit.cli import add_audit_parser
+    from flwr_stellar.audit.cli import add_audit_parser, add_round_parser
     from flwr_stellar.deploy.cli import add_deploy_parser
     from flwr_stellar.identity.cli import add_keys_parser
     from flwr_stellar.ledger.cli import add_ledger_parser
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     from flwr_stellar.report.cli import add_report_parser
 
     add_keys_parser(sub)
-    add_ledger_parser(sub)
+    add_round_parser(add_ledger_parser(sub))  # `ledger round` reads manifests: audit's to add
     add_audit_parser(sub)
     add_report_parser(sub)
     add_payouts_parser(sub)

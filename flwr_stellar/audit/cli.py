@@ -1,4 +1,5 @@
-"""``flwr-stellar audit RUN_DIR``: exit 0 only when every check of every run passes."""
+"""``flwr-stellar audit RUN_DIR``: exit 0 only when every check of every run passes; and
+``flwr-stellar ledger round RUN_DIR ROUND``, one round's manifest beside its transactions."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 
 from flwr_stellar.audit.run_audit import AuditReport, audit_run
+from flwr_stellar.ledger.cli import add_explorer_command, open_any, to_json
 from flwr_stellar.ledger.embedded import EmbeddedLedger
 from flwr_stellar.ledger.settings import open_existing
 
@@ -76,3 +78,36 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("--model", type=Path, help="final model file (default RUN_DIR/model.pt)")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the findings as JSON")
     p.set_defaults(func=cmd_audit)
+
+
+def cmd_round(args: argparse.Namespace) -> int:
+    from flwr_stellar.audit import explorer
+
+    if args.ledger is None and args.db == Path("ledger.db"):
+        args.db = args.run_dir / "ledger.db"  # the run's own embedded ledger by default
+    ledger = open_any(args)
+    try:
+        view = explorer.round_view(ledger, args.run_dir, args.round, args.run_id)
+    finally:
+        ledger.close()
+    print(to_json(view) if args.json else explorer.render_round(view))
+    return 0
+
+
+def add_round_parser(lsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``flwr-stellar ledger round RUN_DIR ROUND`` to the ledger's commands.
+
+    The command sits with the ledger explorer, where a user looks for it, but is defined here:
+    it reads manifests, which the ledger layer must not import.
+
+    Parameters
+    ----------
+    lsub : argparse._SubParsersAction
+        What :func:`flwr_stellar.ledger.cli.add_ledger_parser` returned.
+    """
+    rnd = add_explorer_command(
+        lsub, "round", cmd_round, "a round's manifest and its transactions, decoded"
+    )
+    rnd.add_argument("run_dir", type=Path)
+    rnd.add_argument("round", type=int)
+    rnd.add_argument("--run-id", type=int, default=None, help="when the folder has several runs")

@@ -1,4 +1,9 @@
-"""``flwr-stellar ledger serve | show | account | tx | verify``."""
+"""``flwr-stellar ledger serve | show | account | tx | verify | balances | history``.
+
+``ledger round`` (a manifest beside its transactions) joins this group from
+:mod:`flwr_stellar.audit.cli`, through :func:`add_explorer_command`: the ledger layer reads the
+ledger only and must not import the payments or audit layers.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ def _open(args: argparse.Namespace) -> EmbeddedLedger:
     return EmbeddedLedger(args.db, args.network_passphrase)
 
 
-def _json(obj: Any) -> str:
+def to_json(obj: Any) -> str:
+    """JSON for ``--json`` output: bytes as hex, anything else unknown as ``str``."""
     return json.dumps(obj, indent=2, default=lambda o: o.hex() if isinstance(o, bytes) else str(o))
 
 
@@ -58,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     ledger = _open(args)
     print(
-        _json(
+        to_json(
             {
                 "network_passphrase": ledger.network_passphrase,
                 "root_account": ledger.root.public_key,
@@ -70,12 +76,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_account(args: argparse.Namespace) -> int:
-    print(_json(asdict(_open(args).load_account(args.address))))
+    print(to_json(asdict(_open(args).load_account(args.address))))
     return 0
 
 
 def cmd_tx(args: argparse.Namespace) -> int:
-    print(_json(asdict(_open(args).transaction(args.hash))))
+    print(to_json(asdict(_open(args).transaction(args.hash))))
     return 0
 
 
@@ -83,13 +89,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         n = _open(args).verify_chain()
     except ChainError as err:
-        print(_json({"valid": False, "error": str(err)}))
+        print(to_json({"valid": False, "error": str(err)}))
         return 1
-    print(_json({"valid": True, "ledgers": n}))
+    print(to_json({"valid": True, "ledgers": n}))
     return 0
 
 
-def _open_any(args: argparse.Namespace) -> Any:
+def open_any(args: argparse.Namespace) -> Any:
+    """The ledger an explorer command names: ``--ledger URL`` (any Horizon) or ``--db FILE``."""
     from flwr_stellar.ledger.settings import open_existing
 
     if args.ledger:
@@ -100,53 +107,76 @@ def _open_any(args: argparse.Namespace) -> Any:
 def cmd_balances(args: argparse.Namespace) -> int:
     from flwr_stellar.ledger import explorer
 
-    ledger = _open_any(args)
+    ledger = open_any(args)
     try:
         rows = explorer.balances(ledger, args.asset)
     finally:
         ledger.close()
-    print(_json(rows) if args.json else explorer.render_balances(rows, args.asset))
+    print(to_json(rows) if args.json else explorer.render_balances(rows, args.asset))
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     from flwr_stellar.ledger import explorer
 
-    ledger = _open_any(args)
+    ledger = open_any(args)
     try:
         rows = explorer.history(ledger, args.address, args.limit)
     finally:
         ledger.close()
     title = f"transactions of {args.address}"
-    print(_json(rows) if args.json else explorer.render_history(rows, title))
+    print(to_json(rows) if args.json else explorer.render_history(rows, title))
     return 0
 
 
-def cmd_round(args: argparse.Namespace) -> int:
-    from flwr_stellar.ledger import explorer
+def _add_command(
+    lsub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    func: Any,
+    help_: str,
+) -> argparse.ArgumentParser:
+    """A ``ledger NAME`` command with the options they all take (the file, its network)."""
+    p = lsub.add_parser(name, help=help_, description=help_)
+    p.add_argument("--db", type=Path, default=Path("ledger.db"), help="SQLite file")
+    p.add_argument("--network-passphrase", default=DEFAULT_PASSPHRASE)
+    p.set_defaults(func=func)
+    return p
 
-    if args.ledger is None and args.db == Path("ledger.db"):
-        args.db = args.run_dir / "ledger.db"  # the run's own embedded ledger by default
-    ledger = _open_any(args)
-    try:
-        view = explorer.round_view(ledger, args.run_dir, args.round, args.run_id)
-    finally:
-        ledger.close()
-    print(_json(view) if args.json else explorer.render_round(view))
-    return 0
+
+def add_explorer_command(
+    lsub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    func: Any,
+    help_: str,
+) -> argparse.ArgumentParser:
+    """Add a read-only ``ledger NAME`` command with the explorer's options.
+
+    Every explorer command takes the same ``--db`` / ``--ledger URL`` / ``--json``, so layers
+    above the ledger (the audit's ``round`` view) add theirs here instead of repeating them.
+
+    Parameters
+    ----------
+    lsub : argparse._SubParsersAction
+        What :func:`add_ledger_parser` returned.
+    name, func, help_ : str, callable, str
+        The command, its handler (``args -> exit status``) and its one-line help.
+    """
+    p = _add_command(lsub, name, func, help_ + " (embedded file, or any Horizon with --ledger URL)")
+    p.add_argument("--ledger", metavar="URL", help="Horizon URL instead of --db")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(network_passphrase="")
+    return p
 
 
-def add_ledger_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_ledger_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add ``flwr-stellar ledger ...``; returns its subcommands for :func:`add_explorer_command`."""
     ledger = sub.add_parser("ledger", help="the embedded Stellar ledger and its HTTP server")
     lsub = ledger.add_subparsers(dest="ledger_command", required=True)
 
     def cmd(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
-        p = lsub.add_parser(name, help=help_, description=help_)
-        p.add_argument("--db", type=Path, default=Path("ledger.db"), help="SQLite file")
-        p.add_argument("--network-passphrase", default=DEFAULT_PASSPHRASE)
-        p.set_defaults(func=func)
-        assert isinstance(p, argparse.ArgumentParser)
-        return p
+        return _add_command(lsub, name, func, help_)
 
     serve = cmd("serve", cmd_serve, "serve the Horizon-compatible API (creates the db if new)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -169,20 +199,12 @@ def add_ledger_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     cmd("tx", cmd_tx, "a transaction by hash").add_argument("hash")
     cmd("verify", cmd_verify, "re-derive the whole hash chain; exit 1 if it does not verify")
 
-    def explore(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
-        p = cmd(name, func, help_ + " (embedded file, or any Horizon with --ledger URL)")
-        p.add_argument("--ledger", metavar="URL", help="Horizon URL instead of --db")
-        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-        p.set_defaults(network_passphrase="")
-        return p
-
-    explore("balances", cmd_balances, "every holder of a coin and its balance").add_argument(
+    add_explorer_command(
+        lsub, "balances", cmd_balances, "every holder of a coin and its balance"
+    ).add_argument(
         "--asset", required=True, help="CODE:ISSUER, e.g. the asset of a run's manifests"
     )
-    hist = explore("history", cmd_history, "an account's transactions, decoded")
+    hist = add_explorer_command(lsub, "history", cmd_history, "an account's transactions, decoded")
     hist.add_argument("address")
     hist.add_argument("--limit", type=int, default=None, help="only the first N transactions")
-    rnd = explore("round", cmd_round, "a round's manifest and its transactions, decoded")
-    rnd.add_argument("run_dir", type=Path)
-    rnd.add_argument("round", type=int)
-    rnd.add_argument("--run-id", type=int, default=None, help="when the folder has several runs")
+    return lsub

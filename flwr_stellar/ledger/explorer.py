@@ -1,14 +1,15 @@
-"""The ledger explorer behind ``flwr-stellar ledger balances | history | round``.
+"""The ledger explorer behind ``flwr-stellar ledger balances | history``.
 
 Each view returns plain data (for ``--json``) and renders it as a rich table; all of them work
-against the embedded file or any Horizon URL through the one Ledger protocol.
+against the embedded file or any Horizon URL through the one Ledger protocol. They read the
+ledger only: the ``round`` view, which joins a run's manifests to the ledger, lives in
+:mod:`flwr_stellar.audit.explorer`, because the ledger layer knows nothing of manifests.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -17,10 +18,10 @@ from rich.table import Table
 from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import NATIVE, Ledger, LedgerError
 from flwr_stellar.ledger.decode import PAGE, decode_envelope, iter_pages, iter_transactions
-from flwr_stellar.payments.manifest import RoundManifest
 
 
-def _render(table: Table) -> str:
+def render_table(table: Table) -> str:
+    """A rich table as plain text (no colour, 140 columns), the same for a terminal and a pipe."""
     buf = io.StringIO()
     Console(file=buf, width=140, force_terminal=False, color_system=None).print(table)
     return buf.getvalue()
@@ -55,10 +56,17 @@ def render_balances(rows: list[dict[str, Any]], asset: str) -> str:
             r["account"], format_amount(r["balance_stroops"]), format_amount(r["xlm_stroops"])
         )
     table.add_row("total", format_amount(sum(r["balance_stroops"] for r in rows)), "")
-    return _render(table)
+    return render_table(table)
 
 
-def _tx_row(record: Any) -> dict[str, Any]:
+def tx_row(record: Any) -> dict[str, Any]:
+    """One transaction record as plain data: payments decoded, a hash memo as hex.
+
+    Parameters
+    ----------
+    record : TxRecord
+        A transaction from any backend (``iter_transactions``).
+    """
     source, payments, others = decode_envelope(record)
     memo = record.memo
     if record.memo_type == "hash" and memo:
@@ -90,7 +98,7 @@ def history(ledger: Ledger, account: str, limit: int | None = None) -> list[dict
     """
     rows = []
     for record in iter_transactions(ledger, account):
-        rows.append(_tx_row(record))
+        rows.append(tx_row(record))
         if limit is not None and len(rows) >= limit:
             break
     return rows
@@ -114,73 +122,4 @@ def render_history(rows: list[dict[str, Any]], title: str) -> str:
             f"{r['memo_type']}:{(r['memo'] or '')[:16]}" if r["memo_type"] != "none" else "-",
             "\n".join(moves) or "-",
         )
-    return _render(table)
-
-
-def round_view(
-    ledger: Ledger, run_dir: Path, server_round: int, run_id: int | None = None
-) -> dict[str, Any]:
-    """A round's manifest (decoded) and the distributor's transactions under its MemoHash.
-
-    Parameters
-    ----------
-    ledger : Ledger
-        Where the run was anchored.
-    run_dir : Path
-        The run's folder with ``manifests/``.
-    server_round : int
-        The round.
-    run_id : int, optional
-        Which run, when the folder holds several (default: the latest).
-    """
-    from flwr_stellar.report.run_report import load_manifests
-
-    manifests = [m for m in load_manifests(run_dir, run_id) if m.server_round == server_round]
-    if not manifests:
-        raise LedgerError(f"no manifest for round {server_round} in {run_dir / 'manifests'}")
-    manifest: RoundManifest = manifests[0]
-    digest = manifest.hash()
-    txs = [
-        _tx_row(t)
-        for t in iter_transactions(ledger, manifest.distributor)
-        if t.memo_type == "hash" and t.memo and base64.b64decode(t.memo).hex() == digest
-    ]
-    doc = {k: v for k, v in manifest.__dict__.items() if k not in ("contributions", "rejections")}
-    doc["contributions"] = [c.__dict__ for c in manifest.contributions]
-    doc["rejections"] = [r.__dict__ for r in manifest.rejections]
-    return {"manifest_hash": digest, "manifest": doc, "transactions": txs}
-
-
-def render_round(view: dict[str, Any]) -> str:
-    m = view["manifest"]
-    code = m["asset"].split(":")[0]
-    head = Table(title=f"round {m['server_round']} of run {m['run_id']}", title_justify="left")
-    head.add_column("field")
-    head.add_column("value")
-    for key in ("manifest_hash",):
-        head.add_row(key, view[key])
-    for key in ("previous", "model_before", "model_after", "config_hash", "asset", "distributor"):
-        head.add_row(key, str(m[key]) or "-")
-    head.add_row("budget", f"{format_amount(m['budget'])} {code}")
-    contributions = Table(title="contributions", title_justify="left")
-    for header in ("pseudonym", "examples", "score", "payout", "note"):
-        contributions.add_column(header)
-    for c in m["contributions"]:
-        contributions.add_row(
-            c["pseudonym"],
-            str(c["num_examples"]),
-            str(c["score"]),
-            f"{format_amount(c['payout'])} {code}",
-            c["note"] or "-",
-        )
-    rejections = Table(title="rejections", title_justify="left")
-    rejections.add_column("reason")
-    rejections.add_column("pseudonym")
-    for r in m["rejections"]:
-        rejections.add_row(r["reason"], r["pseudonym"] or "(unverified)")
-    return (
-        _render(head)
-        + _render(contributions)
-        + _render(rejections)
-        + render_history(view["transactions"], "transactions under this MemoHash")
-    )
+    return render_table(table)
