@@ -47,7 +47,7 @@ def one(kind: str, scorer: str, strategy: str, args: argparse.Namespace) -> dict
             "strategy.name": strategy,
             "strategy.num_malicious": len([a for a in args.attackers.split(",") if a]),
             "reward.validation_examples": 500,
-            "screening.validation_check": args.validation_check,
+            "screening.hurts_validation.enabled": args.validation_check,
         },
         num_supernodes=args.nodes,
     )

@@ -33,22 +33,31 @@ from flwr_stellar.payments.settings import RewardSettings
 from flwr_stellar.reasons import Reason
 
 if TYPE_CHECKING:
+    from strategies.intake import IntakeSettings
     from strategies.ledger_strategy import LedgerConfig, LedgerStrategy
-    from strategies.screening import ScreeningSettings, ScreeningStrategy
+    from strategies.scoring import Scorer
+    from strategies.screening import Check, ReplyCheck, Screening, ScreeningStrategy, default_checks
     from strategies.verified import VerifiedStrategy
 
 _STRATEGIES = {
     "LedgerConfig": "strategies.ledger_strategy",
     "LedgerStrategy": "strategies.ledger_strategy",
-    "ScreeningSettings": "strategies.screening",
+    "Check": "strategies.screening",
+    "IntakeSettings": "strategies.intake",
+    "ReplyCheck": "strategies.screening",
+    "Scorer": "strategies.scoring",
+    "Screening": "strategies.screening",
     "ScreeningStrategy": "strategies.screening",
+    "default_checks": "strategies.screening",
     "VerifiedStrategy": "strategies.verified",
 }
 
 __all__ = [
     "DEV_PASSPHRASE",
+    "Check",
     "EmbeddedLedger",
     "HorizonLedger",
+    "IntakeSettings",
     "Ledger",
     "LedgerConfig",
     "LedgerError",
@@ -58,10 +67,13 @@ __all__ = [
     "NotFoundError",
     "PayoutReport",
     "Reason",
+    "ReplyCheck",
     "RewardSettings",
-    "ScreeningSettings",
+    "Scorer",
+    "Screening",
     "ScreeningStrategy",
     "VerifiedStrategy",
+    "default_checks",
     "onboarding_reply",
     "signing_mod",
 ]

@@ -32,7 +32,7 @@ class Reason(StrEnum):
     WRONG_MESSAGE_TYPE = "wrong-message-type"
     BAD_SIGNATURE = "bad-signature"
     DUPLICATE_PSEUDONYM = "duplicate-pseudonym"
-    # screening (strategies.screening)
+    # intake and screening (strategies.intake, strategies.screening)
     MALFORMED = "malformed-content"  # not exactly one ArrayRecord + one MetricRecord
     NUM_EXAMPLES = "implausible-num-examples"
     STRUCTURE = "structure-mismatch"  # names, shapes or dtypes differ from the global model
@@ -46,6 +46,9 @@ class Reason(StrEnum):
     CLAIM_EXCEEDS_WORK = "claim-exceeds-work"  # moved far less than its example count implies
     REPLAYED_GLOBAL_STEP = "replayed-global-step"  # the last global step sent back as its own
     REVERSES_GLOBAL_STEP = "reverses-global-step"  # points back the way training came
+    # intake (strategies.intake)
+    MALFORMED_ARRAY = "malformed-array"  # bytes that do not back the declared dtype and shape
+    MALFORMED_METRICS = "malformed-metrics"  # a metric that is not a number, or keys not declared
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class Rejected:
     """One reply kept away from the inner strategy: which node, why, and the particulars."""
 
     node: int
-    reason: Reason
+    reason: str  # a Reason, or the reason string of an app's own screening check
     detail: str = ""
     pseudonym: str = ""  # known once the signature verified
 
@@ -79,7 +82,7 @@ class RoundVerdicts:
     accepted: dict[int, str] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
 
-    def reject(self, node: int, reason: Reason, detail: str = "") -> None:
+    def reject(self, node: int, reason: str, detail: str = "") -> None:
         """Move a node from accepted (if there) to rejected, keeping its pseudonym."""
         pseudonym = self.accepted.pop(node, "")
         self.rejected.append(Rejected(node, reason, detail, pseudonym))
@@ -105,3 +108,23 @@ def merge_counts(
 
 def _int(value: object) -> int:
     return int(value) if isinstance(value, int | float) else 0
+
+
+# Rejections that say the reply was not authentic or not asked for: they tell nothing about the
+# node's data, so screening history does not watch a node for them.
+VERIFICATION_REASONS: frozenset[str] = frozenset(
+    {
+        Reason.ERROR_REPLY,
+        Reason.UNEXPECTED_REPLY,
+        Reason.MISSING_SIGNATURE,
+        Reason.UNKNOWN_VERSION,
+        Reason.MALFORMED_SIGNATURE,
+        Reason.WRONG_RUN,
+        Reason.WRONG_ROUND,
+        Reason.WRONG_NONCE,
+        Reason.WRONG_INSTRUCTION,
+        Reason.WRONG_MESSAGE_TYPE,
+        Reason.BAD_SIGNATURE,
+        Reason.DUPLICATE_PSEUDONYM,
+    }
+)

@@ -1,15 +1,15 @@
 """LedgerStrategy: any Flower strategy, made accountable and paying.
 
-A thin composition of one-concern pieces, in the order data flows through a round:
+A round is one value (:class:`strategies.round.RoundState`) passed through stages, and
+``aggregate_train`` reads as that pipeline::
 
-    verify (VerifiedStrategy) -> screen (ScreeningStrategy) -> inner.aggregate_train
-    -> score (strategies.scoring) -> onboard + split + manifest -> anchor and pay
-    (flwr_stellar.payments, in a background worker)
+    verify -> intake -> screen -> inner.aggregate_train -> score -> settle (onboard, split,
+    manifest) -> anchor and pay (flwr_stellar.payments, in a background worker)
 
 ``start()`` opens the ledger, the treasury, the outbox and the anchoring worker before round 1
 and, after the last round, waits until every round is anchored and paid, reads the balances
 back from the ledger and closes everything, so a user never has to remember a ``finish()``.
-Evaluation replies are verified, not paid.
+Evaluation replies go through intake and verification, and are not paid.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid
@@ -37,11 +36,12 @@ from flwr_stellar.payments.settings import RewardSettings
 from flwr_stellar.protocol.digest import array_record_hash
 from flwr_stellar.protocol.onboarding import Terms
 from flwr_stellar.protocol.terms import TERMS_RECORD, RewardTerms
-from flwr_stellar.reasons import RoundVerdicts
-from strategies import scoring
-from strategies.screening import ScreeningSettings, ScreeningStrategy
-from strategies.vectors import flatten, unflatten
-from strategies.verified import VerifiedStrategy
+from strategies.intake import IntakeSettings
+from strategies.pipeline import PipelineStrategy
+from strategies.round import RoundState
+from strategies.scoring import SCORERS, Scorer, make_scorer
+from strategies.screening import Screen, Screening, ScreeningHistory
+from strategies.verified import Verify
 
 __all__ = ["TERMS_RECORD", "LedgerConfig", "LedgerStrategy", "RoundOutcome"]
 
@@ -62,12 +62,16 @@ class LedgerConfig:
         Which ledger (embedded by default).
     reward : RewardSettings
         Coin, budget per round, onboarding, treasury keystore.
-    screening : ScreeningSettings
-        Update checks before the inner strategy.
-    scorer : str
-        Name in ``strategies.scoring.SCORERS``: how a round's budget is shared. Value scorers
-        (``loss-improvement``, ``leave-one-out``, ``kernel-shapley``, ``gtg-shapley``,
-        ``exact-shapley``) need ``validation`` passed to the strategy.
+    screening : Screening
+        Update checks before the inner strategy (an app's own checks go in its ``checks``).
+    intake : IntakeSettings, optional
+        Record keys, the claim bound and the app's metric keys; the default reads the keys
+        from the inner strategy and bounds claims at 1,000,000.
+    scorer : str or Scorer
+        A name in ``strategies.scoring.SCORERS``, or an app's own :class:`Scorer`: how a
+        round's budget is shared. Value scorers (``first-order``, ``loss-improvement``,
+        ``leave-one-out``, ``kernel-shapley``, ``gtg-shapley``, ``exact-shapley``) need
+        ``validation`` (or ``validation_gradient``) passed to the strategy.
     scoring_budget : int
         Model evaluations a sampled Shapley scorer may spend per round.
     strict : bool
@@ -83,8 +87,9 @@ class LedgerConfig:
     output_dir: str = "flwr-stellar-output"
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     reward: RewardSettings = field(default_factory=RewardSettings)
-    screening: ScreeningSettings = field(default_factory=ScreeningSettings)
-    scorer: str = "num-examples"
+    screening: Screening = field(default_factory=Screening)
+    intake: IntakeSettings | None = None
+    scorer: str | Scorer = "num-examples"
     scoring_budget: int = 32
     strict: bool = True
     run_config: Mapping[str, Any] = field(default_factory=dict)
@@ -94,20 +99,23 @@ class LedgerConfig:
         typed = (
             ("ledger", LedgerSettings),
             ("reward", RewardSettings),
-            ("screening", ScreeningSettings),
+            ("screening", Screening),
         )
         for name, typ in typed:
             if not isinstance(getattr(self, name), typ):
                 raise TypeError(f"LedgerConfig.{name} must be a {typ.__name__}")
+        if self.intake is not None and not isinstance(self.intake, IntakeSettings):
+            raise TypeError("LedgerConfig.intake must be an IntakeSettings or None")
         if not self.output_dir:
             raise ValueError("LedgerConfig.output_dir must name a folder")
         if self.settle_timeout_s < 0:
             raise ValueError(
                 f"LedgerConfig.settle_timeout_s must be >= 0, got {self.settle_timeout_s!r}"
             )
-        if self.scorer not in scoring.SCORERS:
+        if not isinstance(self.scorer, Scorer) and self.scorer not in SCORERS:
             raise ValueError(
-                f"LedgerConfig.scorer must be one of {tuple(scoring.SCORERS)}, got {self.scorer!r}"
+                f"LedgerConfig.scorer must be one of {tuple(SCORERS)} or a Scorer, "
+                f"got {self.scorer!r}"
             )
         if self.scoring_budget < 1:
             raise ValueError(
@@ -115,9 +123,9 @@ class LedgerConfig:
             )
 
     @property
-    def scoring(self) -> scoring.ScoringSettings:
-        """The scorer and its budget as the scoring module takes them."""
-        return scoring.ScoringSettings(self.scorer, self.scoring_budget)
+    def scorer_name(self) -> str:
+        """The scorer's name, as terms and manifests give it."""
+        return self.scorer.name if isinstance(self.scorer, Scorer) else self.scorer
 
     def config_hash(self, inner: Strategy) -> str:
         """SHA-256 of these settings, the inner strategy's class and the app's run config.
@@ -130,8 +138,9 @@ class LedgerConfig:
         doc = {
             "ledger": asdict(self.ledger),
             "reward": {k: v for k, v in asdict(self.reward).items() if k != "treasury_keystore"},
-            "screening": asdict(self.screening),
-            "scorer": self.scorer,
+            "screening": self.screening.describe(),
+            "intake": asdict(self.intake) if self.intake is not None else None,
+            "scorer": self.scorer_name,
             "scoring_budget": self.scoring_budget,
             "strict": self.strict,
             "inner": type(inner).__name__,
@@ -151,20 +160,21 @@ class RoundOutcome:
     payouts: dict[str, int] = field(default_factory=dict)  # pseudonym -> stroops
 
 
-class LedgerStrategy(Strategy):
+class LedgerStrategy(PipelineStrategy):
     """Verify, screen, score, anchor and pay around any Flower strategy.
 
     Parameters
     ----------
     inner : Strategy
-        The app's own strategy (FedAvg, FedProx, Krum, ...). It sees only verified, screened
-        replies, untouched, and its aggregate is the round's model.
+        The app's own strategy (FedAvg, FedProx, Krum, ...). It sees only replies that passed
+        intake, verification and screening, untouched, and its aggregate is the round's model.
     config : LedgerConfig, optional
         Settings; the defaults run on an embedded ledger under ``flwr-stellar-output/``.
     validation : callable, optional
         ``ArrayRecord -> float``, higher for a better model (validation accuracy, or minus
-        the loss) on data the server holds: what value scorers price updates with. Called
-        many times a round with candidate models; reuse one model instance inside it.
+        the loss) on data the server holds: what value scorers (and the ``hurts_validation``
+        check) price updates with. Called many times a round with candidate models; reuse one
+        model instance inside it.
     validation_gradient : callable, optional
         ``ArrayRecord -> ArrayRecord``: the gradient of that utility (same keys and shapes),
         for the ``first-order`` scorer.
@@ -173,6 +183,8 @@ class LedgerStrategy(Strategy):
     ----------
     outcomes : dict[int, RoundOutcome]
         Per training round: manifest hash, accepted/rejected counts, payouts.
+    verdicts : dict[tuple[int, str], RoundVerdicts]
+        Per (round, message type): accepted node -> pseudonym, rejections with reasons.
     report : PayoutReport or None
         After ``start()``: anchors per round and each pseudonym's balance read from the ledger.
 
@@ -189,41 +201,28 @@ class LedgerStrategy(Strategy):
         validation: Callable[[ArrayRecord], float] | None = None,
         validation_gradient: Callable[[ArrayRecord], ArrayRecord] | None = None,
     ) -> None:
-        self.inner = inner
         self.config = config or LedgerConfig()
-        self.validation = validation
-        self.validation_gradient = validation_gradient
-        if self.config.scorer == "first-order" and validation_gradient is None:
-            raise ValueError(
-                "scorer 'first-order' needs validation_gradient=<ArrayRecord -> ArrayRecord> "
-                "(the gradient of the validation utility) passed to LedgerStrategy.wrap"
+        super().__init__(inner, self.config.intake)
+        scorer = self.config.scorer
+        self.scorer: Scorer = (
+            scorer
+            if isinstance(scorer, Scorer)
+            else make_scorer(
+                scorer,
+                budget=self.config.scoring_budget,
+                validation=validation,
+                validation_gradient=validation_gradient,
             )
-        needs_validation = (
-            self.config.scoring.needs_model and self.config.scorer != "first-order"
-        ) or self.config.screening.validation_check
-        if needs_validation and validation is None:
-            raise ValueError(
-                f"scorer {self.config.scorer!r} / screening.validation_check price updates on "
-                "the server's data: pass validation=<ArrayRecord -> float> to LedgerStrategy.wrap"
-            )
-        if self.config.scoring.needs_model and not self.config.screening.enabled:
-            raise ValueError(
-                f"scorer {self.config.scorer!r} reuses screening's decoded updates: keep "
-                "screening enabled"
-            )
-        self.screening = ScreeningStrategy(
-            inner,
-            self.config.screening,
-            validation if self.config.screening.validation_check else None,
         )
-        self.verified = VerifiedStrategy(self.screening, strict=self.config.strict)
+        self.verify = Verify(self.config.strict)
+        self.screen = Screen(self.config.screening)
+        self.history = ScreeningHistory(self.config.screening.watch_rounds)
         self.config_hash = self.config.config_hash(inner)
         self.budget = self.config.reward.budget_stroops
         self.session: PaymentSession | None = None
         self.onboarder: Onboarder | None = None
         self.outcomes: dict[int, RoundOutcome] = {}
         self.report: PayoutReport | None = None
-        self._global: dict[int, ArrayRecord] = {}
         self._grid: Grid | None = None
         self._previous = ""
 
@@ -234,6 +233,9 @@ class LedgerStrategy(Strategy):
         config: LedgerConfig | None = None,
         validation: Callable[[ArrayRecord], float] | None = None,
         validation_gradient: Callable[[ArrayRecord], ArrayRecord] | None = None,
+        *,
+        checks: Iterable[Any] = (),
+        scorer: Scorer | None = None,
     ) -> LedgerStrategy:
         """Wrap the app's strategy; ``start()`` then does the rest.
 
@@ -247,13 +249,21 @@ class LedgerStrategy(Strategy):
             For value scorers: ``ArrayRecord -> float`` on the server's validation data.
         validation_gradient : callable, optional
             For ``first-order``: the gradient of that utility as an ArrayRecord.
+        checks : iterable of Check, optional
+            The app's own screening checks, run after the configured ones.
+        scorer : Scorer, optional
+            The app's own scorer (instead of ``config.scorer``).
         """
+        config = config or LedgerConfig()
+        extra = tuple(checks)
+        if extra:
+            screening = config.screening
+            config = replace(
+                config, screening=replace(screening, checks=(*screening.checks, *extra))
+            )
+        if scorer is not None:
+            config = replace(config, scorer=scorer)
         return cls(inner, config, validation, validation_gradient)
-
-    @property
-    def verdicts(self) -> dict[tuple[int, str], RoundVerdicts]:
-        """Per (round, message type): accepted node -> pseudonym, rejections with reasons."""
-        return self.verified.verdicts
 
     # ------------------------------------------------------------------ lifecycle
     def open(self, num_rounds: int) -> PaymentSession:
@@ -346,100 +356,52 @@ class LedgerStrategy(Strategy):
         return result
 
     # ------------------------------------------------------------------ configure
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
+    def prepare(
+        self, messages: list[Message], server_round: int, kind: str, grid: Grid
+    ) -> list[Message]:
         if self.session is None or self.onboarder is None:
             raise RuntimeError("LedgerStrategy is not open: use start(), or call open() first")
         self._grid = grid
-        self._global[server_round] = arrays
-        messages = list(self.verified.configure_train(server_round, arrays, config, grid))
-        treasury = self.session.treasury
-        terms = RewardTerms(
-            treasury.asset.code, treasury.issuer.public_key, self.budget, self.config.scorer
-        ).to_record()
-        for message in messages:
-            message.content[TERMS_RECORD] = terms
+        messages = self.verify.attach(messages, server_round, kind, grid)
+        if kind == MessageType.TRAIN:
+            treasury = self.session.treasury
+            terms = RewardTerms(
+                treasury.asset.code,
+                treasury.issuer.public_key,
+                self.budget,
+                self.config.scorer_name,
+            ).to_record()
+            for message in messages:
+                message.content[TERMS_RECORD] = terms
         return messages
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.verified.configure_evaluate(server_round, arrays, config, grid)
 
     # ------------------------------------------------------------------ aggregate
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        if self.session is None or self.onboarder is None or self._grid is None:
+        if self.session is None or self.onboarder is None:
             raise RuntimeError("LedgerStrategy is not open: use start(), or call open() first")
-        before = self._global.pop(server_round)
-        arrays, metrics = self.verified.aggregate_train(server_round, replies)
-        verdicts = self.verified.verdicts[(server_round, MessageType.TRAIN)]
-        screened = self.screening.screened.pop(server_round, None)
-        accepted = [
-            (verdicts.accepted[c.node], c)
-            for c in (screened.accepted if screened else [])
-            if c.node in verdicts.accepted
-        ]
-        notes = self.onboarder.onboard(self._grid, server_round, {p: c.node for p, c in accepted})
-        settings = self.config.scoring
-        updates = None
-        if settings.needs_model and accepted and screened is not None:
-            assert screened.base is not None and screened.deltas is not None
-            updates = scoring.RoundUpdates(
-                base=screened.base,
-                deltas=screened.deltas,
-                rows=[c.row for _, c in accepted],
-                utility=self._utility(before),
-                utility_gradient=self._gradient(before),
-            )
-        scores = scoring.score(
-            settings,
-            [scoring.Contribution(p, c.num_examples) for p, c in accepted],
-            updates,
+        state = self.received(
             server_round,
+            MessageType.TRAIN,
+            replies,
+            previous_base=self.history.previous_base(server_round),
+            watched=self.history.watched(server_round),
         )
-        weights = scores.weights
-        if any(weights.values()):  # a round worth nothing as a whole singles nobody out
-            for p, c in accepted:
-                if weights.get(p, 0) == 0:  # worth nothing, unlike others: watched a while
-                    self.screening.watch(c.node, server_round)
-        payable = {p: w for p, w in weights.items() if p in self.onboarder.onboarded}
-        payouts = split_budget(self.budget, payable)
-        manifest = RoundManifest(
-            run_id=self.verified.run_id or 0,
-            server_round=server_round,
-            config_hash=self.config_hash,
-            model_before=array_record_hash(before),
-            model_after=array_record_hash(arrays) if arrays is not None else "",
-            asset=self.session.treasury.asset_id,
-            budget=self.budget,
-            contributions=tuple(
-                Contribution(
-                    pseudonym=p,
-                    update_hash=c.update_hash,
-                    num_examples=c.num_examples,
-                    score=weights[p],
-                    payout=payouts.get(p, 0),
-                    note=notes.get(p, ""),
-                )
-                for p, c in accepted
-            ),
-            rejections=tuple(
-                Rejection(reason=str(r.reason), pseudonym=r.pseudonym) for r in verdicts.rejected
-            ),
-            previous=self._previous,
-            distributor=self.session.treasury.distributor.public_key,
-            scoring=scores.manifest_params(settings),
-        )
+        state = self.verify(state)
+        state = self.intake(state)
+        state = self.screen(state)
+        arrays, metrics = self.aggregate_inner(state)
+        state = self.scorer(state)
+        manifest = self.settle(state, arrays)
+        self.history.record(state)
         digest = self.session.submit_round(manifest)
         self._previous = digest
-        merged = MetricRecord(dict(metrics.items()) if metrics is not None else {})
+        merged = self.record(state, metrics)
         merged["dlc_paid"] = manifest.total_paid / STROOPS_PER_COIN
         self.outcomes[server_round] = RoundOutcome(
             manifest_hash=digest,
-            accepted=len(accepted),
+            accepted=len(state.candidates),
             rejected={
                 k: int(v)
                 for k, v in merged.items()
@@ -451,48 +413,95 @@ class LedgerStrategy(Strategy):
             INFO,
             "round %d: %d accepted, %d rejected, %s %s to pay, manifest %s…",
             server_round,
-            len(accepted),
-            len(verdicts.rejected),
+            len(state.candidates),
+            len(state.rejected),
             format_amount(manifest.total_paid),
             self.config.reward.asset_code,
             digest[:12],
         )
         return arrays, merged
 
-    def _gradient(self, template: ArrayRecord) -> Callable[[np.ndarray], np.ndarray] | None:
-        gradient = self.validation_gradient
-        if gradient is None:
-            return None
+    def settle(self, state: RoundState, arrays: ArrayRecord | None) -> RoundManifest:
+        """The settle stage: onboard the scored pseudonyms, split the budget, write the manifest.
 
-        def flat_gradient(flat: np.ndarray) -> np.ndarray:
-            return flatten(gradient(unflatten(template, flat)), keys=template.keys())
-
-        return flat_gradient
-
-    def _utility(self, template: ArrayRecord) -> Callable[[np.ndarray], float]:
-        validation = self.validation
-        if validation is None:
-            return lambda flat: 0.0  # first-order needs only the gradient
-
-        def utility(flat: np.ndarray) -> float:
-            return float(validation(unflatten(template, flat)))
-
-        return utility
+        Parameters
+        ----------
+        state : RoundState
+            The scored round.
+        arrays : ArrayRecord or None
+            The round's new model (None when nothing was aggregated).
+        """
+        assert self.session is not None and self.onboarder is not None
+        assert self._grid is not None or not state.candidates
+        accepted = state.candidates
+        notes = (
+            self.onboarder.onboard(
+                self._grid, state.server_round, {c.pseudonym: c.node for c in accepted}
+            )
+            if accepted and self._grid is not None
+            else {}
+        )
+        payable = {
+            c.pseudonym: state.scores.get(c.pseudonym, 0)
+            for c in accepted
+            if c.pseudonym in self.onboarder.onboarded
+        }
+        payouts = split_budget(self.budget, payable)
+        model_before = array_record_hash(state.model.record) if state.model is not None else ""
+        return RoundManifest(
+            run_id=self.verify.run_id or 0,
+            server_round=state.server_round,
+            config_hash=self.config_hash,
+            model_before=model_before,
+            model_after=array_record_hash(arrays) if arrays is not None else "",
+            asset=self.session.treasury.asset_id,
+            budget=self.budget,
+            contributions=tuple(
+                Contribution(
+                    pseudonym=c.pseudonym,
+                    update_hash=c.update_hash,
+                    num_examples=c.num_examples,
+                    score=state.scores.get(c.pseudonym, 0),
+                    payout=payouts.get(c.pseudonym, 0),
+                    note=notes.get(c.pseudonym, ""),
+                )
+                for c in accepted
+            ),
+            rejections=tuple(
+                Rejection(reason=str(r.reason), pseudonym=r.pseudonym) for r in state.rejected
+            ),
+            previous=self._previous,
+            distributor=self.session.treasury.distributor.public_key,
+            scoring=dict(state.scoring),
+        )
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
-        return self.verified.aggregate_evaluate(server_round, replies)
+        replies = list(replies)
+        if not replies and not self.expects(server_round, MessageType.EVALUATE):
+            return None  # no federated evaluation this round
+        state = self.received(server_round, MessageType.EVALUATE, replies)
+        state = self.intake(self.verify(state))
+        return self.record(state, self.evaluate_inner(state))
 
     def summary(self) -> None:
-        r = self.config.reward
+        r, s = self.config.reward, self.config.screening
         log(
             INFO,
             "\t├── LedgerStrategy: %s %s a round by %s, ledger %s, outputs %s",
             r.budget_per_round,
             r.asset_code,
-            self.config.scorer,
+            self.config.scorer_name,
             self.config.ledger.backend,
             self.config.output_dir,
         )
-        self.verified.summary()
+        log(
+            INFO,
+            "\t├── intake %s; screening enabled=%s, min_peers=%d, checks: %s",
+            self.intake.settings,
+            s.enabled,
+            s.min_peers,
+            ", ".join(c.name for c in s.checks if c.active),
+        )
+        self.inner.summary()

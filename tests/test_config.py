@@ -45,8 +45,17 @@ def test_pyproject_defaults_are_valid(defaults: AppConfig) -> None:
         ("reward.asset_code", "DLC!", "reward.asset_code must be 1-12"),
         ("reward.scorer", "shapley", "reward.scorer must be one of"),
         ("reward.clawback", True, "reward.clawback needs auth_revocable=True"),
-        ("screening.min_cosine", 1.5, "screening.min_cosine must be in [-1, 1]"),
-        ("screening.norm_factor", 0.5, "screening.norm_factor must be 0 or >= 1"),
+        (
+            "screening.centre_cosine.min_cosine",
+            1.5,
+            "screening.centre_cosine.min_cosine must be in [-1, 1]",
+        ),
+        (
+            "screening.norm_outlier.factor",
+            0.5,
+            "screening.norm_outlier.factor must be 0 or >= 1",
+        ),
+        ("screening.min_peers", 1, "screening.min_peers must be >= 2"),
         ("attack.kind", "nan,signflip", "attack.kind must name one kind, or exactly one per"),
         ("attack.kind", "nuke", "attack.kind must be one of"),
     ],
@@ -102,7 +111,7 @@ def test_hydra_defaults_equal_pyproject_defaults() -> None:
         ["strategy=fedprox", "strategy.proximal_mu=0.5", "seed=7"],
         ["dataset=fashion_mnist_iid", "model=cnn_small", "num_rounds=3"],
         ["strategy=multikrum", "strategy.num_malicious=1", "train.lr=0.01"],
-        ["ledger=testnet", "reward.scorer=flat", "screening.norm_factor=5.0"],
+        ["ledger=testnet", "reward.scorer=flat", "screening.norm_outlier.factor=5.0"],
     ],
 )
 def test_hydra_to_run_config_round_trips(overrides: list[str]) -> None:
@@ -139,3 +148,24 @@ def test_hydra_values_checked_by_schema_rules() -> None:
 
 def test_config_objects_are_hashable(defaults: AppConfig) -> None:
     assert hash(defaults.dataset) == hash(replace(defaults.dataset))
+
+
+def test_screening_section_is_derived_from_the_check_classes(defaults) -> None:
+    """Every registered check has a screening.<name> section whose keys are its own fields,
+    and the pyproject defaults equal the check classes' own defaults."""
+    from dataclasses import MISSING, fields
+
+    from strategies.screening import CHECKS, Screening
+
+    keys = set(defaults.to_run_config())
+    for cls in CHECKS:
+        for f in fields(cls):
+            if f.default is MISSING or not isinstance(f.default, bool | int | float | str):
+                continue  # callbacks (validation) are not run-config keys
+            key = f"screening.{cls.name}.{f.name}"
+            assert key in keys, key
+            assert getattr(getattr(defaults.screening, cls.name), f.name) == f.default, key
+    built = defaults.screening_settings()
+    library = Screening()
+    assert [c.name for c in built.checks] == [c.name for c in library.checks]
+    assert built.describe() == library.describe()

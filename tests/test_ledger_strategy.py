@@ -11,13 +11,21 @@ from flwr.serverapp.strategy import FedAvg, FedTrimmedAvg, Krum
 from flwr.supercore.task_identity import TaskIdentity
 from helpers import RUN_ID, instruction, node_context
 
-from flwr_stellar import LedgerConfig, LedgerStrategy, RewardSettings, ScreeningSettings
+from flwr_stellar import (
+    IntakeSettings,
+    LedgerConfig,
+    LedgerStrategy,
+    RewardSettings,
+    Screening,
+    default_checks,
+)
 from flwr_stellar.client.mod import signing_mod
 from flwr_stellar.client.onboarding import onboarding_reply
 from flwr_stellar.protocol.digest import SIGNATURE_RECORD
 from flwr_stellar.protocol.terms import TERMS_RECORD, RewardTerms
 
-SCREENING = ScreeningSettings(min_cosine=0.0, max_num_examples=1000)
+SCREENING = Screening(checks=default_checks({"centre_cosine": {"min_cosine": 0.0}}))
+INTAKE = IntakeSettings(max_num_examples=1000)
 GLOBAL = ArrayRecord({"w": Array(np.ones(6, np.float32))})
 
 
@@ -82,6 +90,7 @@ def layer(tmp_path: Path):
             output_dir=str(tmp_path / "out"),
             reward=RewardSettings(budget_per_round="10"),
             screening=SCREENING,
+            intake=INTAKE,
             scorer="flat",
         )
         strategy = LedgerStrategy.wrap(inner, config=config)
@@ -212,10 +221,11 @@ def test_a_node_refusing_onboarding_is_not_paid_and_the_others_are(tmp_path, lay
 
 
 def test_verification_and_screening_work_without_payment(tmp_path) -> None:
-    from flwr_stellar import ScreeningStrategy, VerifiedStrategy
+    from flwr_stellar import ScreeningStrategy
+    from strategies.verified import Verify
 
     inner = FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1)
-    strategy = VerifiedStrategy(ScreeningStrategy(inner, SCREENING))
+    strategy = ScreeningStrategy(inner, SCREENING, INTAKE, verify=Verify())
     grid = FakeGrid(tmp_path, nodes=5)
     messages = list(strategy.configure_train(1, GLOBAL, ConfigRecord(), grid))
     assert all(TERMS_RECORD not in m.content for m in messages)  # nothing is paid
@@ -238,8 +248,9 @@ def test_reference_app_screens_without_the_ledger(defaults) -> None:
 
     cfg = replace(defaults, ledger=replace(defaults.ledger, enabled=False))
     wrapped = wrap_strategy(cfg, FedAvg(), Path("unused"))
-    assert isinstance(wrapped, VerifiedStrategy)
-    assert isinstance(wrapped.inner, ScreeningStrategy)
+    assert isinstance(wrapped, ScreeningStrategy) and wrapped.verify is not None
+    unscreened = replace(cfg, screening=replace(cfg.screening, enabled=False))
+    assert isinstance(wrap_strategy(unscreened, FedAvg(), Path("unused")), VerifiedStrategy)
     plain = replace(
         cfg,
         identity=replace(cfg.identity, enabled=False),
@@ -273,7 +284,8 @@ def test_worthless_contributions_are_watched_only_when_others_were_worth_somethi
     config = LedgerConfig(
         output_dir=str(tmp_path / "out"),
         reward=RewardSettings(budget_per_round="10"),
-        screening=ScreeningSettings(min_cosine=-1.0, max_num_examples=1000),
+        screening=Screening(checks=default_checks({"centre_cosine": {"min_cosine": -1.0}})),
+        intake=INTAKE,
         scorer="first-order",
     )
     strategy = LedgerStrategy.wrap(
@@ -289,7 +301,7 @@ def test_worthless_contributions_are_watched_only_when_others_were_worth_somethi
             grid.deliver(m) for m in strategy.configure_train(1, GLOBAL, ConfigRecord(), grid)
         ]
         strategy.aggregate_train(1, replies)
-        assert strategy.screening.watched(2) == watched
+        assert strategy.history.watched(2) == watched
         assert strategy.verdicts[(1, "train")].rejected == []  # paid or not, all aggregated
     finally:
         strategy.close()

@@ -1,9 +1,11 @@
 """Reward rules: amounts parse exactly; budget splits are integer, bounded and deterministic."""
 
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from flwr.app import Array, ArrayRecord, MessageType, MetricRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,7 +17,16 @@ from flwr_stellar.ledger.amounts import (
     parse_stroops,
 )
 from flwr_stellar.payments.amounts import split_budget
-from strategies.scoring import COUNTING, Contribution, RoundUpdates, ScoringSettings, score
+from strategies.round import Candidate, ModelReference, RoundState
+from strategies.scoring import (
+    COUNTING,
+    WEIGHT_SCALE,
+    Flat,
+    NumExamples,
+    Scorer,
+    Valuation,
+    make_scorer,
+)
 
 
 @pytest.mark.parametrize(
@@ -93,28 +104,52 @@ def test_zero_weight_gets_nothing() -> None:
     assert split_budget(11, {"a": 1, "b": 1}) == {"a": 6, "b": 5}  # tie: smaller key
 
 
-def test_counting_scorers() -> None:
-    contributions = [Contribution("A", 10), Contribution("B", 30)]
-    assert COUNTING["flat"](contributions) == [1, 1]
-    assert COUNTING["num-examples"](contributions) == [10, 30]
-    assert score("num-examples", contributions).weights == {"A": 10, "B": 30}
-    with pytest.raises(ValueError, match="must be one of"):
-        score("shapley", contributions)
-    with pytest.raises(ValueError, match="validation callback"):
-        score("kernel-shapley", contributions)
-
-
-def quadratic_round(deltas: list[list[float]], examples: list[int]):  # type: ignore[no-untyped-def]
-    """A 2-parameter model starting at 0, optimum (1, 1); utility = minus the squared error."""
-    optimum = np.array([1.0, 1.0], np.float32)
-    updates = RoundUpdates(
-        base=np.zeros(2, np.float32),
-        deltas=np.array(deltas, np.float32),
-        rows=list(range(len(deltas))),
-        utility=lambda p: -float(np.sum((p - optimum) ** 2)),
-        utility_gradient=lambda p: 2 * (optimum - p),
+def round_of(deltas: list[list[float]], examples: list[int]) -> RoundState:
+    """A scored round of a 2-parameter model starting at 0."""
+    model = ModelReference(ArrayRecord({"p": Array(np.zeros(2, np.float32))}))
+    matrix = np.array(deltas, np.float32).reshape(len(deltas), 2)
+    candidates = tuple(
+        Candidate(i, None, MetricRecord(), n, row=i, pseudonym=f"P{i}")  # type: ignore[arg-type]
+        for i, n in enumerate(examples)
     )
-    return [Contribution(f"P{i}", n) for i, n in enumerate(examples)], updates
+    return RoundState(
+        1,
+        MessageType.TRAIN,
+        model,
+        candidates=candidates,
+        deltas=matrix,
+        norms=np.linalg.norm(matrix, axis=1),
+    )
+
+
+OPTIMUM = np.array([1.0, 1.0], np.float32)
+
+
+def validation(arrays: ArrayRecord) -> float:
+    """Minus the squared distance to the optimum (1, 1)."""
+    return -float(np.sum((arrays["p"].numpy() - OPTIMUM) ** 2))
+
+
+def gradient(arrays: ArrayRecord) -> ArrayRecord:
+    return ArrayRecord({"p": Array((2 * (OPTIMUM - arrays["p"].numpy())).astype(np.float32))})
+
+
+def scorer(name: str, budget: int = 64):  # type: ignore[no-untyped-def]
+    return make_scorer(name, budget=budget, validation=validation, validation_gradient=gradient)
+
+
+def test_counting_scorers() -> None:
+    state = round_of([[1, 1], [1, 1]], [10, 30])
+    assert Flat()(state).scores == {"P0": 1, "P1": 1}
+    assert NumExamples()(state).scores == {"P0": 10, "P1": 30}
+    assert NumExamples()(state).scoring == {"name": "num-examples"}
+    assert set(COUNTING) == {"flat", "num-examples"}
+    with pytest.raises(ValueError, match="must be one of"):
+        make_scorer("shapley")
+    with pytest.raises(ValueError, match="validation"):
+        make_scorer("kernel-shapley")
+    with pytest.raises(ValueError, match="validation_gradient"):
+        make_scorer("first-order")
 
 
 @pytest.mark.parametrize(
@@ -130,30 +165,22 @@ def quadratic_round(deltas: list[list[float]], examples: list[int]):  # type: ig
 )
 def test_value_scorers_on_known_cases(name: str) -> None:
     # identical helpful updates: equal shares
-    contributions, updates = quadratic_round([[1, 1]] * 3, [10, 10, 10])
-    result = score(ScoringSettings(name, budget=64), contributions, updates)
-    assert len(set(result.weights.values())) == 1 and result.weights["P0"] > 0
+    result = scorer(name)(round_of([[1, 1]] * 3, [10, 10, 10]))
+    assert len(set(result.scores.values())) == 1 and result.scores["P0"] > 0
     # a harmful update (away from the optimum) earns nothing; the helpful ones split
-    contributions, updates = quadratic_round([[1, 1], [0.9, 1.1], [-1, -1]], [10, 10, 10])
-    result = score(ScoringSettings(name, budget=64), contributions, updates)
-    assert result.weights["P2"] == 0 and result.weights["P0"] > 0 and result.weights["P1"] > 0
-    assert result.evaluations >= (1 if name == "first-order" else 2)  # one gradient, or models
-    params = result.manifest_params(ScoringSettings(name, budget=64))
-    assert params["name"] == name and params["evaluations"] == result.evaluations
+    result = scorer(name)(round_of([[1, 1], [0.9, 1.1], [-1, -1]], [10, 10, 10]))
+    assert result.scores["P2"] == 0 and result.scores["P0"] > 0 and result.scores["P1"] > 0
+    evaluations = result.scoring["evaluations"]
+    assert isinstance(evaluations, int) and evaluations >= (1 if name == "first-order" else 2)
+    assert result.scoring["name"] == name
     # a round that made the model worse pays nobody
-    contributions, updates = quadratic_round([[-1, -1], [-2, 0]], [10, 10])
-    assert set(
-        score(ScoringSettings(name, budget=64), contributions, updates).weights.values()
-    ) == {0}
+    assert set(scorer(name)(round_of([[-1, -1], [-2, 0]], [10, 10])).scores.values()) == {0}
 
 
 def test_exact_shapley_over_its_budget_is_estimated_and_says_so() -> None:
-    contributions, updates = quadratic_round([[1, 1]] * 6, [10] * 6)
-    result = score(ScoringSettings("exact-shapley", budget=20), contributions, updates)
-    assert result.method == "kernel-shapley" and result.evaluations <= 21
-    assert result.manifest_params(ScoringSettings("exact-shapley", budget=20))["method"] == (
-        "kernel-shapley"
-    )
+    result = scorer("exact-shapley", budget=20)(round_of([[1, 1]] * 6, [10] * 6))
+    assert result.scoring["method"] == "kernel-shapley"
+    assert int(result.scoring["evaluations"]) <= 21
 
 
 @given(
@@ -161,10 +188,27 @@ def test_exact_shapley_over_its_budget_is_estimated_and_says_so() -> None:
     st.integers(1, 10**12),
 )
 def test_value_scored_payouts_never_exceed_the_budget(deltas, budget: int) -> None:
-    contributions, updates = quadratic_round([list(d) for d in deltas], [10] * len(deltas))
-    weights = score(ScoringSettings("kernel-shapley", budget=16), contributions, updates).weights
+    weights = scorer("kernel-shapley", budget=16)(
+        round_of([list(d) for d in deltas], [10] * len(deltas))
+    ).scores
     assert all(w >= 0 for w in weights.values())
-    assert sum(split_budget(budget, weights).values()) <= budget
+    assert sum(split_budget(budget, dict(weights)).values()) <= budget
+
+
+def test_an_apps_own_scorer_prices_the_round() -> None:
+    """A Scorer defined here, outside the library: shares by the square root of the claim."""
+
+    @dataclass(frozen=True)
+    class SquareRootOfClaim(Scorer):
+        name = "sqrt-claim"
+        counts_only = True
+
+        def values(self, state: RoundState) -> Valuation:
+            return Valuation([float(np.sqrt(c.num_examples)) for c in state.candidates])
+
+    result = SquareRootOfClaim()(round_of([[1, 1], [1, 1]], [100, 400]))
+    assert result.scores["P1"] == 2 * result.scores["P0"] == WEIGHT_SCALE
+    assert result.scoring == {"name": "sqrt-claim"}
 
 
 def test_negative_input_is_refused() -> None:

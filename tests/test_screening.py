@@ -4,22 +4,32 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from helpers import instruction
 
 from flwr_stellar.reasons import Reason as Reject
-from strategies.screening import Candidate, ScreeningSettings, screen
+from strategies.intake import IntakeSettings
+from strategies.screening import Screening, default_checks, screen_replies
 from strategies.vectors import unflatten
 
-CFG = ScreeningSettings(
-    enabled=True,
-    max_norm=0.0,
-    norm_factor=3.0,
-    min_cosine=0.0,
-    min_relative_norm=1e-3,
-    max_num_examples=1000,
-    min_peers=3,
-)
+INTAKE = IntakeSettings(max_num_examples=1000)
+
+
+def config(watch_rounds: int = 3, enabled: bool = True, **options: dict) -> Screening:
+    """The screening under test: the defaults, centre cosine 0, and per-check overrides."""
+    merged = {"centre_cosine": {"min_cosine": 0.0}} | options
+    return Screening(
+        enabled=enabled, checks=default_checks(merged), min_peers=3, watch_rounds=watch_rounds
+    )
+
+
+CFG = config()
+
+
+def screen(replies, global_arrays, screening, **kwargs):
+    return screen_replies(replies, global_arrays, screening, INTAKE, **kwargs)
+
+
 RNG = np.random.default_rng(7)
 GLOBAL = {"conv.w": RNG.normal(size=(4, 3)).astype(np.float32), "fc.b": np.zeros(5, np.float32)}
 DIRECTION = {k: RNG.normal(size=v.shape).astype(np.float32) for k, v in GLOBAL.items()}
@@ -41,7 +51,7 @@ def arrays_from(update_scale: float = 1.0, seed: int = 0, **override: np.ndarray
     return out
 
 
-def candidate(node: int, arrays: dict | None = None, n: int | float = 100, **records) -> Candidate:
+def candidate(node: int, arrays: dict | None = None, n: int | float = 100, **records) -> Message:
     arrays = arrays_from(seed=node) if arrays is None else arrays
     content = RecordDict(
         {
@@ -50,22 +60,24 @@ def candidate(node: int, arrays: dict | None = None, n: int | float = 100, **rec
             **records,
         }
     )
-    return Candidate(node=node, reply=instruction(content))
+    reply = instruction(content)
+    reply.metadata.__dict__["_src_node_id"] = node
+    return reply
 
 
-def honest(k: int = 4) -> list[Candidate]:
+def honest(k: int = 4) -> list[Message]:
     return [candidate(i) for i in range(k)]
 
 
-def reasons(result) -> dict[int, Reject]:
-    return {c.node: reason for c, reason, _ in result.rejected}
+def reasons(result) -> dict[int, str]:
+    return {r.node: r.reason for r in result.rejected}
 
 
 def test_honest_updates_all_pass() -> None:
     result = screen(honest(5), global_record(), CFG)
-    assert [c.node for c in result.accepted] == [0, 1, 2, 3, 4]
-    assert result.rejected == []
-    assert all(c.num_examples == 100 and len(c.update_hash) == 64 for c in result.accepted)
+    assert [c.node for c in result.candidates] == [0, 1, 2, 3, 4]
+    assert result.rejected == ()
+    assert all(c.num_examples == 100 and len(c.update_hash) == 64 for c in result.candidates)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +136,7 @@ def test_honest_updates_all_pass() -> None:
 def test_each_check_rejects_its_target(bad, reason: Reject) -> None:
     result = screen([*honest(4), bad()], global_record(), CFG)
     assert reasons(result) == {9: reason}
-    assert sorted(c.node for c in result.accepted) == [0, 1, 2, 3]
+    assert sorted(c.node for c in result.candidates) == [0, 1, 2, 3]
 
 
 def test_absolute_norm_bound() -> None:
@@ -136,10 +148,10 @@ def test_absolute_norm_bound() -> None:
         )
         for i in range(4)
     ]
-    cfg = replace(CFG, max_norm=sorted(norms)[1] * 1.0001)
+    cfg = config(max_norm={"max_norm": sorted(norms)[1] * 1.0001})
     result = screen(honest(4), global_record(), cfg)
     assert set(reasons(result).values()) == {Reject.NORM}
-    assert len(result.accepted) == 2
+    assert len(result.candidates) == 2
 
 
 def test_identical_updates_are_all_rejected_as_duplicates() -> None:
@@ -153,22 +165,25 @@ def test_identical_updates_are_all_rejected_as_duplicates() -> None:
     }
 
 
-def test_deviant_metric_keys_are_rejected_before_the_aggregator_sees_them() -> None:
+def test_deviant_metric_keys_are_rejected_where_the_app_declares_its_keys() -> None:
     odd = candidate(9)
-    odd.reply.content["metrics"] = MetricRecord({"num-examples": 100, "surprise": 1.0})
-    result = screen([*honest(4), odd], global_record(), CFG)
-    assert reasons(result) == {9: Reject.MALFORMED}
+    odd.content["metrics"] = MetricRecord({"num-examples": 100, "surprise": 1.0})
+    declared = replace(INTAKE, train_metrics=("num-examples", "train_loss"))
+    result = screen_replies([*honest(4), odd], global_record(), CFG, declared)
+    assert reasons(result) == {9: Reject.MALFORMED_METRICS}
+    undeclared = screen([*honest(4), odd], global_record(), CFG)  # shared keys go on
+    assert reasons(undeclared) == {}
 
 
 def test_relative_checks_need_enough_peers() -> None:
     pair = [candidate(0), candidate(1, arrays_from(update_scale=10, seed=1))]
-    assert len(screen(pair, global_record(), CFG).accepted) == 2
+    assert len(screen(pair, global_record(), CFG).candidates) == 2
 
 
 def test_disabled_screening_passes_everything_through() -> None:
     cands = [*honest(3), candidate(9, arrays_from(update_scale=10, seed=9))]
-    result = screen(cands, global_record(), replace(CFG, enabled=False))
-    assert len(result.accepted) == 4 and all(c.update_hash for c in result.accepted)
+    result = screen(cands, global_record(), config(enabled=False))
+    assert len(result.candidates) == 4 and all(c.update_hash for c in result.candidates)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 10, 24, 25])
@@ -195,14 +210,15 @@ def test_an_error_reply_is_rejected_not_raised() -> None:
     from flwr.app import Error, Message
 
     error = Message(Error(code=1, reason="boom"), reply_to=instruction(RecordDict()))
-    result = screen([*honest(4), Candidate(node=9, reply=error)], global_record(), CFG)
+    error.metadata.__dict__["_src_node_id"] = 9
+    result = screen([*honest(4), error], global_record(), CFG)
     assert reasons(result) == {9: Reject.ERROR_REPLY}
 
 
 def test_a_watched_node_gets_no_benefit_of_the_doubt() -> None:
     """History: a node rejected (or worth nothing) in a recent round must agree with the
     round's robust centre; the same update from an unwatched node passes."""
-    loose = replace(CFG, min_cosine=-0.5, watched_min_cosine=0.0, watch_rounds=2)
+    loose = config(watch_rounds=2, centre_cosine={"min_cosine": -0.5, "watched_min_cosine": 0.0})
     d = np.concatenate([DIRECTION[k].ravel() for k in GLOBAL])
     r = np.random.default_rng(3).normal(size=d.size)
     r -= (r @ d) / (d @ d) * d  # orthogonal to the honest direction
@@ -221,13 +237,17 @@ def test_a_watched_node_gets_no_benefit_of_the_doubt() -> None:
 def test_rejections_and_worthless_rounds_start_a_watch() -> None:
     from flwr.serverapp.strategy import FedAvg
 
-    from strategies.screening import ScreeningStrategy
+    from strategies.screening import ScreeningHistory, ScreeningStrategy
 
-    strategy = ScreeningStrategy(FedAvg(), replace(CFG, watch_rounds=2))
-    strategy.watch(5, server_round=3)  # e.g. the LedgerStrategy found it worth nothing
-    assert strategy.watched(4) == strategy.watched(5) == frozenset({5})
-    assert strategy.watched(6) == frozenset()
-    assert ScreeningStrategy(FedAvg(), replace(CFG, watch_rounds=0)).watched(1) == frozenset()
+    history = ScreeningHistory(watch_rounds=2)
+    history.watch(5, server_round=3)  # e.g. the LedgerStrategy found it worth nothing
+    assert history.watched(4) == history.watched(5) == frozenset({5})
+    assert history.watched(6) == frozenset()
+    none = ScreeningHistory(watch_rounds=0)
+    none.watch(5, server_round=3)
+    assert none.watched(4) == frozenset()
+    strategy = ScreeningStrategy(FedAvg(), config(watch_rounds=2), INTAKE)
+    assert strategy.history.watch_rounds == 2
 
 
 def test_a_claim_the_update_cannot_back_is_rejected() -> None:
@@ -236,13 +256,13 @@ def test_a_claim_the_update_cannot_back_is_rejected() -> None:
     short = arrays_from(update_scale=0.2, seed=9)
     result = screen([*honest(4), candidate(9, short, n=100)], global_record(), CFG)
     assert reasons(result) == {9: Reject.CLAIM_EXCEEDS_WORK}
-    assert "100 examples predict" in result.rejected[0][2]
+    assert "100 examples predict" in result.rejected[0].detail
     for ok in (
         screen([*honest(4), candidate(9, short, n=10)], global_record(), CFG),
         screen(
             [*honest(4), candidate(9, short, n=100)],
             global_record(),
-            replace(CFG, min_work_ratio=0.0),
+            config(claim_exceeds_work={"min_work_ratio": 0.0}),
         ),
     ):
         assert reasons(ok) == {}
@@ -273,7 +293,7 @@ def test_the_last_global_step_sent_back_is_rejected() -> None:
         screen(
             [*honest(4), candidate(9, replayed)],
             global_record(),
-            replace(CFG, max_step_cosine=1.0),
+            config(replayed_global_step={"max_step_cosine": 1.0}),
             previous_base=previous,
         ),
         screen(honest(5), global_record(), CFG, previous_base=previous),
@@ -284,19 +304,18 @@ def test_the_last_global_step_sent_back_is_rejected() -> None:
 def test_the_strategy_remembers_the_last_global_model() -> None:
     from flwr.serverapp.strategy import FedAvg
 
+    from strategies.round import ModelReference
     from strategies.screening import ScreeningStrategy
 
-    strategy = ScreeningStrategy(FedAvg(), CFG)
+    strategy = ScreeningStrategy(FedAvg(), CFG, INTAKE)
     previous, replayed = global_step_replay(3.0)
     start = unflatten(global_record(), previous)
     for server_round, arrays, cands in (
         (1, start, honest(4)),
         (2, global_record(), [*honest(4), candidate(9, replayed)]),
     ):
-        strategy._global[server_round] = arrays  # what configure_train records
-        for c in cands:
-            c.reply.metadata.__dict__["_src_node_id"] = c.node
-        strategy.aggregate_train(server_round, [c.reply for c in cands])
+        strategy._models[(server_round, "train")] = ModelReference(arrays)  # configure_train's
+        strategy.aggregate_train(server_round, cands)
     rejected = strategy.verdicts[(2, "train")].rejected
     assert [(r.node, r.reason) for r in rejected] == [(9, Reject.REPLAYED_GLOBAL_STEP)]
 
@@ -316,7 +335,7 @@ def test_where_honest_updates_follow_the_last_step_only_the_replay_is_rejected()
         close.append(candidate(i, {k: v.astype(np.float32) for k, v in arrays.items()}))
     result = screen([*close, candidate(9, replayed)], global_record(), CFG, previous_base=previous)
     assert reasons(result) == {9: Reject.REPLAYED_GLOBAL_STEP}
-    assert "round median 0.9" in result.rejected[0][2]
+    assert "round median 0.9" in result.rejected[0].detail
 
 
 def test_an_update_against_the_last_global_step_is_rejected_unless_everyone_turns() -> None:
@@ -324,19 +343,21 @@ def test_an_update_against_the_last_global_step_is_rejected_unless_everyone_turn
     one goes back. After a bad step every honest update turns back: then nobody is rejected."""
     previous, _ = global_step_replay(1.0)
     flipped = {k: 2 * GLOBAL[k] - v for k, v in arrays_from(seed=9).items()}
-    loose = replace(CFG, min_cosine=-1.0)  # the robust-centre cosine would catch it too
+    loose = config(centre_cosine={"min_cosine": -1.0})  # the robust centre would catch it too
     result = screen(
         [*honest(5), candidate(9, flipped)], global_record(), loose, previous_base=previous
     )
     assert reasons(result) == {9: Reject.REVERSES_GLOBAL_STEP}
-    assert "round median" in result.rejected[0][2]
+    assert "round median" in result.rejected[0].detail
     bad_step = 2 * np.concatenate([GLOBAL[k].ravel() for k in GLOBAL]) - previous  # reversed
     for ok in (
         screen(honest(6), global_record(), loose, previous_base=bad_step.astype(np.float32)),
         screen(
             [*honest(5), candidate(9, flipped)],
             global_record(),
-            replace(loose, step_cosine_margin=0.0),
+            config(
+                centre_cosine={"min_cosine": -1.0}, reverses_global_step={"step_cosine_margin": 0}
+            ),
             previous_base=previous,
         ),
     ):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strategies.shapley import (
+from strategies.scoring.shapley import (
     BudgetExhausted,
     CachedGame,
     exact_shapley,

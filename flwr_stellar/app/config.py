@@ -9,15 +9,18 @@ way, naming the key.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields, is_dataclass, make_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
+from flwr.app import ArrayRecord
+
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.settings import RewardSettings
+from strategies.intake import IntakeSettings
 from strategies.ledger_strategy import LedgerConfig as PluginConfig
-from strategies.screening import ScreeningSettings
+from strategies.screening import CHECKS, Screening, default_checks
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -55,8 +58,13 @@ PLUGIN_FIELDS = (
     ("LedgerConfig.scoring_budget", "reward.scoring_budget"),
     ("LedgerSettings.", "ledger."),
     ("RewardSettings.", "reward."),
-    ("ScreeningSettings.", "screening."),
+    ("Screening.", "screening."),
+    ("IntakeSettings.max_num_examples", "screening.max_num_examples"),
+    *((f"{cls.__name__}.", f"screening.{cls.name}.") for cls in CHECKS),
 )
+# What the reference app's ClientApp sends (client_app.py): intake holds replies to exactly these.
+TRAIN_METRICS = ("train_loss", "train_accuracy", "num-examples")
+EVALUATE_METRICS = ("loss", "accuracy", "num-examples")
 
 
 class ConfigError(ValueError):
@@ -170,22 +178,42 @@ class RewardConfig:
     treasury_keystore: str
 
 
-@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
-class ScreeningConfig:
-    enabled: bool
-    max_norm: float
-    norm_factor: float
-    min_cosine: float
-    min_relative_norm: float
-    min_work_ratio: float
-    max_step_cosine: float
-    step_cosine_margin: float
-    max_num_examples: int
-    min_peers: int
-    validation_check: bool
-    validation_tolerance: float
-    watch_rounds: int
-    watched_min_cosine: float
+def _check_section(check: type) -> type:
+    """A run-config section with the scalar settings of one screening check (its own fields,
+    types and names: the check class is the one place they are defined)."""
+    hints = get_type_hints(check)
+    scalar = [
+        (f.name, hints[f.name]) for f in fields(check) if hints[f.name] in (bool, int, float, str)
+    ]
+    return make_dataclass(f"{check.__name__}Section", scalar, unsafe_hash=True)
+
+
+def _screening_section() -> type:
+    """``screening.*``: the stage's own keys, then one sub-section a registered check."""
+    own: list[tuple[str, type]] = [
+        ("enabled", bool),
+        ("min_peers", int),
+        ("watch_rounds", int),
+        ("max_num_examples", int),
+    ]
+    checks = [(cls.name, _check_section(cls)) for cls in CHECKS]
+    return make_dataclass("ScreeningSection", [*own, *checks], unsafe_hash=True)
+
+
+if TYPE_CHECKING:
+
+    class ScreeningSection:
+        """``screening.*`` (generated from strategies.screening.CHECKS at import)."""
+
+        enabled: bool
+        min_peers: int
+        watch_rounds: int
+        max_num_examples: int
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    ScreeningSection = _screening_section()
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
@@ -203,7 +231,7 @@ class AppConfig:
     attack: AttackConfig
     ledger: LedgerConfig
     reward: RewardConfig
-    screening: ScreeningConfig
+    screening: ScreeningSection
     evaluation: EvaluationConfig
 
     @classmethod
@@ -232,18 +260,38 @@ class AppConfig:
         """The plugin's reward settings from this app's ``reward.*`` keys."""
         return _same_fields(RewardSettings, self.reward)
 
-    def screening_settings(self) -> ScreeningSettings:
-        """The plugin's screening settings; claims are bounded by what a node trains on."""
-        bound = self.screening.max_num_examples or self.dataset.max_train_examples
-        return _same_fields(ScreeningSettings, self.screening, max_num_examples=bound)
+    def screening_settings(
+        self, validation: Callable[[ArrayRecord], float] | None = None
+    ) -> Screening:
+        """The plugin's screening stage from ``screening.*`` (one sub-section a check)."""
+        s = self.screening
+        options = {cls.name: asdict(getattr(s, cls.name)) for cls in CHECKS}
+        return Screening(
+            enabled=s.enabled,
+            checks=default_checks(options, validation),
+            min_peers=s.min_peers,
+            watch_rounds=s.watch_rounds,
+        )
 
-    def plugin_config(self, output_dir: Path) -> PluginConfig:
+    def intake_settings(self) -> IntakeSettings:
+        """Intake: claims bounded by what a node trains on, the app's own metric keys."""
+        bound = self.screening.max_num_examples or self.dataset.max_train_examples
+        return IntakeSettings(
+            max_num_examples=bound or 1_000_000,
+            train_metrics=TRAIN_METRICS,
+            evaluate_metrics=EVALUATE_METRICS,
+        )
+
+    def plugin_config(
+        self, output_dir: Path, validation: Callable[[ArrayRecord], float] | None = None
+    ) -> PluginConfig:
         """The LedgerStrategy's config for a run writing to ``output_dir``."""
         return PluginConfig(
             output_dir=str(output_dir),
             ledger=self.ledger_settings(),
             reward=self.reward_settings(),
-            screening=self.screening_settings(),
+            screening=self.screening_settings(validation),
+            intake=self.intake_settings(),
             scorer=self.reward.scorer,
             scoring_budget=self.reward.scoring_budget,
             strict=self.identity.strict,
@@ -319,7 +367,7 @@ class AppConfig:
             if not ok:
                 raise ConfigError(f"{key} {why}, got {_lookup(self, key)!r}")
         try:  # the plugin's settings check the ledger.*, reward.* and screening.* values
-            self.plugin_config(Path("."))
+            self.plugin_config(Path("."), validation=lambda arrays: 0.0)
         except (TypeError, ValueError) as err:
             message = str(err)
             for plugin_name, key in PLUGIN_FIELDS:

@@ -27,8 +27,9 @@ from flwr_stellar.app.task import (
 from flwr_stellar.audit.cli import run_audit_for
 from flwr_stellar.report import write_run_report
 from strategies.ledger_strategy import LedgerStrategy
+from strategies.scoring import COUNTING
 from strategies.screening import ScreeningStrategy
-from strategies.verified import VerifiedStrategy
+from strategies.verified import VerifiedStrategy, Verify
 
 app = ServerApp()
 
@@ -36,24 +37,24 @@ app = ServerApp()
 def wrap_strategy(cfg: AppConfig, inner: Strategy, out: Path) -> Strategy:
     """The plugin's wrappers the run config asks for: ledger (all of it), or verification
     and/or screening alone."""
-    needs_validation = cfg.screening.enabled and cfg.screening.validation_check
+    needs_validation = cfg.screening.enabled and cfg.screening.hurts_validation.enabled
     if cfg.ledger.enabled:
-        config = cfg.plugin_config(out)
-        needs_validation = needs_validation or config.scoring.needs_model
+        needs_validation = needs_validation or cfg.reward.scorer not in COUNTING
         validation = ServerValidation(cfg) if needs_validation else None
         return LedgerStrategy.wrap(
             inner,
-            config=config,
+            config=cfg.plugin_config(out, validation),
             validation=validation,
             validation_gradient=validation.gradient if validation is not None else None,
         )
-    strategy = inner
+    verify = Verify(cfg.identity.strict) if cfg.identity.enabled else None
     if cfg.screening.enabled:
         validation = ServerValidation(cfg) if needs_validation else None
-        strategy = ScreeningStrategy(strategy, cfg.screening_settings(), validation)
+        screening = cfg.screening_settings(validation)
+        return ScreeningStrategy(inner, screening, cfg.intake_settings(), verify)
     if cfg.identity.enabled:
-        strategy = VerifiedStrategy(strategy, strict=cfg.identity.strict)
-    return strategy
+        return VerifiedStrategy(inner, strict=cfg.identity.strict, intake=cfg.intake_settings())
+    return inner
 
 
 def _scalar(value: object) -> TypeGuard[int | float]:

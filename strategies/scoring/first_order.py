@@ -1,0 +1,53 @@
+"""``first-order``: the Shapley value of the round game's first-order approximation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import ArrayRecord
+
+from strategies.round import RoundState
+from strategies.scoring.base import Scorer, Valuation, round_shares
+from strategies.vectors import flatten
+
+
+@dataclass(frozen=True)
+class FirstOrder(Scorer):
+    """Each update's weighted step along the validation utility's gradient, ``w_i g . delta_i``.
+
+    The round's coalition game (see :mod:`strategies.scoring.coalition`) is additive to first
+    order (Taylor), so this is its Shapley value: one gradient a round instead of dozens of
+    evaluations, at the price of ignoring interactions between updates. A round whose
+    aggregate is, to first order, no better pays nobody.
+
+    Parameters
+    ----------
+    gradient : callable
+        ``ArrayRecord -> ArrayRecord``: the gradient of the validation utility (same keys and
+        shapes), on data the server holds.
+    """
+
+    name = "first-order"
+    gradient: Callable[[ArrayRecord], ArrayRecord] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.gradient is None:
+            raise ValueError(
+                "scorer 'first-order' needs validation_gradient=<ArrayRecord -> ArrayRecord> "
+                "(the gradient of the validation utility) passed to LedgerStrategy.wrap"
+            )
+
+    def values(self, state: RoundState) -> Valuation:
+        assert self.gradient is not None and state.model is not None and state.deltas is not None
+        model = state.model
+        grad = flatten(self.gradient(model.record), keys=model.keys)
+        shares = round_shares(state.candidates)
+        values = [
+            float(share * np.dot(grad, state.deltas[c.row]))
+            for share, c in zip(shares, state.candidates, strict=True)
+        ]
+        if sum(values) <= 0:  # to first order, the round's aggregate is no better
+            values = [0.0] * len(values)
+        return Valuation(values, evaluations=1)

@@ -1,0 +1,374 @@
+"""The screening stage, its settings, the history it keeps, and the one-stage wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from itertools import groupby
+from logging import INFO
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, Message, MessageType, MetricRecord
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from flwr_stellar.reasons import VERIFICATION_REASONS, Rejected
+from strategies.intake import IntakeSettings
+from strategies.pipeline import PipelineStrategy
+from strategies.round import RoundState
+from strategies.screening.base import Check, Cohort, unit_step
+from strategies.screening.centre_cosine import CentreCosine
+from strategies.screening.claim_exceeds_work import ClaimExceedsWork
+from strategies.screening.copies import IdenticalCopies
+from strategies.screening.hurts_validation import HurtsValidation
+from strategies.screening.max_norm import MaxNorm
+from strategies.screening.norm_outlier import NormOutlier
+from strategies.screening.relative_free_rider import RelativeFreeRider
+from strategies.screening.replayed_step import ReplayedGlobalStep
+from strategies.screening.reversed_step import ReversesGlobalStep
+from strategies.screening.zero_update import ZeroUpdate
+from strategies.verified import Verify
+
+__all__ = [
+    "CHECKS",
+    "Screen",
+    "Screening",
+    "ScreeningHistory",
+    "ScreeningStrategy",
+    "default_checks",
+    "screen_replies",
+]
+
+# The library's checks, in the order they run (the one place a new check is registered).
+CHECKS: tuple[type[Check], ...] = (
+    MaxNorm,
+    ZeroUpdate,
+    IdenticalCopies,
+    NormOutlier,
+    RelativeFreeRider,
+    ClaimExceedsWork,
+    CentreCosine,
+    ReplayedGlobalStep,
+    ReversesGlobalStep,
+    HurtsValidation,
+)
+
+
+def default_checks(
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    validation: Callable[[ArrayRecord], float] | None = None,
+) -> tuple[Check, ...]:
+    """The library's checks with their defaults, or with ``options`` per check name.
+
+    Parameters
+    ----------
+    options : Mapping[str, Mapping[str, Any]], optional
+        ``{check name: {field: value}}``, e.g. ``{"norm_outlier": {"factor": 2.0}}``.
+    validation : callable, optional
+        The server's validation utility, for ``hurts_validation`` when its options enable it.
+
+    Raises
+    ------
+    ValueError
+        An unknown check name or field (naming it), or a value its check refuses.
+    """
+    options = dict(options or {})
+    unknown = sorted(set(options) - {c.name for c in CHECKS})
+    if unknown:
+        raise ValueError(
+            f"Screening: unknown check(s) {unknown}; known: {[c.name for c in CHECKS]}"
+        )
+    checks: list[Check] = []
+    for cls in CHECKS:
+        given = dict(options.get(cls.name, {}))
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(given) - names)
+        if bad:
+            raise ValueError(f"{cls.__name__}: unknown setting(s) {bad}; known: {sorted(names)}")
+        if cls is HurtsValidation and given.get("enabled"):
+            given["validation"] = validation
+        checks.append(cls(**given))
+    return tuple(checks)
+
+
+@dataclass(frozen=True)
+class Screening:
+    """The screening stage's settings: which checks, in which order, with what history.
+
+    Parameters
+    ----------
+    enabled : bool (default: True)
+        False passes every decoded, verified reply through.
+    checks : tuple of Check
+        In order (default: :func:`default_checks`). Add an app's own with
+        ``Screening(checks=(*default_checks(), MyCheck()))``.
+    min_peers : int (default: 3)
+        Relative checks judge a cohort only when it has at least this many replies.
+    watch_rounds : int (default: 3)
+        History: a node rejected, or worth nothing while others were worth something, is
+        watched for this many rounds after (checks may hold it to stricter bounds; 0 = none).
+    """
+
+    enabled: bool = True
+    checks: tuple[Check, ...] = field(default_factory=default_checks)
+    min_peers: int = 3
+    watch_rounds: int = 3
+
+    def __post_init__(self) -> None:
+        if self.min_peers < 2:
+            raise ValueError(f"Screening.min_peers must be >= 2, got {self.min_peers!r}")
+        if self.watch_rounds < 0:
+            raise ValueError(f"Screening.watch_rounds must be >= 0, got {self.watch_rounds!r}")
+        for check in self.checks:
+            if not isinstance(check, Check):
+                raise TypeError(
+                    f"Screening.checks must hold Check instances, got {type(check).__name__}"
+                )
+            if not getattr(check, "name", "") or not getattr(check, "reason", ""):
+                raise TypeError(f"{type(check).__name__} must set class attributes name, reason")
+
+    def check(self, name: str) -> Check | None:
+        """The check registered under ``name`` (None when absent)."""
+        return next((c for c in self.checks if c.name == name), None)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as plain data (for the config hash and the summary)."""
+        return {
+            "enabled": self.enabled,
+            "min_peers": self.min_peers,
+            "watch_rounds": self.watch_rounds,
+            "checks": [
+                {"name": c.name, "reason": str(c.reason)}
+                | {
+                    f.name: getattr(c, f.name)
+                    for f in fields(c)
+                    if f.compare and isinstance(getattr(c, f.name), bool | int | float | str)
+                }
+                for c in self.checks
+            ],
+        }
+
+
+class Screen:
+    """The screening stage: each check in order, on the cohort its group judges.
+
+    Parameters
+    ----------
+    screening : Screening
+        Checks and thresholds.
+    """
+
+    def __init__(self, screening: Screening) -> None:
+        self.screening = screening
+
+    def __call__(self, state: RoundState) -> RoundState:
+        s = self.screening
+        if not s.enabled or not state.is_train or state.model is None or not state.candidates:
+            return state
+        step = unit_step(state.model.base, state.previous_base)
+        alive = list(state.candidates)
+        rejected: list[Rejected] = []
+        active = [c for c in s.checks if c.active]
+        for _, grouped in groupby(enumerate(active), key=lambda ic: ic[1].group or f"#{ic[0]}"):
+            group = [check for _, check in grouped]
+            cohort = Cohort(state, alive, s.min_peers, step)
+            verdicts = [_judged(check, cohort) for check in group]
+            keep = []
+            for i, c in enumerate(alive):
+                failed = next(
+                    ((check, v[i]) for check, v in zip(group, verdicts, strict=True) if v[i]),
+                    None,
+                )
+                if failed is None:
+                    keep.append(c)
+                else:
+                    check, detail = failed
+                    reason = str(check.reason)
+                    rejected.append(Rejected(c.node, reason, str(detail), c.pseudonym))
+            alive = keep
+        return replace(state, candidates=tuple(alive), rejected=state.rejected + tuple(rejected))
+
+
+def _judged(check: Check, cohort: Cohort) -> Sequence[str | None]:
+    verdicts = list(check.judge(cohort))
+    if len(verdicts) != len(cohort.members):
+        raise RuntimeError(
+            f"{type(check).__name__}.judge returned {len(verdicts)} verdicts for "
+            f"{len(cohort.members)} members"
+        )
+    return verdicts
+
+
+class ScreeningHistory:
+    """What screening remembers across rounds: who is watched, and the last global model.
+
+    Parameters
+    ----------
+    watch_rounds : int
+        How long a node stays watched after a rejection or a worthless contribution.
+    """
+
+    def __init__(self, watch_rounds: int) -> None:
+        self.watch_rounds = watch_rounds
+        self.watch_until: dict[int, int] = {}
+        self._last: tuple[int, np.ndarray] | None = None  # (round, flat global model)
+
+    def watched(self, server_round: int) -> frozenset[int]:
+        """Nodes under watch in ``server_round``."""
+        return frozenset(n for n, until in self.watch_until.items() if until >= server_round)
+
+    def previous_base(self, server_round: int) -> np.ndarray | None:
+        """The global model round ``server_round - 1`` started from (None if unknown)."""
+        last = self._last
+        return last[1] if last is not None and last[0] == server_round - 1 else None
+
+    def watch(self, node: int, server_round: int) -> None:
+        """Watch ``node`` for ``watch_rounds`` rounds after ``server_round``."""
+        if self.watch_rounds:
+            until = server_round + self.watch_rounds
+            self.watch_until[node] = max(until, self.watch_until.get(node, 0))
+
+    def record(self, state: RoundState) -> None:
+        """Learn from a finished round: rejections (not failed signatures, which say nothing
+        about the node's data) and, when the round was worth something, the contributions
+        the scorer found worth nothing."""
+        if not state.is_train or state.model is None:
+            return
+        for r in state.rejected:
+            if r.reason not in VERIFICATION_REASONS:
+                self.watch(r.node, state.server_round)
+        if any(state.scores.values()):
+            for c in state.candidates:
+                if state.scores.get(c.pseudonym, 0) == 0:
+                    self.watch(c.node, state.server_round)
+        self._last = (state.server_round, state.model.base)
+
+
+class ScreeningStrategy(PipelineStrategy):
+    """Screen every training reply before the inner strategy sees it (intake included).
+
+    Parameters
+    ----------
+    inner : Strategy
+        Any Flower strategy; it receives only the accepted replies, untouched.
+    screening : Screening, optional
+        Checks and thresholds; the defaults suit small CNNs on non-IID data.
+    intake : IntakeSettings, optional
+        Record keys and claim bound (defaults read from ``inner``).
+    verify : Verify, optional
+        Also verify signatures first (what an app that screens but does not pay wants: every
+        rejection is then attributed to the pseudonym that signed the reply).
+    """
+
+    def __init__(
+        self,
+        inner: Strategy,
+        screening: Screening | None = None,
+        intake: IntakeSettings | None = None,
+        verify: Verify | None = None,
+    ) -> None:
+        super().__init__(inner, intake)
+        self.screening = screening or Screening()
+        self.screen = Screen(self.screening)
+        self.history = ScreeningHistory(self.screening.watch_rounds)
+        self.verify = verify
+
+    def prepare(
+        self, messages: list[Message], server_round: int, kind: str, grid: Grid
+    ) -> list[Message]:
+        if self.verify is None:
+            return messages
+        return self.verify.attach(messages, server_round, kind, grid)
+
+    def _verified(self, state: RoundState) -> RoundState:
+        return state if self.verify is None else self.verify(state)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        state = self.received(
+            server_round,
+            MessageType.TRAIN,
+            replies,
+            previous_base=self.history.previous_base(server_round),
+            watched=self.history.watched(server_round),
+        )
+        state = self._verified(state)
+        state = self.intake(state)
+        state = self.screen(state)
+        arrays, metrics = self.aggregate_inner(state)
+        self.history.record(state)
+        return arrays, self.record(state, metrics)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        replies = list(replies)
+        if not replies and not self.expects(server_round, MessageType.EVALUATE):
+            return None
+        state = self.received(server_round, MessageType.EVALUATE, replies)
+        state = self.intake(self._verified(state))
+        return self.record(state, self.evaluate_inner(state))
+
+    def summary(self) -> None:
+        s = self.screening
+        active = ", ".join(c.name for c in s.checks if c.active)
+        log(
+            INFO,
+            "\t├── ScreeningStrategy: verify=%s, enabled=%s, min_peers=%d, watch_rounds=%d, "
+            "checks: %s",
+            self.verify is not None,
+            s.enabled,
+            s.min_peers,
+            s.watch_rounds,
+            active,
+        )
+        self.inner.summary()
+
+
+def screen_replies(
+    replies: Iterable[Message],
+    global_arrays: ArrayRecord,
+    screening: Screening | None = None,
+    intake: IntakeSettings | None = None,
+    *,
+    previous_base: np.ndarray | None = None,
+    watched: frozenset[int] = frozenset(),
+    server_round: int = 1,
+) -> RoundState:
+    """Intake and screening of one round's train replies, outside a strategy.
+
+    What benchmarks and unit tests of checks use; the wrappers run the same two stages.
+
+    Parameters
+    ----------
+    replies : iterable of Message
+        The round's replies.
+    global_arrays : ArrayRecord
+        The model the round started from.
+    screening : Screening, optional
+        Checks (defaults if None).
+    intake : IntakeSettings, optional
+        Record keys and claim bound (defaults if None).
+    previous_base : numpy.ndarray, optional
+        The previous round's global model, flat float32 (for the global-step checks).
+    watched : frozenset of int
+        Nodes under watch.
+    server_round : int
+        The round number.
+    """
+    from strategies.intake import Intake
+    from strategies.round import ModelReference
+
+    state = RoundState.received(
+        server_round,
+        MessageType.TRAIN,
+        ModelReference(global_arrays),
+        replies,
+        previous_base=previous_base,
+        watched=watched,
+    )
+    state = Intake(intake or IntakeSettings())(state)
+    return Screen(screening or Screening())(state)
