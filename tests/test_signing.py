@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from stellar_sdk import Keypair
 
 from flwr_stellar.protocol.digest import SIGNATURE_RECORD, Binding, reply_digest
-from flwr_stellar.protocol.signature import sign_reply, verify_content
+from flwr_stellar.protocol.errors import RecordError
+from flwr_stellar.protocol.signature import SignatureRecord, sign_reply, verify_content
 from flwr_stellar.reasons import Reason
 
 BINDING = Binding(
@@ -151,3 +152,23 @@ def test_tampered_missing_and_malformed_signatures() -> None:
         content = signed()
         content[SIGNATURE_RECORD][key] = value
         assert verify_content(content, BINDING).reason == Reason.MALFORMED_SIGNATURE
+
+
+@pytest.mark.parametrize("run_id", ["١١", "1¹", "１１", "9" * 5000, "011", "+11", " 11", "-1", ""])
+def test_run_id_must_be_canonical_ascii_decimal(run_id: str) -> None:
+    """``str.isdigit`` accepts Arabic-Indic, superscript and full-width digits: '١١' would
+    be read as run 11 (and pass), '1¹' or 5000 digits made ``int`` raise before any check."""
+    content = signed()
+    content[SIGNATURE_RECORD]["run-id"] = run_id
+    verdict = verify_content(content, BINDING)
+    assert verdict.reason == Reason.MALFORMED_SIGNATURE and "run-id" in verdict.detail
+    with pytest.raises(RecordError, match="run-id"):
+        SignatureRecord.from_record(content[SIGNATURE_RECORD])
+
+
+def test_wrong_binding_details_are_bounded() -> None:
+    content = signed()
+    content[SIGNATURE_RECORD]["instruction-id"] = "\x1b[31m" + "x" * 1_000_000 + "\n"
+    verdict = verify_content(content, BINDING)
+    assert verdict.reason == Reason.WRONG_INSTRUCTION
+    assert len(verdict.detail) < 200 and "\x1b" not in verdict.detail

@@ -11,7 +11,7 @@ from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.task_identity import TaskIdentity
 from helpers import RUN_ID
 from stellar_sdk import ChangeTrust, Payment
-from test_ledger_strategy import GLOBAL, SCREENING, FakeGrid
+from test_ledger_strategy import GLOBAL, FakeGrid
 
 from flwr_stellar import LedgerConfig, LedgerStrategy
 from flwr_stellar.audit.cli import run_audit_for
@@ -33,7 +33,7 @@ class RunGrid(FakeGrid):
 
 
 def paid_run(tmp_path: Path, out: Path, run_id: int, num_rounds: int) -> LedgerStrategy:
-    config = LedgerConfig(output_dir=str(out), scorer="num-examples", screening=SCREENING)
+    config = LedgerConfig(output_dir=str(out), scorer="num-examples")
     strategy = LedgerStrategy.wrap(
         FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1), config=config
     )

@@ -102,7 +102,7 @@ def test_a_hostile_refusal_reason_is_bounded_in_notes_and_log(tmp_path, caplog) 
 def test_the_round_manifest_holds_the_bounded_note(tmp_path) -> None:
     from flwr.app import ConfigRecord
     from flwr.serverapp.strategy import FedAvg
-    from test_ledger_strategy import GLOBAL, SCREENING, FakeGrid
+    from test_ledger_strategy import GLOBAL, FakeGrid
 
     from flwr_stellar import LedgerConfig, LedgerStrategy, RewardSettings
 
@@ -125,7 +125,6 @@ def test_the_round_manifest_holds_the_bounded_note(tmp_path) -> None:
     config = LedgerConfig(
         output_dir=str(tmp_path / "out"),
         reward=RewardSettings(budget_per_round="10"),
-        screening=SCREENING,
         scorer="flat",
     )
     strategy = LedgerStrategy.wrap(

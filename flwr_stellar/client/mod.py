@@ -21,13 +21,20 @@ from flwr_stellar.protocol.challenge import CHALLENGE_RECORD, Challenge
 from flwr_stellar.protocol.digest import Binding
 from flwr_stellar.protocol.errors import RecordError
 from flwr_stellar.protocol.signature import sign_reply
+from flwr_stellar.protocol.text import printable_note
 
 SIGNING_REFUSED = 4701  # Error.code of a refused instruction
+REASON_LIMIT = 400  # characters of a refusal reason (it may quote the server's fields)
 IDENTITY_ERRORS = (keystore.KeystoreError, IdentityUnavailableError, ValueError)
 
 
 def refuse(msg: Message, reason: str) -> Message:
-    """An error reply (never a crash) that tells the server why the node will not answer."""
+    """An error reply (never a crash) that tells the server why the node will not answer.
+
+    The reason often quotes what the server sent, so it is made one printable line of at
+    most ``REASON_LIMIT`` characters before it reaches the node's log or the reply.
+    """
+    reason = printable_note(reason, REASON_LIMIT)
     log(
         ERROR,
         "flwr-stellar: refusing %s instruction %s: %s",

@@ -9,11 +9,11 @@ trustline. Register the handler with ``app.query("onboard")(onboarding_reply)``.
 
 from __future__ import annotations
 
+import re
 import time
 
 from flwr.app import Context, Message, RecordDict
 from stellar_sdk import Keypair, NoneMemo, TransactionEnvelope
-from stellar_sdk.exceptions import SdkError
 
 from flwr_stellar.client.identity import IdentityUnavailableError, NodeSettings
 from flwr_stellar.client.mod import IDENTITY_ERRORS, refuse
@@ -26,16 +26,29 @@ from flwr_stellar.protocol.onboarding import (
     Terms,
     operations,
 )
+from flwr_stellar.protocol.text import shown
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")  # with a length that is a multiple of 4
 
 
 def check_envelope(
     envelope_xdr: str, terms: Terms, pseudonym: str, now: float | None = None
 ) -> TransactionEnvelope:
-    """Parse and check an onboarding envelope; raise OnboardingRefused naming the problem."""
+    """Parse and check an onboarding envelope; raise OnboardingRefused naming the problem.
+
+    The envelope is the server's bytes: it must be strict base64 of a (v1) transaction
+    envelope. stellar_sdk's XDR reader fails on garbage in many ways (EOFError on short
+    input, ValueError on unknown unions, ...), so any failure there is one refusal, not a
+    crash of the node's handler.
+    """
+    if len(envelope_xdr) % 4 or _BASE64.fullmatch(envelope_xdr) is None:
+        raise OnboardingRefused("envelope does not decode: not base64 text")
     try:
         envelope = TransactionEnvelope.from_xdr(envelope_xdr, terms.network_passphrase)
-    except (SdkError, ValueError, TypeError) as err:
-        raise OnboardingRefused(f"envelope does not decode: {err}") from None
+    except Exception as err:  # a third-party decoder on untrusted bytes: any failure
+        raise OnboardingRefused(
+            f"envelope does not decode: {type(err).__name__} {shown(str(err))}"
+        ) from None
     tx = envelope.transaction
     if tx.source.account_id != terms.sponsor:
         raise OnboardingRefused(f"transaction source {tx.source.account_id} is not the sponsor")

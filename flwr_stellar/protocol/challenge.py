@@ -14,9 +14,12 @@ from flwr.app import ConfigRecord
 
 from flwr_stellar.protocol.digest import DIGEST_VERSION
 from flwr_stellar.protocol.errors import RecordError
+from flwr_stellar.protocol.text import parse_decimal, shown
 
 CHALLENGE_RECORD = "flwr-stellar.challenge"  # the instruction's ConfigRecord with the nonce
 NONCE_BYTES = 32
+RUN_ID_BOUND = 2**64  # Flower run ids are uint64
+ROUND_BOUND = 2**63  # a round number fits a (signed) int64 on the wire
 
 
 @dataclass(frozen=True)
@@ -66,20 +69,30 @@ class Challenge:
 
     @classmethod
     def from_record(cls, record: object) -> Challenge:
-        """Read and check a challenge record; raise RecordError naming the problem."""
+        """Read and check a challenge record; raise RecordError naming the problem.
+
+        Every field is checked for its exact type and range before use (``True`` is not the
+        version 1, ``'٤٢'`` is not the run id 42), so nothing a server sends makes the node
+        raise anything but RecordError, which the signing Mod answers with an error reply.
+        """
         if not isinstance(record, ConfigRecord):
             raise RecordError("challenge record is not a ConfigRecord")
         version = record.get("version")
-        if version != DIGEST_VERSION:
-            raise RecordError(f"unknown challenge version {version!r}")
+        if type(version) is not int or version != DIGEST_VERSION:
+            raise RecordError(f"unknown challenge version {shown(version)}")
         nonce, server_round = record.get("nonce"), record.get("server-round")
-        run_id, strict = record.get("run-id"), record.get("strict", True)
+        run_id, strict = (
+            parse_decimal(record.get("run-id"), RUN_ID_BOUND),
+            record.get("strict", True),
+        )
         if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
-            raise RecordError("malformed server nonce")
-        if not isinstance(server_round, int) or isinstance(server_round, bool):
-            raise RecordError("malformed server round")
-        if not isinstance(run_id, str) or not run_id.isdigit():
-            raise RecordError("malformed run id")
+            raise RecordError(f"malformed server nonce (expected {NONCE_BYTES} bytes)")
+        if type(server_round) is not int or not 0 <= server_round < ROUND_BOUND:
+            raise RecordError(f"malformed server round {shown(server_round)}")
+        if run_id is None:
+            raise RecordError(
+                f"malformed run id {shown(record.get('run-id'))} (expected ASCII decimal text)"
+            )
         if not isinstance(strict, bool):
             raise RecordError("malformed strict flag")
-        return cls(int(run_id), server_round, nonce, strict, DIGEST_VERSION)
+        return cls(run_id, server_round, nonce, strict, DIGEST_VERSION)

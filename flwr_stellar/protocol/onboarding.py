@@ -15,6 +15,7 @@ anything of the pseudonym's beyond opening that one trustline.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from flwr.app import ConfigRecord
@@ -26,16 +27,27 @@ from stellar_sdk import (
     EndSponsoringFutureReserves,
     Operation,
     SetTrustLineFlags,
+    StrKey,
     TrustLineFlags,
 )
 
 from flwr_stellar.protocol.errors import RecordError
+from flwr_stellar.protocol.text import shown
 
 ONBOARD_TYPE = "query.onboard"  # Flower message type of an onboarding request
 ONBOARD_RECORD = "flwr-stellar.onboard"
 VERSION = 1
 MAX_VALIDITY_S = 900  # the node signs nothing that stays valid longer than this
 _TEXT_FIELDS = ("envelope", "network-passphrase", "sponsor", "asset-code", "asset-issuer")
+MAX_ENVELOPE_CHARS = 64 * 1024  # base64 of one onboarding transaction is ~1 KiB
+_MAX_CHARS = {  # longest acceptable text per field: bounds the node's work on any request
+    "envelope": MAX_ENVELOPE_CHARS,
+    "network-passphrase": 256,
+    "sponsor": 56,
+    "asset-code": 12,
+    "asset-issuer": 56,
+}
+_ASSET_CODE = re.compile(r"[A-Za-z0-9]{1,12}")
 
 
 class OnboardingRefused(RecordError):
@@ -84,12 +96,19 @@ class Terms:
 
     @classmethod
     def from_record(cls, record: object) -> tuple[Terms, str]:
-        """(terms, envelope XDR) of a request record; OnboardingRefused if malformed."""
+        """(terms, envelope XDR) of a request record; OnboardingRefused if malformed.
+
+        Every field is checked for type, length and form (account ids are strkeys, the asset
+        code is 1-12 ASCII letters/digits, the passphrase printable ASCII) before anything is
+        built from it, so a malformed request is refused with its field named instead of
+        raising inside stellar_sdk, and no field can make the node do unbounded work.
+        """
         if not isinstance(record, ConfigRecord):
             raise OnboardingRefused("onboarding request carries no onboarding record")
         try:
-            if record["version"] != VERSION:
-                raise OnboardingRefused(f"unknown onboarding version {record['version']!r}")
+            version = record["version"]
+            if type(version) is not int or version != VERSION:
+                raise OnboardingRefused(f"unknown onboarding version {shown(version)}")
             text = {k: record[k] for k in _TEXT_FIELDS}
             flags = {k: record[k] for k in ("sponsored", "authorize")}
         except KeyError as err:
@@ -97,11 +116,31 @@ class Terms:
         for key, value in text.items():
             if not isinstance(value, str):
                 raise OnboardingRefused(f"onboarding request field {key!r} is not a string")
+            if len(value) > _MAX_CHARS[key]:
+                raise OnboardingRefused(
+                    f"onboarding request field {key!r} is longer than {_MAX_CHARS[key]} characters"
+                )
         for key, value in flags.items():
             if not isinstance(value, bool):
                 raise OnboardingRefused(f"onboarding request field {key!r} is not a bool")
+        passphrase = str(text["network-passphrase"])
+        if not (passphrase and passphrase.isascii() and passphrase.isprintable()):
+            raise OnboardingRefused(
+                "onboarding request field 'network-passphrase' is not printable ASCII"
+            )
+        for key in ("sponsor", "asset-issuer"):
+            if not StrKey.is_valid_ed25519_public_key(str(text[key])):
+                raise OnboardingRefused(
+                    f"onboarding request field {key!r} is not a Stellar account id: "
+                    f"{shown(text[key])}"
+                )
+        if _ASSET_CODE.fullmatch(str(text["asset-code"])) is None:
+            raise OnboardingRefused(
+                "onboarding request field 'asset-code' is not 1-12 ASCII letters/digits: "
+                f"{shown(text['asset-code'])}"
+            )
         terms = cls(
-            network_passphrase=str(text["network-passphrase"]),
+            network_passphrase=passphrase,
             sponsor=str(text["sponsor"]),
             asset_code=str(text["asset-code"]),
             asset_issuer=str(text["asset-issuer"]),

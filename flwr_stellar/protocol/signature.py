@@ -14,8 +14,10 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from stellar_sdk import Keypair
 from stellar_sdk.exceptions import BadSignatureError, Ed25519PublicKeyInvalidError
 
+from flwr_stellar.protocol.challenge import RUN_ID_BOUND
 from flwr_stellar.protocol.digest import DIGEST_VERSION, SIGNATURE_RECORD, Binding, reply_digest
 from flwr_stellar.protocol.errors import RecordError
+from flwr_stellar.protocol.text import parse_decimal, shown
 from flwr_stellar.reasons import Reason
 
 __all__ = [
@@ -68,7 +70,8 @@ class SignatureRecord:
 
     @classmethod
     def from_record(cls, record: object) -> SignatureRecord:
-        """Read a signature record; raise RecordError for anything malformed."""
+        """Read a signature record; raise RecordError for anything malformed (never another
+        error: the run id is ASCII decimal text, read without ``int`` ever failing)."""
         if not isinstance(record, ConfigRecord):
             raise RecordError("signature record is not a ConfigRecord")
         if record.get("version") != DIGEST_VERSION:
@@ -84,17 +87,18 @@ class SignatureRecord:
             record.get("nonce"),
         )
         instruction_id, message_type = record.get("instruction-id"), record.get("message-type")
+        run_number = parse_decimal(run_id, RUN_ID_BOUND)  # '١١'.isdigit(), but it is not 11
+        if run_number is None:
+            raise RecordError(f"run-id {shown(run_id)} is not ASCII decimal text")
         if (
-            not isinstance(run_id, str)
-            or not run_id.isdigit()
-            or not isinstance(server_round, int)
+            not isinstance(server_round, int)
             or isinstance(server_round, bool)
             or not isinstance(nonce, bytes)
             or not isinstance(instruction_id, str)
             or not isinstance(message_type, str)
         ):
             raise RecordError("binding fields malformed")
-        binding = Binding(int(run_id), server_round, nonce, instruction_id, message_type)
+        binding = Binding(run_number, server_round, nonce, instruction_id, message_type)
         return cls(address, signature, binding)
 
 
@@ -169,7 +173,8 @@ def verify_content(content: RecordDict, expected: Binding) -> Verdict:
     )
     for reason, key, value, want in checks:
         if value != want:
-            return Verdict(address, reason, f"{key} is {value!r}, expected {want!r}")
+            # the node's value, bounded: a 1 MB instruction id must not become a 1 MB log line
+            return Verdict(address, reason, f"{key} is {shown(value)}, expected {shown(want)}")
     try:
         public.verify(reply_digest(content, expected), record.signature)
     except BadSignatureError:

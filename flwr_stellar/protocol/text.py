@@ -53,3 +53,56 @@ def printable_note(text: object, limit: int = NOTE_LIMIT) -> str:
     if len(clean) <= limit and len(head) == len(raw):
         return clean
     return clean[: limit - len(ELLIPSIS)].rstrip() + ELLIPSIS
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A short printable rendering of a peer's field value, for an error message.
+
+    Unlike ``repr`` it never renders all of a huge string, bytes or integer (``repr`` of an
+    int over 4300 digits even raises), and names containers by type only.
+
+    Parameters
+    ----------
+    value : object
+        The value as received.
+    limit : int
+        Characters of a string or bytes value quoted.
+    """
+    if isinstance(value, str | bytes):
+        text = repr(value[:limit]) + (ELLIPSIS if len(value) > limit else "")
+    elif isinstance(value, bool | float) or value is None:
+        text = repr(value)
+    elif isinstance(value, int):
+        text = repr(value) if abs(value) < 10**limit else f"<{value.bit_length()}-bit int>"
+    else:
+        text = f"<{type(value).__name__}>"
+    return printable_note(text, limit + 20)
+
+
+def parse_decimal(value: object, bound: int) -> int | None:
+    """``value`` as an integer in ``[0, bound)`` if it is its canonical ASCII decimal text.
+
+    Only ``0`` or ``[1-9][0-9]*`` qualifies: ``str.isdigit`` also accepts Arabic-Indic,
+    full-width and superscript digits, which ``int`` reads as another number (``'٤٢'`` is
+    42) or refuses with a ValueError (``'4²'``), and ``int`` also accepts signs, spaces,
+    underscores and leading zeros, so one id would have many spellings. The length is
+    checked first, so a huge string costs nothing.
+
+    Parameters
+    ----------
+    value : object
+        A field as received (a run id is sent as text: it may exceed int64).
+    bound : int
+        The first value too large.
+
+    Returns
+    -------
+    int or None
+        The number, or None when ``value`` is anything else.
+    """
+    if not isinstance(value, str) or not 0 < len(value) <= len(str(bound)):
+        return None
+    if not (value.isascii() and value.isdigit()) or (value[0] == "0" and value != "0"):
+        return None
+    number = int(value)
+    return number if number < bound else None
