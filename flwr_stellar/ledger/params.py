@@ -7,13 +7,10 @@ server), so malformed input is never a 500 and never silently read as something 
 
 from __future__ import annotations
 
-import re
-
 from stellar_sdk import StrKey
 
-from flwr_stellar.ledger.base import LedgerError
+from flwr_stellar.ledger.base import LedgerError, asset_code_ok
 
-_ASSET_CODE = re.compile(r"[A-Za-z0-9]{1,12}")  # Stellar: 1-12 ASCII letters or digits
 _SHOWN = 40  # characters of a refused value quoted in the error
 
 
@@ -72,6 +69,6 @@ def parse_asset(asset: str) -> tuple[str, str]:
         When the code is not 1-12 ASCII letters/digits or the issuer not a ``G...`` strkey.
     """
     code, _, issuer = asset.partition(":")
-    if _ASSET_CODE.fullmatch(code) is None or not StrKey.is_valid_ed25519_public_key(issuer):
+    if not asset_code_ok(code) or not StrKey.is_valid_ed25519_public_key(issuer):
         raise LedgerError(f"asset must be CODE:ISSUER, got {_shown(asset)}")
     return code, issuer
