@@ -9,12 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flwr_stellar.payments.manifest import (
+    MANIFEST_DIR,
     Contribution,
     ManifestError,
     ManifestStore,
     Rejection,
     RoundManifest,
     canonical_json,
+    read_run_manifests,
+    scan_manifests,
 )
 
 hexes = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
@@ -130,3 +133,41 @@ def test_a_v1_manifest_is_refused_by_name() -> None:
     doc["format"] = "flwr-stellar/round-manifest/v1"
     with pytest.raises(ManifestError, match="unknown manifest format"):
         RoundManifest.decode(json.dumps(doc).encode())
+
+
+def _manifest(run_id: int, server_round: int) -> RoundManifest:
+    return RoundManifest(run_id, server_round, "a" * 64, "b" * 64, "", "DLC:G", 10, (), ())
+
+
+def test_one_reader_lists_a_run_by_round_and_names_bad_files(tmp_path: Path) -> None:
+    store = ManifestStore(tmp_path / MANIFEST_DIR)
+    for run_id, server_round in ((7, 2), (7, 1), (3, 1)):
+        store.put(_manifest(run_id, server_round))
+    assert [(m.run_id, m.server_round) for m in read_run_manifests(tmp_path)] == [(7, 1), (7, 2)]
+    assert [m.run_id for m in read_run_manifests(tmp_path, 3)] == [3]
+    assert read_run_manifests(tmp_path / "nowhere") == []  # reading creates nothing
+    assert not (tmp_path / "nowhere").exists()
+
+    data = b"{not json"  # named by its hash, so what is wrong is the JSON itself
+    broken = tmp_path / MANIFEST_DIR / (hashlib.sha256(data).hexdigest() + ".json")
+    broken.write_bytes(data)
+    assert len(read_run_manifests(tmp_path)) == 2  # lenient: shown what can be read
+    with pytest.raises(ManifestError, match=f"{broken.name}: not a round manifest"):
+        read_run_manifests(tmp_path, strict=True)
+    files = {f.path.name: f for f in scan_manifests(tmp_path / MANIFEST_DIR)}
+    assert files[broken.name].manifest is None
+    assert all(not f.problem for name, f in files.items() if name != broken.name)
+    misnamed = broken.rename(broken.with_name("f" * 64 + ".json"))
+    (file,) = [f for f in scan_manifests(tmp_path / MANIFEST_DIR) if f.path == misnamed]
+    assert file.problem.startswith("SHA-256 is ")  # the name is checked first
+
+
+def test_a_misnamed_but_canonical_manifest_is_read_and_flagged(tmp_path: Path) -> None:
+    m = _manifest(1, 1)
+    path = tmp_path / MANIFEST_DIR / ("0" * 64 + ".json")
+    path.parent.mkdir()
+    path.write_bytes(m.encode())
+    (file,) = scan_manifests(path.parent)
+    assert file.manifest == m and file.problem == f"SHA-256 is {m.hash()}, not its name"
+    with pytest.raises(ManifestError, match=str(path)):
+        file.require()

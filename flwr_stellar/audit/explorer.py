@@ -20,7 +20,7 @@ from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import Ledger, LedgerError
 from flwr_stellar.ledger.decode import iter_transactions
 from flwr_stellar.ledger.explorer import render_history, render_table, tx_row
-from flwr_stellar.payments.manifest import RoundManifest
+from flwr_stellar.payments.manifest import MANIFEST_DIR, RoundManifest, read_run_manifests
 
 
 def round_view(
@@ -44,11 +44,9 @@ def round_view(
     LedgerError
         No readable manifest for that round (the CLI prints it as one line).
     """
-    from flwr_stellar.report.run_report import load_manifests
-
-    manifests = [m for m in load_manifests(run_dir, run_id) if m.server_round == server_round]
+    manifests = [m for m in read_run_manifests(run_dir, run_id) if m.server_round == server_round]
     if not manifests:
-        raise LedgerError(f"no manifest for round {server_round} in {run_dir / 'manifests'}")
+        raise LedgerError(f"no manifest for round {server_round} in {run_dir / MANIFEST_DIR}")
     manifest: RoundManifest = manifests[0]
     digest = manifest.hash()
     txs = [

@@ -24,7 +24,6 @@ and, for an embedded ledger, ``ledger-chain``: every header hash re-derives.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from rich.table import Table
 from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import Ledger
 from flwr_stellar.ledger.decode import PaymentOp, decode_envelope, iter_transactions
-from flwr_stellar.payments.manifest import ManifestError, RoundManifest
+from flwr_stellar.payments.manifest import MANIFEST_DIR, RoundManifest, scan_manifests
 
 CHECKS = ("manifest-file", "chain", "budget", "model-link", "anchor", "payouts")
 
@@ -152,20 +151,14 @@ def model_file_hash(path: Path) -> str:
 
 
 def _read_manifests(directory: Path, reports: dict[int | None, AuditReport]) -> list[RoundManifest]:
+    """The sound manifests in ``directory``; every other file fails ``manifest-file``, by name."""
     manifests = []
     orphans = reports.setdefault(None, AuditReport(None))
-    for path in sorted(directory.glob("*.json")):
-        data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != path.stem:
-            orphans.add(
-                "manifest-file", None, False, f"{path.name}: SHA-256 is {digest}, not its name"
-            )
+    for file in scan_manifests(directory):
+        if file.problem or file.manifest is None:
+            orphans.add("manifest-file", None, False, f"{file.path.name}: {file.problem}")
             continue
-        try:
-            manifests.append(RoundManifest.decode(data))
-        except ManifestError as err:
-            orphans.add("manifest-file", None, False, f"{path.name}: {err}")
+        manifests.append(file.manifest)
     return manifests
 
 
@@ -328,7 +321,7 @@ def audit_run(
     list[AuditReport]
         One per run id found, plus one (run id None) if some files could not be read.
     """
-    directory = run_dir / "manifests"
+    directory = run_dir / MANIFEST_DIR
     reports: dict[int | None, AuditReport] = {}
     if not directory.is_dir():
         report = AuditReport(None)

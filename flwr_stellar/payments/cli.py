@@ -17,7 +17,7 @@ from typing import Any
 from flwr_stellar.ledger.base import LedgerError
 from flwr_stellar.ledger.pacing import LedgerPacer
 from flwr_stellar.payments.anchoring import Anchorer, unjournaled
-from flwr_stellar.payments.manifest import ManifestStore
+from flwr_stellar.payments.manifest import MANIFEST_DIR, ManifestStore
 from flwr_stellar.payments.outbox import Outbox
 from flwr_stellar.payments.settings import RewardSettings
 from flwr_stellar.payments.treasury import open_treasury
@@ -80,7 +80,7 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     outbox = _outbox(args.run_dir)
     try:
-        status = outbox_status(outbox, ManifestStore(args.run_dir / "manifests"))
+        status = outbox_status(outbox, ManifestStore(args.run_dir / MANIFEST_DIR))
     finally:
         outbox.close()
     _print_status(status, args.json)
@@ -92,7 +92,7 @@ def cmd_settle(args: argparse.Namespace) -> int:
 
     run_dir: Path = args.run_dir
     outbox = _outbox(run_dir)
-    store = ManifestStore(run_dir / "manifests")
+    store = ManifestStore(run_dir / MANIFEST_DIR)
     try:
         # the unfinished journal entries, and stored manifests never journaled (settle_all
         # journals those first, unless the ledger shows them anchored already)

@@ -143,3 +143,96 @@ class ManifestStore:
         if hashlib.sha256(data).hexdigest() != digest:
             raise ManifestError(f"{path} does not hash to its name (corrupt or edited)")
         return RoundManifest.decode(data)
+
+
+MANIFEST_DIR = "manifests"  # a run's store: RUN_DIR/manifests/<sha256>.json
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    """One file of a manifest store as found on disk, read and checked once.
+
+    The audit, the report and the explorer all read the same folder but want different things
+    from a bad file (the audit fails the run naming it, the report and the explorer show what
+    can be read), so the reader says what it found and leaves the verdict to them.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    manifest : RoundManifest or None
+        The decoded manifest when the bytes are a canonical manifest (even if misnamed).
+    problem : str
+        Why the file cannot be trusted, without its name: its SHA-256 is not its name, or it
+        is not a canonical manifest (e.g. malformed JSON); ``""`` when sound.
+    """
+
+    path: Path
+    manifest: RoundManifest | None
+    problem: str = ""
+
+    def require(self) -> RoundManifest:
+        """The manifest, or ManifestError naming the file and what is wrong with it."""
+        if self.problem or self.manifest is None:
+            raise ManifestError(f"{self.path}: {self.problem or 'unreadable'}")
+        return self.manifest
+
+
+def scan_manifests(directory: Path) -> list[ManifestFile]:
+    """Every ``*.json`` in a manifest store, by file name, each decoded and checked.
+
+    Reads only: unlike :class:`ManifestStore` it never creates the folder (a missing one holds
+    no files), and it never raises for a bad file (see :attr:`ManifestFile.problem`).
+
+    Parameters
+    ----------
+    directory : Path
+        The store, usually ``RUN_DIR / MANIFEST_DIR``.
+    """
+    found = []
+    for path in sorted(directory.glob("*.json")):
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            manifest: RoundManifest | None = RoundManifest.decode(data)
+            problem = ""
+        except ManifestError as err:
+            manifest, problem = None, str(err)
+        if digest != path.stem:  # checked first: a misnamed file is untrusted, readable or not
+            problem = f"SHA-256 is {digest}, not its name"
+        found.append(ManifestFile(path, manifest, problem))
+    return found
+
+
+def read_run_manifests(
+    run_dir: Path, run_id: int | None = None, *, strict: bool = False
+) -> list[RoundManifest]:
+    """The manifests of one run in ``run_dir/manifests``, by round.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run's folder (a missing or empty store gives ``[]``).
+    run_id : int, optional
+        Which run, when the folder holds several (default, or when no manifest names it: the
+        run of the latest round).
+    strict : bool
+        Raise on the first bad file instead of skipping it (default: False, skip: the audit is
+        what reports bad files; a view shows what can be read).
+
+    Raises
+    ------
+    ManifestError
+        ``strict`` and a file is misnamed or not a canonical manifest; the message names it.
+    """
+    found: list[RoundManifest] = []
+    for file in scan_manifests(run_dir / MANIFEST_DIR):
+        if strict:
+            file.require()
+        if file.manifest is not None:
+            found.append(file.manifest)
+    if not found:
+        return []
+    if run_id is None or all(m.run_id != run_id for m in found):
+        run_id = max(found, key=lambda m: (m.server_round, m.run_id)).run_id
+    return sorted((m for m in found if m.run_id == run_id), key=lambda m: m.server_round)

@@ -22,7 +22,7 @@ from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import Ledger, LedgerUnavailableError, NotFoundError
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.anchoring import SETTLE_TIMEOUT_S, Anchorer
-from flwr_stellar.payments.manifest import ManifestStore, RoundManifest
+from flwr_stellar.payments.manifest import MANIFEST_DIR, ManifestStore, RoundManifest
 from flwr_stellar.payments.outbox import Outbox
 from flwr_stellar.payments.settings import RewardSettings
 from flwr_stellar.payments.treasury import Treasury, open_treasury, prepare
@@ -156,7 +156,7 @@ class PaymentSession:
             lambda: ledger_settings.open(output_dir),
             self.treasury,
             self.outbox,
-            ManifestStore(output_dir / "manifests"),
+            ManifestStore(output_dir / MANIFEST_DIR),
             pacer=ledger_settings.pacer(),
             fee=ledger_settings.fee_bid(),
         )

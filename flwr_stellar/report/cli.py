@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flwr_stellar.payments.manifest import MANIFEST_DIR
 from flwr_stellar.report.run_report import write_run_report
 from flwr_stellar.report.sweep_report import write_sweep_report
 
@@ -14,7 +15,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         path = write_sweep_report(args.run_dir, args.output)
     else:
         if (
-            not (args.run_dir / "manifests").is_dir()
+            not (args.run_dir / MANIFEST_DIR).is_dir()
             and not (args.run_dir / "metrics.json").is_file()
         ):
             print(f"flwr-stellar: {args.run_dir} holds no run (no manifests/, no metrics.json)")

@@ -16,23 +16,8 @@ from typing import Any
 
 from flwr_stellar.audit.run_audit import AuditReport
 from flwr_stellar.ledger.amounts import format_amount, stroops_to_units
-from flwr_stellar.payments.manifest import ManifestError, RoundManifest
+from flwr_stellar.payments.manifest import RoundManifest, read_run_manifests
 from flwr_stellar.report.html import Figures, esc, json_scalar, page, round_axis, short, table
-
-
-def load_manifests(run_dir: Path, run_id: int | None = None) -> list[RoundManifest]:
-    """The readable manifests of one run (``run_id``, or the folder's latest run), by round."""
-    found: list[RoundManifest] = []
-    for path in sorted((run_dir / "manifests").glob("*.json")):
-        try:
-            found.append(RoundManifest.decode(path.read_bytes()))
-        except ManifestError:
-            continue  # the audit reports it; the report shows what can be read
-    if not found:
-        return []
-    if run_id is None or all(m.run_id != run_id for m in found):
-        run_id = max(found, key=lambda m: (m.server_round, m.run_id)).run_id
-    return sorted((m for m in found if m.run_id == run_id), key=lambda m: m.server_round)
 
 
 def _metrics(run_dir: Path) -> dict[str, Any]:
@@ -168,7 +153,8 @@ def write_run_report(
     output.parent.mkdir(parents=True, exist_ok=True)
     metrics = _metrics(run_dir)
     run_id = metrics.get("run_id")
-    manifests = load_manifests(run_dir, run_id if isinstance(run_id, int) else None)
+    # unreadable files are skipped: the audit reports them; the report shows what can be read
+    manifests = read_run_manifests(run_dir, run_id if isinstance(run_id, int) else None)
     why_not = "no embedded ledger in the run folder (use `flwr-stellar audit --ledger URL`)"
     if audit is None and run_audit and (run_dir / "ledger.db").is_file() and manifests:
         from flwr_stellar.audit.cli import run_audit_for

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from flwr_stellar.ledger.amounts import stroops_to_units
+from flwr_stellar.payments.manifest import read_run_manifests
 from flwr_stellar.report.html import Figures, esc, page, table
-from flwr_stellar.report.run_report import _metrics, load_manifests
+from flwr_stellar.report.run_report import _metrics
 
 
 @dataclass
@@ -42,7 +43,7 @@ def _job(path: Path, root: Path) -> Job:
     per_round = [b - a for a, b in itertools.pairwise(elapsed[1:])]
     roles = metrics.get("roles", {}) if isinstance(metrics.get("roles"), dict) else {}
     honest = attackers = 0
-    for m in load_manifests(path, metrics.get("run_id")):
+    for m in read_run_manifests(path, metrics.get("run_id")):
         for c in m.contributions:
             if roles.get(c.pseudonym) == "attacker":
                 attackers += c.payout
