@@ -305,3 +305,48 @@ def test_worthless_contributions_are_watched_only_when_others_were_worth_somethi
         assert strategy.verdicts[(1, "train")].rejected == []  # paid or not, all aggregated
     finally:
         strategy.close()
+
+
+def test_an_apps_own_check_runs_in_a_real_round_without_touching_the_library(tmp_path) -> None:
+    """A screening check written here, passed to LedgerStrategy.wrap: it owns its setting,
+    rejects with its one reason, and the round pays the others."""
+    from dataclasses import dataclass
+
+    from flwr_stellar import ReplyCheck
+
+    @dataclass(frozen=True)
+    class ClaimCap(ReplyCheck):
+        """No node of this federation holds more than ``limit`` examples."""
+
+        name = "claim_cap"
+        reason = "claim-over-cap"
+        limit: int = 25
+
+        def judge_one(self, candidate, cohort) -> str | None:
+            if candidate.num_examples > self.limit:
+                return f"claims {candidate.num_examples} > {self.limit}"
+            return None
+
+    config = LedgerConfig(
+        output_dir=str(tmp_path / "out"), screening=SCREENING, intake=INTAKE, scorer="flat"
+    )
+    inner = FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1)
+    strategy = LedgerStrategy.wrap(inner, config=config, checks=[ClaimCap(limit=25)])
+    strategy.open(num_rounds=1)
+    try:
+        grid = FakeGrid(tmp_path, nodes=4)  # honest_app claims 10, 20, 30, 40
+        messages = list(strategy.configure_train(1, GLOBAL, ConfigRecord(), grid))
+        arrays, metrics = strategy.aggregate_train(1, [grid.deliver(m) for m in messages])
+        assert arrays is not None and metrics["rejected_claim-over-cap"] == 2
+        rejected = strategy.verdicts[(1, "train")].rejected
+        assert sorted((r.node, r.reason) for r in rejected) == [
+            (102, "claim-over-cap"),
+            (103, "claim-over-cap"),
+        ]
+        assert all(r.pseudonym for r in rejected)  # attributed to who signed them
+        strategy.session.anchorer.drain()
+        manifest = strategy.session.anchorer.store.get(strategy.outcomes[1].manifest_hash)
+        assert [r.reason for r in manifest.rejections] == ["claim-over-cap"] * 2
+        assert len(manifest.contributions) == 2 and manifest.total_paid == strategy.budget
+    finally:
+        strategy.close()
