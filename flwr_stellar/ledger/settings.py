@@ -2,6 +2,8 @@
 
 The embedded ledger is the zero-set-up default; ``backend="horizon"`` talks to any Horizon (the
 embedded ``ledger serve``, a private network, testnet, or pubnet once ``allow_pubnet`` says so).
+``backend`` names a class in :mod:`flwr_stellar.ledger.registry`; its own rules and its opening
+live there, so these settings know no backend by name.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from flwr_stellar.ledger.base import Ledger, LedgerError
 from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE, EmbeddedLedger
 from flwr_stellar.ledger.horizon import PRESETS, HorizonLedger
 from flwr_stellar.ledger.pacing import MAX_FEE_PER_OP, FeeBid, LedgerPacer
+from flwr_stellar.ledger.registry import LedgerBackend, backend_names, get_backend
 from flwr_stellar.ledger.tx import BASE_FEE, MAX_OPS
 
-BACKENDS = ("embedded", "horizon")
 PRESET_NAMES = (*PRESETS, "custom")
 
 
@@ -25,9 +27,10 @@ class LedgerSettings:
 
     Parameters
     ----------
-    backend : {"embedded", "horizon"}
-        ``embedded``: a Stellar-rules ledger in a local SQLite file, nothing to set up.
-        ``horizon``: any Horizon server through stellar_sdk.
+    backend : str
+        A registered backend (:func:`~flwr_stellar.ledger.registry.backend_names`); built in:
+        ``embedded``, a Stellar-rules ledger in a local SQLite file, nothing to set up (default);
+        ``horizon``, any Horizon server through stellar_sdk.
     db : str
         Embedded ledger file; ``""`` puts ``ledger.db`` in the output folder.
     preset : {"local", "testnet", "futurenet", "pubnet", "custom"}
@@ -57,26 +60,14 @@ class LedgerSettings:
     max_fee_per_op: int = MAX_FEE_PER_OP
 
     def __post_init__(self) -> None:
+        names = backend_names()
         problems = [
-            ("backend", self.backend in BACKENDS, f"must be one of {BACKENDS}"),
+            ("backend", self.backend in names, f"must be one of {names}"),
             ("preset", self.preset in PRESET_NAMES, f"must be one of {PRESET_NAMES}"),
-            (
-                "allow_pubnet",
-                self.backend != "horizon" or self.preset != "pubnet" or self.allow_pubnet,
-                "must be True to use pubnet (real money)",
-            ),
-            (
-                "horizon_url",
-                self.backend != "horizon" or self.preset != "custom" or bool(self.horizon_url),
-                "must be set when preset='custom'",
-            ),
-            (
-                "network_passphrase",
-                self.backend != "horizon"
-                or self.preset != "custom"
-                or bool(self.network_passphrase),
-                "must be set when preset='custom'",
-            ),
+        ]
+        if self.backend in names:  # the backend's own rules, e.g. horizon's pubnet confirmation
+            problems += get_backend(self.backend).problems(self)
+        problems += [
             (
                 "horizon_url",
                 not self.horizon_url or self.horizon_url.startswith(("http://", "https://")),
@@ -97,40 +88,26 @@ class LedgerSettings:
 
     def pacer(self) -> LedgerPacer | None:
         """The pacing these settings ask for (None: submit as fast as the ledger answers)."""
-        limit = self.ops_per_ledger
-        if not limit and self.backend == "horizon" and self.preset in PRESETS:
-            limit = PRESETS[self.preset].ops_per_ledger or 0
+        limit = self.ops_per_ledger or self.backend_class().network_ops_per_ledger(self)
         return LedgerPacer(limit) if limit else None
 
     def fee_bid(self) -> FeeBid:
         return FeeBid(self.max_fee_per_op)
 
+    def backend_class(self) -> type[LedgerBackend]:
+        """The registered class ``backend`` names."""
+        return get_backend(self.backend)
+
     def open(self, output_dir: Path) -> Ledger:
-        """Open (creating, for an embedded file) the ledger these settings name.
+        """Open (creating, for an embedded file) the ledger these settings name, through the
+        backend's class.
 
         Parameters
         ----------
         output_dir : Path
             Where an embedded ``ledger.db`` goes when ``db`` is empty.
         """
-        if self.backend == "embedded":
-            db = Path(self.db).expanduser() if self.db else output_dir / "ledger.db"
-            db.parent.mkdir(parents=True, exist_ok=True)
-            return EmbeddedLedger(db, self.network_passphrase or DEFAULT_PASSPHRASE)
-        if self.preset == "custom":
-            return HorizonLedger(
-                self.horizon_url, self.network_passphrase, allow_real_money=self.allow_pubnet
-            )
-        preset = PRESETS[self.preset]
-        friendbot = preset.friendbot_url
-        if self.preset == "local" and self.horizon_url:  # `ledger serve` elsewhere: its faucet
-            friendbot = self.horizon_url.rstrip("/") + "/friendbot"
-        return HorizonLedger(
-            self.horizon_url or preset.horizon_url,
-            self.network_passphrase or preset.network_passphrase,
-            friendbot_url=friendbot,
-            allow_real_money=self.allow_pubnet,
-        )
+        return self.backend_class().open(self, output_dir)
 
 
 def open_existing(
