@@ -4,6 +4,11 @@ Defaults live in exactly one place, ``[tool.flwr.app.config]`` of pyproject.toml
 that is where ``flwr run`` reads them. This module gives those keys types and rules, so both
 front doors (``flwr run --run-config`` and the Hydra entry point) reject a bad value the same
 way, naming the key.
+
+Each ``*Section`` dataclass is one ``[tool.flwr.app.config.<section>]`` table (``ledger.*`` is
+:class:`LedgerSection`). They are called sections, not configs, so that none of them reads as
+the plugin's own settings: ``LedgerConfig`` is the LedgerStrategy's
+(``strategies.ledger_strategy``), built from these sections by :meth:`AppConfig.plugin_config`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from flwr.app import ArrayRecord
 
+from flwr_stellar.app.attacks import ATTACKS
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.settings import RewardSettings
 from strategies.intake import IntakeSettings
@@ -30,27 +36,11 @@ Scalar = bool | int | float | str
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DATASETS = ("fashion_mnist",)
 PARTITIONERS = ("dirichlet", "iid")
-# Names the reference app's registries answer to (strategy_factory, models, attacks check that
-# they agree); kept here so this schema imports none of them (no import cycle).
+# Names the reference app's registries answer to (strategy_factory and models check that they
+# agree); kept here so this schema imports neither (no import cycle).
 STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedmedian", "fedtrimmedavg", "krum", "multikrum")
 MODEL_NAMES = ("cnn", "cnn_small")
-ATTACK_KINDS = (
-    "none",
-    "tamper",
-    "replay",
-    "nan",
-    "signflip",
-    "signflip1",
-    "scale",
-    "noise",
-    "freeride",
-    "deltafree",
-    "inflate",
-    "alie",
-    "ipm",
-    "labelflip",
-    "lazy",
-)
+ATTACK_KINDS = ("none", *ATTACKS)  # one class an attack, registered in app/attacks.py
 # The plugin's settings validate ledger.*, reward.* and screening.*; their messages name the
 # dataclass field, which maps back onto this schema's run-config key.
 PLUGIN_FIELDS = (
@@ -72,7 +62,7 @@ class ConfigError(ValueError):
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
-class DatasetConfig:
+class DatasetSection:
     name: str
     root: str
     cache_dir: str
@@ -91,12 +81,12 @@ class DatasetConfig:
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
-class ModelConfig:
+class ModelSection:
     name: str
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
-class TrainConfig:
+class TrainSection:
     local_epochs: int
     batch_size: int
     lr: float
@@ -104,7 +94,7 @@ class TrainConfig:
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
-class StrategyConfig:
+class StrategySection:
     name: str
     fraction_train: float
     fraction_evaluate: float
@@ -118,13 +108,13 @@ class StrategyConfig:
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
-class EvaluationConfig:
+class EvaluationSection:
     central: bool
     batch_size: int
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
-class IdentityConfig:
+class IdentitySection:
     enabled: bool
     strict: bool
     dev_keystores: bool
@@ -132,7 +122,7 @@ class IdentityConfig:
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
-class AttackConfig:
+class AttackSection:
     kind: str
     nodes: str
 
@@ -152,7 +142,7 @@ class AttackConfig:
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
-class LedgerConfig:
+class LedgerSection:
     enabled: bool
     backend: str
     db: str
@@ -165,7 +155,7 @@ class LedgerConfig:
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
-class RewardConfig:
+class RewardSection:
     asset_code: str
     budget_per_round: str
     scorer: str
@@ -223,16 +213,16 @@ class AppConfig:
     seed: int
     num_rounds: int
     output_dir: str
-    dataset: DatasetConfig
-    model: ModelConfig
-    train: TrainConfig
-    strategy: StrategyConfig
-    identity: IdentityConfig
-    attack: AttackConfig
-    ledger: LedgerConfig
-    reward: RewardConfig
+    dataset: DatasetSection
+    model: ModelSection
+    train: TrainSection
+    strategy: StrategySection
+    identity: IdentitySection
+    attack: AttackSection
+    ledger: LedgerSection
+    reward: RewardSection
     screening: ScreeningSection
-    evaluation: EvaluationConfig
+    evaluation: EvaluationSection
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> AppConfig:
@@ -250,7 +240,7 @@ class AppConfig:
 
     def to_run_config(self) -> dict[str, Scalar]:
         """Flatten to Flower's ``"section.key"`` form (the inverse of from_run_config)."""
-        return flatten(asdict(self))
+        return flatten_run_config(asdict(self))
 
     def ledger_settings(self) -> LedgerSettings:
         """The plugin's ledger settings from this app's ``ledger.*`` keys."""
@@ -385,13 +375,22 @@ def _same_fields(cls: type[SettingsT], section: Any, **overrides: Any) -> Settin
     return cls(**(values | overrides))
 
 
-def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
-    """Join nested keys with dots, as Flower's run config does."""
+def flatten_run_config(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
+    """Join nested keys with dots, as Flower's run config does (``{"ledger": {"db": ""}}`` ->
+    ``{"ledger.db": ""}``): the one form both front doors, ``flwr run`` and Hydra, hand over.
+
+    Parameters
+    ----------
+    nested : Mapping
+        Tables of scalars, e.g. ``[tool.flwr.app.config]`` or a composed Hydra config.
+    prefix : str
+        Prepended to every key (the recursion's own path; default: none).
+    """
     flat: dict[str, Scalar] = {}
     for key, value in nested.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten(value, prefix=f"{name}."))
+            flat.update(flatten_run_config(value, prefix=f"{name}."))
         else:
             flat[name] = value
     return flat
@@ -407,7 +406,7 @@ def load_default_run_config(project_dir: Path = PROJECT_DIR) -> dict[str, Scalar
         raise ConfigError(
             f"{pyproject} not found: run from a flwr-stellar checkout (the Flower App folder)"
         ) from err
-    return flatten(data["tool"]["flwr"]["app"]["config"])
+    return flatten_run_config(data["tool"]["flwr"]["app"]["config"])
 
 
 def default_config(project_dir: Path = PROJECT_DIR) -> AppConfig:

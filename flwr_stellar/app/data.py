@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flwr_stellar.app.config import DatasetConfig
+from flwr_stellar.app.config import DatasetSection
 
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -185,7 +185,7 @@ def split_indices(
 
 
 @lru_cache(maxsize=4)
-def federated_split(cfg: DatasetConfig, seed: int, num_partitions: int) -> FederatedSplit:
+def federated_split(cfg: DatasetSection, seed: int, num_partitions: int) -> FederatedSplit:
     """The split for this config, kept on disk: every node process would otherwise redo it."""
     train, _ = load_fashion_mnist(cfg.root, cfg.cache_dir)
     labels = train.y.numpy()
@@ -228,7 +228,7 @@ def train_val_split(
 
 
 def load_client_data(
-    cfg: DatasetConfig, seed: int, partition_id: int, num_partitions: int
+    cfg: DatasetSection, seed: int, partition_id: int, num_partitions: int
 ) -> tuple[TensorSplit, TensorSplit]:
     """(local train, local validation) of one node."""
     if not 0 <= partition_id < num_partitions:
@@ -254,7 +254,7 @@ def with_label_noise(data: TensorSplit, share: float, seed: int, partition_id: i
     return TensorSplit(data.x, labels)
 
 
-def load_server_data(cfg: DatasetConfig, seed: int) -> tuple[TensorSplit, TensorSplit]:
+def load_server_data(cfg: DatasetSection, seed: int) -> tuple[TensorSplit, TensorSplit]:
     """(server validation split of the training set, the 10k test set)."""
     train, test = load_fashion_mnist(cfg.root, cfg.cache_dir)
     server_val, _ = holdout(len(train), cfg.server_val_size, seed)

@@ -29,7 +29,7 @@ from flwr_stellar.app.config import (
     AppConfig,
     ConfigError,
     default_config,
-    flatten,
+    flatten_run_config,
 )
 
 
@@ -60,7 +60,7 @@ def to_run_config(cfg: DictConfig) -> dict[str, Any]:
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     values = {str(k): v for k, v in container.items() if k != "federation"}
-    return AppConfig.from_run_config(flatten(values)).to_run_config()
+    return AppConfig.from_run_config(flatten_run_config(values)).to_run_config()
 
 
 register_schema()

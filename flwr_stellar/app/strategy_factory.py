@@ -16,10 +16,10 @@ from flwr.serverapp.strategy import (
     Strategy,
 )
 
-from flwr_stellar.app.config import StrategyConfig
+from flwr_stellar.app.config import StrategySection
 
 
-def _common(cfg: StrategyConfig) -> dict[str, Any]:
+def _common(cfg: StrategySection) -> dict[str, Any]:
     return {
         "fraction_train": cfg.fraction_train,
         "fraction_evaluate": cfg.fraction_evaluate,
@@ -29,7 +29,7 @@ def _common(cfg: StrategyConfig) -> dict[str, Any]:
     }
 
 
-STRATEGIES: dict[str, Callable[[StrategyConfig], Strategy]] = {
+STRATEGIES: dict[str, Callable[[StrategySection], Strategy]] = {
     "fedavg": lambda c: FedAvg(**_common(c)),
     "fedprox": lambda c: FedProx(**_common(c), proximal_mu=c.proximal_mu),
     "fedadam": lambda c: FedAdam(**_common(c), eta=c.server_lr),
@@ -42,7 +42,7 @@ STRATEGIES: dict[str, Callable[[StrategyConfig], Strategy]] = {
 }
 
 
-def build_strategy(cfg: StrategyConfig) -> Strategy:
+def build_strategy(cfg: StrategySection) -> Strategy:
     try:
         factory = STRATEGIES[cfg.name]
     except KeyError:
