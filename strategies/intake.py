@@ -318,14 +318,17 @@ class Intake:
             model.keys, model.dtypes, model.shapes, model.offsets, strict=True
         ):
             values = decode_array(update[key], dtype, shape)
-            target[offset : offset + values.size] = values.ravel()
-        target -= model.base
-        finite = np.isfinite(target)
-        if not finite.all():
-            raise DecodeError(Reason.NON_FINITE, f"{int((~finite).sum())} NaN/inf values")
-        norms[row] = float(np.linalg.norm(target))
-        if not math.isfinite(norms[row]):
-            raise DecodeError(Reason.NON_FINITE, "the update's norm overflows float32")
+            end = offset + values.size
+            # update minus the global model, straight into the row (one pass, no temporary)
+            np.subtract(values.ravel(), model.base[offset:end], out=target[offset:end])
+        norm = math.sqrt(float(np.dot(target, target)))  # NaN or inf if any value is
+        if not math.isfinite(norm):
+            bad = int((~np.isfinite(target)).sum())
+            raise DecodeError(
+                Reason.NON_FINITE,
+                f"{bad} NaN/inf values" if bad else "the update's norm overflows float32",
+            )
+        norms[row] = norm
         return Candidate(node, reply, record, num_examples, row, array_record_hash(update))
 
     def _metrics(self, record: MetricRecord, declared: tuple[str, ...] | None) -> int:

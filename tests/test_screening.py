@@ -366,3 +366,19 @@ def test_an_update_against_the_last_global_step_is_rejected_unless_everyone_turn
         [*honest(4), candidate(9, flipped)], global_record(), loose, previous_base=previous
     )
     assert reasons(few) == {}  # 5 replies < 2 x min_peers: too few to judge a median by
+
+
+def test_a_large_round_takes_its_centre_over_a_random_sample_and_still_holds() -> None:
+    """Over CENTRE_SAMPLE members the centre is the median of a random draw: with 30 %
+    sign-flipped updates among 300 it still points the honest way."""
+    from strategies.screening.base import CENTRE_SAMPLE
+
+    honest_replies = [candidate(i) for i in range(210)]
+    flipped = [
+        candidate(1000 + i, {k: 2 * GLOBAL[k] - v for k, v in arrays_from(seed=i).items()})
+        for i in range(90)
+    ]
+    assert len(honest_replies) + len(flipped) > CENTRE_SAMPLE
+    result = screen([*honest_replies, *flipped], global_record(), CFG)
+    assert set(reasons(result)) == {1000 + i for i in range(90)}
+    assert set(reasons(result).values()) == {Reject.COSINE}

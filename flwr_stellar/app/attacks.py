@@ -1,124 +1,220 @@
-"""Simulated misbehaving nodes, for experiments and tests.
+"""Simulated misbehaving nodes, for experiments and tests: one class an attack, one registry.
 
 Which nodes misbehave and how comes from the run config: ``attack.nodes`` lists partition
-ids, ``attack.kind`` one kind for all of them or one kind per listed node ("nan,signflip").
+ids, ``attack.kind`` one kind for all of them or one kind per listed node ("nan,signflip");
+the kinds are the names in ``ATTACKS`` (the run-config schema validates against it).
 
-``attack_mod`` sits outside the signing Mod and acts on replies that are already signed, as
-a man in the middle or a cheating node would:
+Each attack says where it acts (``where``):
 
-- ``tamper``: changes one byte of the signed model update (forgery -> bad signature)
-- ``replay``: answers with its signed reply of the previous round (replay -> wrong round)
-
-``poison_mod`` sits inside the signing Mod: a hostile node signs its poisoned update itself,
-so only screening and scoring can catch it (``u`` = the node's honest update):
-
-- ``nan``: a NaN in the update; ``inflate``: claims 10x the examples it trained on;
-- ``signflip``: ``-10 u``; ``signflip1``: ``-u``; ``scale``: ``+10 u`` (boosting);
-- ``noise``: Gaussian noise with the spread of an honest update (a random-noise sender);
-- ``freeride``: the global model back unchanged; ``deltafree``: replays the last global step
-  instead of training (delta-weights free rider, Fraboni et al. 2021);
-- ``alie`` (A Little Is Enough, Baruch et al. 2019): colluders send ``mean - z std`` of their
-  honest updates, ``z`` from the federation's size and theirs; ``ipm`` (inner-product
-  manipulation, Xie et al. 2020): colluders send ``-0.5 x`` their mean. Colluders meet
-  through files under ``<output_dir>/attack-channel/`` (a simulation shares one disk),
-  waiting a few seconds for each other.
-
-Two kinds change training itself (``client_app``): ``labelflip`` trains on labels ``9 - y``;
-``lazy`` trains on a tenth of its examples and claims the usual count.
+- ``transport``: in ``attack_mod``, outside the signing Mod, on replies already signed, as a
+  man in the middle would: ``tamper`` changes one byte of the signed update (-> bad
+  signature), ``replay`` answers with its signed reply of the previous round (-> wrong round);
+- ``poison``: in ``poison_mod``, inside the signing Mod: a hostile node signs its poisoned
+  reply itself, so only intake, screening and scoring can catch it (``u`` = the node's honest
+  update): ``nan``; ``inflate`` (claims 10x its examples); ``signflip`` (``-10 u``),
+  ``signflip1`` (``-u``), ``scale`` (``+10 u``, boosting); ``noise`` (Gaussian noise with the
+  spread of an honest update); ``freeride`` (the global model back); ``deltafree`` (the last
+  global step replayed, Fraboni et al. 2021); ``alie`` (A Little Is Enough, Baruch et al.
+  2019) and ``ipm`` (inner-product manipulation, Xie et al. 2020), whose colluders meet through
+  files under ``<output_dir>/attack-channel/``; and replies built to crash the server, which
+  intake must refuse: ``emptybytes`` (an array whose bytes are empty), ``dtypehijack``
+  (float64 bytes under a float32 label), ``listmetric`` (a list where peers send a float),
+  ``badeval`` (an evaluate reply claiming -200 examples);
+- ``training``: in the ClientApp itself: ``labelflip`` trains on labels ``9 - y``; ``lazy``
+  trains on a tenth of its examples and claims the usual count.
 """
 
 from __future__ import annotations
 
+import io
 import time
-from collections.abc import Callable
+from abc import ABC
+from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Context, Message, MessageType, RecordDict
+from flwr.app import Array, ArrayRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 
-from flwr_stellar.app.config import AppConfig
-from flwr_stellar.app.task import resolve_output_dir
 from strategies.vectors import flatten, unflatten
+
+if TYPE_CHECKING:
+    from flwr_stellar.app.config import AppConfig
+
+__all__ = ["ATTACKS", "LAZY_FRACTION", "Attack", "attack_mod", "poison_mod"]
 
 REPLAY_PREFIX = "attack.replay."
 PREVIOUS_GLOBAL = "attack.previous-global"
 COLLUDE_WAIT_S = 5.0
 IPM_EPSILON = 0.5
+LAZY_FRACTION = 10
 
 
-def _tamper(reply: Message, msg: Message, context: Context) -> Message:
-    for record in reply.content.array_records.values():
-        for array in record.values():
-            if array.data:
-                data = bytearray(array.data)
-                data[len(data) // 2] ^= 0x01
-                array.data = bytes(data)
-                return reply
-    return reply
+@dataclass(frozen=True)
+class Attack(ABC):
+    """A way a node misbehaves.
 
+    Class attributes
+    ----------------
+    name : str
+        The ``attack.kind`` it answers to.
+    where : str
+        ``transport`` (after signing), ``poison`` (before signing) or ``training`` (the
+        ClientApp trains differently; :meth:`act` leaves the reply alone).
+    message_types : tuple of str
+        The replies it acts on (train by default).
+    """
 
-def _replay(reply: Message, msg: Message, context: Context) -> Message:
-    state = context.state
-    previous = RecordDict(
-        {k[len(REPLAY_PREFIX) :]: v for k, v in state.items() if k.startswith(REPLAY_PREFIX)}
-    )
-    for key in [k for k in state if k.startswith(REPLAY_PREFIX)]:
-        del state[key]
-    for name, record in reply.content.items():
-        state[REPLAY_PREFIX + name] = record
-    if len(previous) == 0:
-        return reply  # first round: nothing to replay yet, behave honestly
-    return Message(content=previous, reply_to=msg)
+    name: ClassVar[str]
+    where: ClassVar[str] = "poison"
+    message_types: ClassVar[tuple[str, ...]] = (MessageType.TRAIN,)
 
-
-def _poison(transform: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Attack:
-    def act(reply: Message, msg: Message, context: Context) -> Message:
-        sent = msg.content.array_records["arrays"]
-        record = reply.content.array_records["arrays"]
-        poisoned = ArrayRecord()
-        for key, array in record.items():
-            poisoned[key] = Array(transform(sent[key].numpy(), array.numpy()))
-        reply.content["arrays"] = poisoned
+    def act(self, reply: Message, msg: Message, context: Context) -> Message:
+        """The reply the hostile node sends instead of ``reply`` (to instruction ``msg``)."""
         return reply
 
-    return act
+
+class ArrayPoison(Attack):
+    """An attack on the update alone: ``transform(global, local) -> sent`` per array."""
+
+    def transform(self, base: np.ndarray, local: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def act(self, reply: Message, msg: Message, context: Context) -> Message:
+        sent = msg.content.array_records["arrays"]
+        record = reply.content.array_records["arrays"]
+        reply.content["arrays"] = ArrayRecord(
+            {key: Array(self.transform(sent[key].numpy(), a.numpy())) for key, a in record.items()}
+        )
+        return reply
 
 
-def _nan(base: np.ndarray, local: np.ndarray) -> np.ndarray:
-    out = local.copy()
-    if out.dtype.kind == "f" and out.size:
-        out.flat[0] = np.nan
-    return out
+# ---------------------------------------------------------------- transport (after signing)
+@dataclass(frozen=True)
+class Tamper(Attack):
+    name = "tamper"
+    where = "transport"
+
+    def act(self, reply: Message, msg: Message, context: Context) -> Message:
+        for record in reply.content.array_records.values():
+            for array in record.values():
+                if array.data:
+                    data = bytearray(array.data)
+                    data[len(data) // 2] ^= 0x01
+                    array.data = bytes(data)
+                    return reply
+        return reply
 
 
-def _noise(base: np.ndarray, local: np.ndarray) -> np.ndarray:
-    spread = float(np.std(local - base)) if local.size else 0.0
-    return (base + np.random.default_rng().normal(0, spread, base.shape)).astype(local.dtype)
+@dataclass(frozen=True)
+class Replay(Attack):
+    name = "replay"
+    where = "transport"
+
+    def act(self, reply: Message, msg: Message, context: Context) -> Message:
+        state = context.state
+        previous = RecordDict(
+            {k[len(REPLAY_PREFIX) :]: v for k, v in state.items() if k.startswith(REPLAY_PREFIX)}
+        )
+        for key in [k for k in state if k.startswith(REPLAY_PREFIX)]:
+            del state[key]
+        for name, record in reply.content.items():
+            state[REPLAY_PREFIX + name] = record
+        if len(previous) == 0:
+            return reply  # first round: nothing to replay yet, behave honestly
+        return Message(content=previous, reply_to=msg)
 
 
-def _inflate(reply: Message, msg: Message, context: Context) -> Message:
-    for record in reply.content.metric_records.values():
-        claimed = record.get("num-examples")
-        if isinstance(claimed, int | float):
-            record["num-examples"] = 10 * int(claimed)
-    return reply
+# ---------------------------------------------------------------- poison (signed by the node)
+@dataclass(frozen=True)
+class NaNUpdate(ArrayPoison):
+    name = "nan"
+
+    def transform(self, base: np.ndarray, local: np.ndarray) -> np.ndarray:
+        out = local.copy()
+        if out.dtype.kind == "f" and out.size:
+            out.flat[0] = np.nan
+        return out
 
 
-def _delta_free(reply: Message, msg: Message, context: Context) -> Message:
+@dataclass(frozen=True)
+class ScaledUpdate(ArrayPoison):
+    """``base + factor x (local - base)``: boosting (factor > 1) or sign flipping (< 0)."""
+
+    name = "scale"
+    factor: float = 10.0
+
+    def transform(self, base: np.ndarray, local: np.ndarray) -> np.ndarray:
+        return (base + self.factor * (local - base)).astype(local.dtype)
+
+
+@dataclass(frozen=True)
+class SignFlip(ScaledUpdate):
+    name = "signflip"
+    factor: float = -10.0
+
+
+@dataclass(frozen=True)
+class SignFlip1(ScaledUpdate):
+    name = "signflip1"
+    factor: float = -1.0
+
+
+@dataclass(frozen=True)
+class Noise(ArrayPoison):
+    name = "noise"
+
+    def transform(self, base: np.ndarray, local: np.ndarray) -> np.ndarray:
+        spread = float(np.std(local - base)) if local.size else 0.0
+        return (base + np.random.default_rng().normal(0, spread, base.shape)).astype(local.dtype)
+
+
+@dataclass(frozen=True)
+class FreeRide(ArrayPoison):
+    name = "freeride"
+
+    def transform(self, base: np.ndarray, local: np.ndarray) -> np.ndarray:
+        return base.copy()
+
+
+@dataclass(frozen=True)
+class Inflate(Attack):
+    name = "inflate"
+
+    def act(self, reply: Message, msg: Message, context: Context) -> Message:
+        for record in reply.content.metric_records.values():
+            claimed = record.get("num-examples")
+            if isinstance(claimed, int | float):
+                record["num-examples"] = 10 * int(claimed)
+        return reply
+
+
+@dataclass(frozen=True)
+class DeltaFree(Attack):
     """Replays the last global step (theta_t + (theta_t - theta_{t-1})); never trains."""
-    sent = msg.content.array_records["arrays"]
-    previous = context.state.array_records.get(PREVIOUS_GLOBAL)
-    context.state[PREVIOUS_GLOBAL] = ArrayRecord(
-        {k: Array(v.numpy().copy()) for k, v in sent.items()}
-    )
-    replayed = ArrayRecord()
-    for key, array in sent.items():
-        now = array.numpy()
-        step = now - previous[key].numpy() if previous is not None else np.zeros_like(now)
-        replayed[key] = Array((now + step).astype(now.dtype))
-    reply.content["arrays"] = replayed
-    return reply
+
+    name = "deltafree"
+
+    def act(self, reply: Message, msg: Message, context: Context) -> Message:
+        sent = msg.content.array_records["arrays"]
+        previous = context.state.array_records.get(PREVIOUS_GLOBAL)
+        context.state[PREVIOUS_GLOBAL] = ArrayRecord(
+            {k: Array(v.numpy().copy()) for k, v in sent.items()}
+        )
+        replayed = ArrayRecord()
+        for key, array in sent.items():
+            now = array.numpy()
+            step = now - previous[key].numpy() if previous is not None else np.zeros_like(now)
+            replayed[key] = Array((now + step).astype(now.dtype))
+        reply.content["arrays"] = replayed
+        return reply
+
+
+def _config(context: Context) -> AppConfig:
+    from flwr_stellar.app.config import AppConfig
+
+    return AppConfig.from_run_config(context.run_config)
 
 
 def _colluders(cfg: AppConfig, kind: str) -> list[int]:
@@ -128,7 +224,9 @@ def _colluders(cfg: AppConfig, kind: str) -> list[int]:
 def _meet(kind: str, msg: Message, context: Context, own: np.ndarray) -> np.ndarray:
     """Publish this colluder's honest update for the round; return all colluders' updates
     that arrived within COLLUDE_WAIT_S (at least its own)."""
-    cfg = AppConfig.from_run_config(context.run_config)
+    from flwr_stellar.app.task import resolve_output_dir
+
+    cfg = _config(context)
     server_round = int(str(msg.content.config_records["config"]["server-round"]))
     channel = (
         resolve_output_dir(cfg.output_dir, context.run_id)
@@ -148,70 +246,165 @@ def _meet(kind: str, msg: Message, context: Context, own: np.ndarray) -> np.ndar
     return np.stack(found)
 
 
-def _collude(craft: Callable[[np.ndarray, AppConfig, int], np.ndarray], kind: str) -> Attack:
-    def act(reply: Message, msg: Message, context: Context) -> Message:
+class Collusion(Attack):
+    """Colluders pool their honest updates and all send one crafted from them."""
+
+    def craft(self, updates: np.ndarray, cfg: AppConfig, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def act(self, reply: Message, msg: Message, context: Context) -> Message:
         sent = msg.content.array_records["arrays"]
         base = flatten(sent, dtype=np.float64)
         own = flatten(reply.content.array_records["arrays"], sent.keys(), np.float64) - base
-        updates = _meet(kind, msg, context, own)
-        cfg = AppConfig.from_run_config(context.run_config)
+        updates = _meet(self.name, msg, context, own)
         n = int(context.node_config.get("num-partitions", 10))
-        reply.content["arrays"] = unflatten(sent, base + craft(updates, cfg, n))
+        reply.content["arrays"] = unflatten(sent, base + self.craft(updates, _config(context), n))
         return reply
 
-    return act
+
+@dataclass(frozen=True)
+class ALittleIsEnough(Collusion):
+    name = "alie"
+
+    def craft(self, updates: np.ndarray, cfg: AppConfig, n: int) -> np.ndarray:
+        m = len(_colluders(cfg, self.name))
+        s = n // 2 + 1 - m  # supporters needed among the honest nodes (Baruch et al.)
+        z = NormalDist().inv_cdf(min(max((n - s) / n, 0.5), 0.999))
+        crafted: np.ndarray = updates.mean(axis=0) - z * updates.std(axis=0)
+        return crafted
 
 
-def _alie(updates: np.ndarray, cfg: AppConfig, n: int) -> np.ndarray:
-    m = len(_colluders(cfg, "alie"))
-    s = n // 2 + 1 - m  # supporters needed among the honest nodes (Baruch et al.)
-    z = NormalDist().inv_cdf(min(max((n - s) / n, 0.5), 0.999))
-    return updates.mean(axis=0) - z * updates.std(axis=0)
+@dataclass(frozen=True)
+class InnerProductManipulation(Collusion):
+    name = "ipm"
+
+    def craft(self, updates: np.ndarray, cfg: AppConfig, n: int) -> np.ndarray:
+        crafted: np.ndarray = -IPM_EPSILON * updates.mean(axis=0)
+        return crafted
 
 
-def _ipm(updates: np.ndarray, cfg: AppConfig, n: int) -> np.ndarray:
-    return -IPM_EPSILON * updates.mean(axis=0)
+# ---------------------------------------------------------------- replies built to crash
+@dataclass(frozen=True)
+class EmptyBytes(Attack):
+    """An array whose declared dtype and shape are the model's, but whose bytes are empty
+    (``np.load`` raised EOFError in FedAvg and ended the run)."""
+
+    name = "emptybytes"
+
+    def act(self, reply: Message, msg: Message, context: Context) -> Message:
+        record = reply.content.array_records["arrays"]
+        key = next(iter(record.keys()))
+        a = record[key]
+        record[key] = Array(dtype=a.dtype, shape=tuple(a.shape), stype=a.stype, data=b"")
+        return reply
 
 
-Attack = Callable[[Message, Message, Context], Message]
-TRANSPORT: dict[str, Attack] = {"tamper": _tamper, "replay": _replay}
-POISON: dict[str, Attack] = {
-    "nan": _poison(_nan),
-    "signflip": _poison(lambda base, local: (base - 10 * (local - base)).astype(local.dtype)),
-    "signflip1": _poison(lambda base, local: (base - (local - base)).astype(local.dtype)),
-    "scale": _poison(lambda base, local: (base + 10 * (local - base)).astype(local.dtype)),
-    "noise": _poison(_noise),
-    "freeride": _poison(lambda base, local: base.copy()),
-    "deltafree": _delta_free,
-    "inflate": _inflate,
-    "alie": _collude(_alie, "alie"),
-    "ipm": _collude(_ipm, "ipm"),
+@dataclass(frozen=True)
+class DtypeHijack(Attack):
+    """Float64 bytes under the model's float32 label: accepted, it turned the global model
+    float64 and every honest reply of the next round into a structure mismatch."""
+
+    name = "dtypehijack"
+
+    def act(self, reply: Message, msg: Message, context: Context) -> Message:
+        record = reply.content.array_records["arrays"]
+        out = ArrayRecord()
+        for key, a in record.items():
+            buffer = io.BytesIO()
+            np.save(buffer, a.numpy().astype(np.float64), allow_pickle=False)
+            out[key] = Array(
+                dtype=a.dtype, shape=tuple(a.shape), stype=a.stype, data=buffer.getvalue()
+            )
+        reply.content["arrays"] = out
+        return reply
+
+
+@dataclass(frozen=True)
+class ListMetric(Attack):
+    """Its training loss as a list where peers send a float (TypeError in FedAvg)."""
+
+    name = "listmetric"
+
+    def act(self, reply: Message, msg: Message, context: Context) -> Message:
+        name, record = next(iter(reply.content.metric_records.items()))
+        items = dict(record.items())
+        loss = items.get("train_loss", 0.0)
+        items["train_loss"] = [float(loss)] if isinstance(loss, int | float) else [0.0]
+        reply.content[name] = MetricRecord(items)
+        return reply
+
+
+@dataclass(frozen=True)
+class BadEvaluation(Attack):
+    """An evaluate reply claiming -200 examples (it divided by zero, or reported an accuracy
+    of 1.2, in the server's weighted average)."""
+
+    name = "badeval"
+    message_types = (MessageType.EVALUATE,)
+
+    def act(self, reply: Message, msg: Message, context: Context) -> Message:
+        for record in reply.content.metric_records.values():
+            record["num-examples"] = -200
+        return reply
+
+
+# ---------------------------------------------------------------- training (in the ClientApp)
+@dataclass(frozen=True)
+class LabelFlip(Attack):
+    name = "labelflip"
+    where = "training"
+
+
+@dataclass(frozen=True)
+class Lazy(Attack):
+    name = "lazy"
+    where = "training"
+
+
+ATTACKS: dict[str, Attack] = {
+    attack.name: attack
+    for attack in (
+        Tamper(),
+        Replay(),
+        NaNUpdate(),
+        SignFlip(),
+        SignFlip1(),
+        ScaledUpdate(),
+        Noise(),
+        FreeRide(),
+        DeltaFree(),
+        Inflate(),
+        ALittleIsEnough(),
+        InnerProductManipulation(),
+        EmptyBytes(),
+        DtypeHijack(),
+        ListMetric(),
+        BadEvaluation(),
+        LabelFlip(),
+        Lazy(),
+    )
 }
-TRAINING = ("labelflip", "lazy")  # client_app trains differently
-LAZY_FRACTION = 10
-ATTACKS = ("none", *TRANSPORT, *POISON, *TRAINING)
 
 
 def _kind_for(context: Context) -> str:
-    attack = AppConfig.from_run_config(context.run_config).attack
-    return attack.kind_of(int(context.node_config.get("partition-id", -1)))
+    return _config(context).attack.kind_of(int(context.node_config.get("partition-id", -1)))
 
 
-def _run(
-    table: dict[str, Attack], msg: Message, context: Context, call_next: ClientAppCallable
-) -> Message:
+def _run(where: str, msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     reply = call_next(msg, context)
-    if msg.metadata.message_type != MessageType.TRAIN or reply.has_error():
+    attack = ATTACKS.get(_kind_for(context))
+    if attack is None or attack.where != where or reply.has_error():
         return reply
-    act = table.get(_kind_for(context))
-    return reply if act is None else act(reply, msg, context)
+    if msg.metadata.message_type not in attack.message_types:
+        return reply
+    return attack.act(reply, msg, context)
 
 
 def attack_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     """Outside the signing Mod: meddles with signed replies."""
-    return _run(TRANSPORT, msg, context, call_next)
+    return _run("transport", msg, context, call_next)
 
 
 def poison_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """Inside the signing Mod: the node itself sends (and signs) a hostile update."""
-    return _run(POISON, msg, context, call_next)
+    """Inside the signing Mod: the node itself sends (and signs) a hostile reply."""
+    return _run("poison", msg, context, call_next)

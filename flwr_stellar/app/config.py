@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from flwr.app import ArrayRecord
 
+from flwr_stellar.app.attacks import ATTACKS
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.settings import RewardSettings
 from strategies.intake import IntakeSettings
@@ -35,27 +36,11 @@ Scalar = bool | int | float | str
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DATASETS = ("fashion_mnist",)
 PARTITIONERS = ("dirichlet", "iid")
-# Names the reference app's registries answer to (strategy_factory, models, attacks check that
-# they agree); kept here so this schema imports none of them (no import cycle).
+# Names the reference app's registries answer to (strategy_factory and models check that they
+# agree); kept here so this schema imports neither (no import cycle).
 STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedmedian", "fedtrimmedavg", "krum", "multikrum")
 MODEL_NAMES = ("cnn", "cnn_small")
-ATTACK_KINDS = (
-    "none",
-    "tamper",
-    "replay",
-    "nan",
-    "signflip",
-    "signflip1",
-    "scale",
-    "noise",
-    "freeride",
-    "deltafree",
-    "inflate",
-    "alie",
-    "ipm",
-    "labelflip",
-    "lazy",
-)
+ATTACK_KINDS = ("none", *ATTACKS)  # one class an attack, registered in app/attacks.py
 # The plugin's settings validate ledger.*, reward.* and screening.*; their messages name the
 # dataclass field, which maps back onto this schema's run-config key.
 PLUGIN_FIELDS = (

@@ -26,7 +26,9 @@ import numpy as np
 from strategies.round import Candidate, RoundState
 from strategies.screening.median import coordinate_median
 
-__all__ = ["Check", "Cohort", "ReplyCheck", "unit_step"]
+__all__ = ["CENTRE_SAMPLE", "Check", "Cohort", "ReplyCheck", "unit_step"]
+
+CENTRE_SAMPLE = 101  # members the robust centre of a large cohort is taken over
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,18 @@ class Cohort:
 
     @cached_property
     def centre(self) -> np.ndarray | None:
-        """The coordinate-wise median update, unit length (None when it is zero)."""
-        centre = coordinate_median(self.deltas, self.rows)
+        """The coordinate-wise median update, unit length (None when it is zero).
+
+        Over more than ``CENTRE_SAMPLE`` members it is the median of that many members drawn
+        at random (fresh OS entropy each round, so no node can arrange to be drawn): with 30 %
+        attackers the chance that they hold half of 101 draws is about 1e-5, and the median of
+        1,000 rows of 225k parameters costs several times what FedAvg's whole aggregate does.
+        """
+        rows = self.rows
+        if len(rows) > CENTRE_SAMPLE:
+            drawn = np.random.default_rng().choice(len(rows), CENTRE_SAMPLE, replace=False)
+            rows = [rows[i] for i in sorted(drawn)]
+        centre = coordinate_median(self.deltas, rows)
         norm = float(np.linalg.norm(centre))
         return centre / norm if norm > 0 and np.isfinite(norm) else None
 
