@@ -1,4 +1,4 @@
-"""Cost of screening one demo round (10 updates of the 225k-parameter CNN), side by side with
+"""Cost of intake + screening of one demo round (10 updates of the 225k-parameter CNN), beside
 what the round costs anyway: FedAvg's own aggregation of the same replies. Also the robust centre
 alone: the sorting-network coordinate median vs ``np.median(axis=0)``. ABBA order, medians.
 Writes benchmarks/results/screening.json.
@@ -27,12 +27,8 @@ from flwr.serverapp.strategy import FedAvg  # noqa: E402
 from helpers import instruction  # noqa: E402
 
 from flwr_stellar.app.models import build_model  # noqa: E402
-from strategies.screening import (  # noqa: E402
-    Candidate,
-    ScreeningSettings,
-    coordinate_median,
-    screen,
-)
+from strategies.intake import IntakeSettings  # noqa: E402
+from strategies.screening import coordinate_median, screen_replies  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -60,12 +56,12 @@ def main() -> None:
         )
         metrics = MetricRecord({"num-examples": 2000, "train_loss": 0.5})
         replies.append(instruction(RecordDict({"arrays": arrays, "metrics": metrics})))
-    settings = ScreeningSettings(max_num_examples=2000)
+    intake = IntakeSettings(max_num_examples=2000)
     fedavg = FedAvg()
 
     def run_screen() -> None:
-        result = screen([Candidate(i, r) for i, r in enumerate(replies)], global_arrays, settings)
-        assert len(result.accepted) == args.nodes
+        result = screen_replies(replies, global_arrays, intake=intake)
+        assert len(result.candidates) == args.nodes
 
     rows = np.stack([rng.normal(size=225_034).astype(np.float32) for _ in range(args.nodes)])
     cases = {

@@ -27,8 +27,9 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
+from flwr_stellar.ledger.amounts import format_amount, stroops_to_units
 from flwr_stellar.ledger.settings import LedgerSettings
-from flwr_stellar.payments.amounts import format_amount, split_budget
+from flwr_stellar.payments.amounts import split_budget
 from flwr_stellar.payments.manifest import Contribution, Rejection, RoundManifest
 from flwr_stellar.payments.onboarding import Onboarder
 from flwr_stellar.payments.session import PaymentSession, PayoutReport
@@ -44,9 +45,6 @@ from strategies.screening import Screen, Screening, ScreeningHistory
 from strategies.verified import Verify
 
 __all__ = ["TERMS_RECORD", "LedgerConfig", "LedgerStrategy", "RoundOutcome"]
-
-STROOPS_PER_COIN = 10_000_000
-
 
 @dataclass(frozen=True)
 class LedgerConfig:
@@ -398,7 +396,7 @@ class LedgerStrategy(PipelineStrategy):
         digest = self.session.submit_round(manifest)
         self._previous = digest
         merged = self.record(state, metrics)
-        merged["dlc_paid"] = manifest.total_paid / STROOPS_PER_COIN
+        merged["dlc_paid"] = stroops_to_units(manifest.total_paid)
         self.outcomes[server_round] = RoundOutcome(
             manifest_hash=digest,
             accepted=len(state.candidates),
