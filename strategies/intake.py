@@ -34,10 +34,12 @@ import io
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from logging import WARNING
 from typing import Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Message, MetricRecord
+from flwr.common.logger import log
 from numpy.lib import format as npy_format
 
 from flwr_stellar.protocol.digest import SIGNATURE_RECORD, array_record_hash
@@ -50,6 +52,9 @@ DEFAULT_MAX_EXAMPLES = 1_000_000  # a bound on claims when the app gives none
 NUMPY_STYPE = "numpy.ndarray"
 MAX_METRIC_LIST = 10_000  # values in one list metric
 MAX_HEADER_BYTES = 4096  # an honest .npy header is ~128 bytes
+METRIC_RECORD = "metrics"  # the name every surviving reply's MetricRecord goes on under
+# the wrappers' own counters in a round's metrics: a node sending them could fake the counts
+RESERVED_METRIC_PREFIXES = ("replies_", "rejected_", "dlc_paid")
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,10 @@ class IntakeSettings:
     weight_key : str (default: "num-examples")
         The metric the inner strategy weighs replies by (``FedAvg.weighted_by_key``).
     max_num_examples : int (default: 1,000,000)
-        Claims above this are implausible.
+        Train claims above this are implausible.
+    max_evaluate_examples : int (default: 1,000,000)
+        Evaluate claims above this are implausible (a node's validation split is not its
+        training sample).
     train_metrics : tuple of str, optional
         The exact metric keys the app's ClientApp sends with a train reply (the weight key
         included), each a number. None (the default) accepts any finite metrics and hands the
@@ -75,6 +83,7 @@ class IntakeSettings:
     array_key: str = "arrays"
     weight_key: str = "num-examples"
     max_num_examples: int = DEFAULT_MAX_EXAMPLES
+    max_evaluate_examples: int = DEFAULT_MAX_EXAMPLES
     train_metrics: tuple[str, ...] | None = None
     evaluate_metrics: tuple[str, ...] | None = None
 
@@ -83,10 +92,9 @@ class IntakeSettings:
             raise ValueError("IntakeSettings.array_key must not be empty")
         if not self.weight_key:
             raise ValueError("IntakeSettings.weight_key must not be empty")
-        if self.max_num_examples < 1:
-            raise ValueError(
-                f"IntakeSettings.max_num_examples must be >= 1, got {self.max_num_examples!r}"
-            )
+        for name in ("max_num_examples", "max_evaluate_examples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"IntakeSettings.{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("train_metrics", "evaluate_metrics"):
             keys = getattr(self, name)
             if keys is not None and self.weight_key not in keys:
@@ -143,50 +151,87 @@ def decode_array(array: object, dtype: np.dtype[Any], shape: tuple[int, ...]) ->
     """
     if not isinstance(array, Array):
         raise DecodeError(Reason.STRUCTURE, f"not an Array but {type(array).__name__}")
-    declared_shape = tuple(array.shape) if isinstance(array.shape, list | tuple) else None
+    raw_shape = array.shape if isinstance(array.shape, list | tuple) else ()
+    declared_shape = tuple(raw_shape) if all(type(d) is int for d in raw_shape) else None
     if array.stype != NUMPY_STYPE:
         raise DecodeError(Reason.STRUCTURE, f"stype {str(array.stype)[:40]!r} != {NUMPY_STYPE!r}")
     if array.dtype != str(dtype) or declared_shape != shape:
         raise DecodeError(
             Reason.STRUCTURE,
-            f"declared {str(array.dtype)[:20]}{list(declared_shape or ())[:8]} != "
+            f"declared {str(array.dtype)[:20]}{list(raw_shape)[:8]} != "
             f"the model's {dtype}{list(shape)}",
         )
     data = array.data
     if not isinstance(data, bytes):
         raise DecodeError(Reason.MALFORMED_ARRAY, "array data is not bytes")
-    stream = io.BytesIO(data)
-    try:
-        version = npy_format.read_magic(stream)
-        if version == (1, 0):
-            got_shape, fortran, got_dtype = npy_format.read_array_header_1_0(
-                stream, max_header_size=MAX_HEADER_BYTES
-            )
-        elif version in ((2, 0), (3, 0)):
-            got_shape, fortran, got_dtype = npy_format.read_array_header_2_0(
-                stream, max_header_size=MAX_HEADER_BYTES
-            )
-        else:
-            raise ValueError(f"npy version {version}")
-    except (ValueError, EOFError, SyntaxError, TypeError, OverflowError, MemoryError) as err:
-        raise DecodeError(Reason.MALFORMED_ARRAY, f"not a .npy array: {str(err)[:80]}") from None
-    if got_dtype != dtype or got_dtype.hasobject:
-        raise DecodeError(
-            Reason.STRUCTURE, f"bytes hold {got_dtype}, the model (and the declaration) {dtype}"
-        )
-    if tuple(got_shape) != shape:
-        raise DecodeError(
-            Reason.STRUCTURE, f"bytes hold shape {list(got_shape)[:8]}, declared {list(shape)}"
-        )
+    header_end, fortran = _header(data, dtype, shape)
     count = math.prod(shape)
     expected = count * dtype.itemsize
-    payload = len(data) - stream.tell()
+    payload = len(data) - header_end
     if payload != expected:
         raise DecodeError(
             Reason.MALFORMED_ARRAY, f"{payload} data bytes, {expected} needed for {list(shape)}"
         )
-    values = np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
+    values = np.frombuffer(data, dtype=dtype, count=count, offset=header_end)
     return values.reshape(shape, order="F" if fortran else "C")
+
+
+def _canonical_header(
+    dtype: np.dtype[Any], shape: tuple[int, ...], fortran: bool, version: tuple[int, int]
+) -> bytes:
+    buffer = io.BytesIO()
+    header = {"descr": npy_format.dtype_to_descr(dtype), "fortran_order": fortran, "shape": shape}
+    if version == (1, 0):
+        npy_format.write_array_header_1_0(buffer, header)
+    else:
+        npy_format.write_array_header_2_0(buffer, header)
+    return buffer.getvalue()
+
+
+def _header(data: bytes, dtype: np.dtype[Any], shape: tuple[int, ...]) -> tuple[int, bool]:
+    """Where the values start, and their order, if ``data`` opens with exactly the header
+    ``np.save`` writes for the model's dtype and shape.
+
+    Nothing else is accepted, so Flower's own ``np.load`` in the inner strategy reads exactly
+    what intake read: no header numpy parses differently across versions, no comments, no
+    oversized or version-3 headers. The length field is read before anything is parsed, so a
+    header that claims gigabytes costs nothing.
+    """
+    if len(data) < 10 or data[:6] != b"\x93NUMPY":
+        raise DecodeError(Reason.MALFORMED_ARRAY, "not a .npy array (no magic string)")
+    version = (data[6], data[7])
+    if version == (1, 0):
+        start, length = 10, int.from_bytes(data[8:10], "little")
+    elif version == (2, 0) and len(data) >= 12:
+        start, length = 12, int.from_bytes(data[8:12], "little")
+    else:
+        raise DecodeError(Reason.MALFORMED_ARRAY, f".npy version {version[0]}.{version[1]}")
+    end = start + length
+    if length > MAX_HEADER_BYTES or end > len(data):
+        raise DecodeError(Reason.MALFORMED_ARRAY, f".npy header of {length} bytes")
+    received = data[:end]
+    for fortran in (False, True):
+        if received == _canonical_header(dtype, shape, fortran, version):
+            return end, fortran
+    detail = f"the .npy header is not the one np.save writes for {dtype}{list(shape)}"
+    try:  # for the reason: does it describe another array, or nothing readable at all?
+        stream = io.BytesIO(received)
+        npy_format.read_magic(stream)
+        reader = (
+            npy_format.read_array_header_1_0
+            if version == (1, 0)
+            else npy_format.read_array_header_2_0
+        )
+        got_shape, _, got_dtype = reader(stream, max_header_size=MAX_HEADER_BYTES)
+    except Exception:
+        raise DecodeError(Reason.MALFORMED_ARRAY, detail) from None
+    if got_dtype != dtype or tuple(got_shape) != shape:
+        raise DecodeError(
+            Reason.STRUCTURE,
+            f"bytes hold {got_dtype}{list(got_shape)[:8]}, the model (and the declaration) "
+            f"{dtype}{list(shape)}",
+        )
+    raise DecodeError(Reason.MALFORMED_ARRAY, detail)
 
 
 def _metric_problem(key: str, value: object) -> tuple[Reason, str] | None:
@@ -211,12 +256,14 @@ def _shape_of(value: object) -> tuple[str, int]:
 
 
 def common_metrics(replies: Iterable[Message]) -> list[Message]:
-    """The replies, each with only the metrics every one of them carries in the same form.
+    """The replies, each with only the metrics every one of them carries in the same form,
+    under one record name.
 
-    Flower's aggregators raise unless every reply's MetricRecord has the same keys, and mix
-    lists and scalars badly; without a declared layout there is no reference to reject a
-    deviant reply by, so instead the inner strategy sees the keys all of them agree on. The
-    signatures were verified before this, on the records as received.
+    Flower's aggregators raise unless every reply's MetricRecord has the same name and keys,
+    and mix lists and scalars badly; without a declared layout there is no reference to reject
+    a deviant reply by, so instead the inner strategy sees the keys all of them agree on (a
+    node that leaves one out only takes that metric out of the round's aggregate; logged).
+    The signatures were verified before this, on the records as received.
     """
     replies = list(replies)
     if not replies:
@@ -225,10 +272,14 @@ def common_metrics(replies: Iterable[Message]) -> list[Message]:
     shapes = {k: _shape_of(v) for k, v in records[0].items()}
     for record in records[1:]:
         shapes = {k: s for k, s in shapes.items() if k in record and _shape_of(record[k]) == s}
+    dropped = sorted({k[:40] for record in records for k in record} - set(shapes))
+    if dropped:
+        log(WARNING, "metrics not every accepted reply carries alike, left out: %s", dropped[:8])
     for reply, record in zip(replies, records, strict=True):
-        if set(record.keys()) != set(shapes):
-            name = next(iter(reply.content.metric_records))
-            reply.content[name] = MetricRecord({k: record[k] for k in shapes})
+        name = next(iter(reply.content.metric_records))
+        if name != METRIC_RECORD or set(record.keys()) != set(shapes):
+            del reply.content[name]
+            reply.content[METRIC_RECORD] = MetricRecord({k: record[k] for k in shapes})
     return replies
 
 
@@ -301,8 +352,10 @@ class Intake:
                 f"ConfigRecord(s) {configs[:4]}; expected {want_arrays} + 1, no extras",
             )
         record = next(iter(metrics.values()))
-        declared = s.train_metrics if deltas is not None else s.evaluate_metrics
-        num_examples = self._metrics(record, declared)
+        train = deltas is not None
+        declared = s.train_metrics if train else s.evaluate_metrics
+        bound = s.max_num_examples if train else s.max_evaluate_examples
+        num_examples = self._metrics(record, declared, bound)
         if deltas is None or norms is None:
             return Candidate(node, reply, record, num_examples)
         if s.array_key not in arrays:
@@ -331,12 +384,17 @@ class Intake:
         norms[row] = norm
         return Candidate(node, reply, record, num_examples, row, array_record_hash(update))
 
-    def _metrics(self, record: MetricRecord, declared: tuple[str, ...] | None) -> int:
+    def _metrics(self, record: MetricRecord, declared: tuple[str, ...] | None, bound: int) -> int:
         s = self.settings
         for key, value in record.items():
             problem = _metric_problem(key, value)
             if problem is not None:
                 raise DecodeError(*problem)
+            if key.startswith(RESERVED_METRIC_PREFIXES):
+                raise DecodeError(
+                    Reason.MALFORMED_METRICS,
+                    f"metric {key[:40]!r} is the server's own counter, not a node's to send",
+                )
         if declared is not None:
             if set(record.keys()) != set(declared):
                 missing = sorted(set(declared) - set(record.keys()))
@@ -351,11 +409,10 @@ class Intake:
                     Reason.MALFORMED_METRICS, f"metric {lists[0][:40]!r} is a list, not a number"
                 )
         n = record.get(s.weight_key)
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= s.max_num_examples:
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= bound:
             shown = repr(n)[:40]
             raise DecodeError(
-                Reason.NUM_EXAMPLES,
-                f"{s.weight_key}={shown}, expected an integer in [1, {s.max_num_examples}]",
+                Reason.NUM_EXAMPLES, f"{s.weight_key}={shown}, expected an integer in [1, {bound}]"
             )
         return int(n)
 

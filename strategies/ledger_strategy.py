@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from logging import INFO, WARNING
+from logging import ERROR, INFO, WARNING
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from strategies.screening import Screen, Screening, ScreeningHistory
 from strategies.verified import Verify
 
 __all__ = ["TERMS_RECORD", "LedgerConfig", "LedgerStrategy", "RoundOutcome"]
+
 
 @dataclass(frozen=True)
 class LedgerConfig:
@@ -390,7 +391,7 @@ class LedgerStrategy(PipelineStrategy):
         state = self.intake(state)
         state = self.screen(state)
         arrays, metrics = self.aggregate_inner(state)
-        state = self.scorer(state)
+        state = self.score(state)
         manifest = self.settle(state, arrays)
         self.history.record(state)
         digest = self.session.submit_round(manifest)
@@ -418,6 +419,20 @@ class LedgerStrategy(PipelineStrategy):
             digest[:12],
         )
         return arrays, merged
+
+    def score(self, state: RoundState) -> RoundState:
+        """The score stage: the scorer's weights; a scorer that fails pays nobody this round
+        (the manifest says so) instead of ending the run on a node's data."""
+        try:
+            return self.scorer(state)
+        except Exception as err:
+            log(ERROR, "round %d: scorer %s failed: %r", state.server_round, self.scorer.name, err)
+            return replace(
+                state,
+                scores={c.pseudonym: 0 for c in state.candidates},
+                values={},
+                scoring={"name": self.scorer.name, "failed": type(err).__name__},
+            )
 
     def settle(self, state: RoundState, arrays: ArrayRecord | None) -> RoundManifest:
         """The settle stage: onboard the scored pseudonyms, split the budget, write the manifest.

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from logging import INFO, WARNING
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -23,6 +23,22 @@ from strategies.intake import Intake, IntakeSettings, common_metrics
 from strategies.round import ModelReference, RoundState
 
 __all__ = ["PipelineStrategy"]
+
+
+def _in_dtypes(arrays: ArrayRecord, model: ModelReference) -> ArrayRecord:
+    """``arrays`` with each array in the model's dtype (integers rounded), where it differs."""
+    dtypes = dict(zip(model.keys, model.dtypes, strict=True))
+    if all(arrays[k].dtype == str(dtypes.get(k, arrays[k].dtype)) for k in arrays):
+        return arrays
+    out = ArrayRecord()
+    for key, array in arrays.items():
+        want = dtypes.get(key)
+        values = array.numpy()
+        if want is not None and values.dtype != want:
+            values = np.rint(values) if want.kind in "iub" else values
+            values = values.astype(want)
+        out[key] = Array(values)
+    return out
 
 
 class PipelineStrategy(Strategy):
@@ -102,11 +118,20 @@ class PipelineStrategy(Strategy):
         )
 
     def aggregate_inner(self, state: RoundState) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """The inner strategy's training aggregate of the survivors (None, None: none left)."""
+        """The inner strategy's training aggregate of the survivors (None, None: none left),
+        in the global model's own dtypes.
+
+        FedAvg averages an int64 buffer (BatchNorm's ``num_batches_tracked``) into float64;
+        kept so, the next round's honest replies, which send int64 again, would no longer
+        match the model. The aggregate goes back to the dtypes the round started from.
+        """
         accepted = common_metrics(state.accepted_replies())
         if not accepted:
             return None, None
-        return self.inner.aggregate_train(state.server_round, accepted)
+        arrays, metrics = self.inner.aggregate_train(state.server_round, accepted)
+        if arrays is None or state.model is None:
+            return arrays, metrics
+        return _in_dtypes(arrays, state.model), metrics
 
     def evaluate_inner(self, state: RoundState) -> MetricRecord | None:
         """The inner strategy's evaluation aggregate of the survivors."""

@@ -21,7 +21,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from flwr_stellar.protocol.challenge import CHALLENGE_RECORD, Challenge
-from flwr_stellar.protocol.signature import verify_reply
+from flwr_stellar.protocol.signature import Verdict, verify_reply
 from flwr_stellar.reasons import Reason, Rejected, RoundVerdicts
 from strategies.intake import IntakeSettings
 from strategies.pipeline import PipelineStrategy
@@ -43,7 +43,7 @@ class Verify:
     def __init__(self, strict: bool = True) -> None:
         self.strict = strict
         self.run_id: int | None = None
-        self._challenges: dict[tuple[int, str], Challenge] = {}
+        self._challenges: dict[tuple[int, str], tuple[Challenge, frozenset[int]]] = {}
 
     def attach(
         self, messages: list[Message], server_round: int, kind: str, grid: Grid
@@ -53,29 +53,39 @@ class Verify:
             return messages
         self.run_id = grid.run.run_id
         challenge = Challenge.fresh(self.run_id, server_round, self.strict)
-        self._challenges[(server_round, kind)] = challenge
+        instructed = frozenset(m.metadata.dst_node_id for m in messages)
+        self._challenges[(server_round, kind)] = (challenge, instructed)
         record = challenge.to_record()
         for message in messages:
             message.content[CHALLENGE_RECORD] = record
         return messages
 
     def __call__(self, state: RoundState) -> RoundState:
-        challenge = self._challenges.pop((state.server_round, state.kind), None)
+        sent = self._challenges.pop((state.server_round, state.kind), None)
         kept: list[Message] = []
         signers: list[str] = []
         rejected = list(state.rejected)
         for reply in state.replies:
             node = reply.metadata.src_node_id
-            if challenge is None:
+            if sent is None:
                 rejected.append(Rejected(node, Reason.UNEXPECTED_REPLY, "no challenge was sent"))
                 continue
-            verdict = verify_reply(
-                reply,
-                run_id=challenge.run_id,
-                server_round=state.server_round,
-                nonce=challenge.nonce,
-                message_type=state.kind,
-            )
+            challenge, instructed = sent
+            if node not in instructed:
+                rejected.append(
+                    Rejected(node, Reason.UNEXPECTED_REPLY, "node was not instructed this round")
+                )
+                continue
+            try:
+                verdict = verify_reply(
+                    reply,
+                    run_id=challenge.run_id,
+                    server_round=state.server_round,
+                    nonce=challenge.nonce,
+                    message_type=state.kind,
+                )
+            except Exception as err:
+                verdict = Verdict(None, Reason.MALFORMED_SIGNATURE, f"unreadable: {err!r}"[:200])
             if not verdict.ok:
                 assert verdict.reason is not None
                 rejected.append(Rejected(node, verdict.reason, verdict.detail))

@@ -52,7 +52,11 @@ from flwr_stellar.reasons import Reason
 HONEST = (0, 1, 2, 3)  # partitions; node id = 100 + partition
 HOSTILE = 4
 GLOBAL = ArrayRecord(
-    {"w": Array(np.linspace(-1, 1, 6).astype(np.float32)), "b": Array(np.zeros(3, np.float32))}
+    {
+        "w": Array(np.linspace(-1, 1, 6).astype(np.float32)),
+        "b": Array(np.zeros(3, np.float32)),
+        "m": Array(np.ones((1, 3), np.float32)),  # a size-1 dimension, as in Linear(d, 1)
+    }
 )
 TRAIN_METRICS = ("train_loss", "num-examples")
 EVALUATE_METRICS = ("loss", "accuracy", "num-examples")
@@ -103,13 +107,21 @@ def w_values(reply: Message) -> np.ndarray:
     return reply.content["arrays"]["w"].numpy()
 
 
-def set_w(make: Callable[[Message], Array]) -> Transform:
+def set_w(make: Callable[[Message], Array], key: str = "w") -> Transform:
     def transform(reply: Message) -> Message:
-        arrays = reply.content["arrays"]
-        reply.content["arrays"] = ArrayRecord({"w": make(reply), "b": arrays["b"]})
+        arrays = dict(reply.content["arrays"].items())
+        arrays[key] = make(reply)
+        reply.content["arrays"] = ArrayRecord(arrays)
         return reply
 
     return transform
+
+
+def header_text(text: bytes, version: bytes = b"\x01\x00") -> bytes:
+    """A .npy header around ``text``, padded to 64 bytes as numpy pads."""
+    size = 4 if version != b"\x01\x00" else 2
+    text += b" " * ((-(len(text) + 1 + 8 + size)) % 64) + b"\n"
+    return b"\x93NUMPY" + version + len(text).to_bytes(size, "little") + text
 
 
 def set_arrays(make: Callable[[Message], dict[str, Array]]) -> Transform:
@@ -195,7 +207,11 @@ def big_endian(reply: Message) -> Array:
 
 def swapped(reply: Message) -> dict[str, Array]:
     arrays = reply.content["arrays"]
-    return {"b": arrays["b"], "w": arrays["w"]}
+    return {"b": arrays["b"], "w": arrays["w"], "m": arrays["m"]}
+
+
+def w_bytes(reply: Message) -> bytes:
+    return w_values(reply).tobytes()
 
 
 def poke(index: int, value: float) -> Callable[[Message], Array]:
@@ -270,6 +286,64 @@ TRAIN_PAYLOADS = [
         set_w(lambda r: raw(b"\x93NUMPY\x09\x00" + npy(w_values(r))[8:])),
     ),
     Payload("header-code", R.MALFORMED_ARRAY, set_w(bad_header_text)),
+    Payload(
+        "descr-empty-tuple",
+        R.MALFORMED_ARRAY,
+        set_w(
+            lambda r: raw(
+                header_text(b"{'descr': (), 'fortran_order': False, 'shape': (6,), }") + w_bytes(r)
+            )
+        ),
+    ),
+    Payload(
+        "npy-version-3-bad-utf8",
+        R.MALFORMED_ARRAY,
+        set_w(
+            lambda r: raw(
+                header_text(
+                    b"{'descr': '<f4', 'fortran_order': False, 'shape': (6,), } #\xff", b"\x03\x00"
+                )
+                + w_bytes(r)
+            )
+        ),
+    ),
+    Payload(
+        "header-comment",
+        R.MALFORMED_ARRAY,
+        set_w(
+            lambda r: raw(
+                header_text(b"{'descr': '<f4', 'fortran_order': False, 'shape': (6,), } # hi")
+                + w_bytes(r)
+            )
+        ),
+    ),
+    Payload(
+        "header-shape-6L",
+        R.MALFORMED_ARRAY,
+        set_w(
+            lambda r: raw(
+                header_text(b"{'descr': '<f4', 'fortran_order': False, 'shape': (6L,), }")
+                + w_bytes(r)
+            )
+        ),
+    ),
+    Payload(
+        "header-shape-true-for-1",
+        R.MALFORMED_ARRAY,
+        set_w(
+            lambda r: raw(
+                header_text(b"{'descr': '<f4', 'fortran_order': False, 'shape': (True, 3), }")
+                + np.ones(3, np.float32).tobytes(),
+                shape=(1, 3),
+            ),
+            key="m",
+        ),
+    ),
+    Payload(
+        "header-length-4gib",
+        R.MALFORMED_ARRAY,
+        set_w(lambda r: raw(b"\x93NUMPY\x02\x00" + (2**32 - 1).to_bytes(4, "little") + w_bytes(r))),
+    ),
     Payload("nan", R.NON_FINITE, set_w(poke(0, np.nan))),
     Payload("plus-inf", R.NON_FINITE, set_w(poke(1, np.inf))),
     Payload("minus-inf", R.NON_FINITE, set_w(poke(2, -np.inf))),
@@ -318,6 +392,7 @@ TRAIN_PAYLOADS = [
     Payload("metric-extra", R.MALFORMED_METRICS, set_metric("surprise", 1.0)),
     Payload("metric-huge-list", R.MALFORMED_METRICS, set_metric("train_loss", [0.5] * 20_000)),
     Payload("metric-nan-in-list", R.NON_FINITE, set_metric("train_loss", [0.1, math.nan])),
+    Payload("metric-server-counter", R.MALFORMED_METRICS, set_metric("replies_accepted", 1000)),
     # the signature record, changed after signing
     Payload("unsigned", R.MISSING_SIGNATURE, after_signing=drop_record(SIGNATURE_RECORD)),
     Payload(
@@ -360,6 +435,11 @@ TRAIN_PAYLOADS = [
         "signature-fields-missing",
         R.MALFORMED_SIGNATURE,
         after_signing=add_record(SIGNATURE_RECORD, ConfigRecord({"version": 1})),
+    ),
+    Payload(
+        "surrogate-in-a-key",
+        R.MALFORMED_SIGNATURE,
+        after_signing=set_metric("x\ud800", 1.0),
     ),
     Payload(
         "tampered-after-signing",
@@ -653,3 +733,35 @@ def test_arbitrary_record_dicts_as_replies_never_raise(tmp_path_factory, content
                 fedavg().aggregate_train(1, accepted)
             else:
                 fedavg().aggregate_evaluate(1, accepted)
+
+
+@pytest.mark.parametrize("hostile_first", [True, False])
+@pytest.mark.parametrize(
+    ("layout", "shared_loss"),
+    [(rename_record("metrics", "m"), True), (set_metric("train_loss"), False)],
+    ids=["record-renamed", "key-left-out"],
+)
+def test_without_declared_metrics_a_deviant_layout_neither_raises_nor_costs_the_honest(
+    tmp_path: Path, hostile_first: bool, layout: Transform, shared_loss: bool
+) -> None:
+    """The library default (no metric keys declared): a reply whose MetricRecord has another
+    name, or lacks a key, is no attack on the model. FedAvg gets all five replies under one
+    record name with the keys all of them share (a left-out key leaves the round's aggregate
+    and is logged), and nobody is rejected."""
+    from strategies.screening import ScreeningStrategy
+    from strategies.verified import Verify
+
+    grid = Federation(tmp_path)
+    strategy = ScreeningStrategy(fedavg(), verify=Verify())
+    messages = {
+        m.metadata.dst_node_id: m
+        for m in strategy.configure_train(1, GLOBAL, ConfigRecord(), grid)  # type: ignore[arg-type]
+    }
+    honest = [grid.deliver(messages[100 + p]) for p in HONEST]
+    hostile = grid.deliver(messages[100 + HOSTILE], Payload("layout", "", layout))
+    replies = [hostile, *honest] if hostile_first else [*honest, hostile]
+    arrays, metrics = strategy.aggregate_train(1, replies)
+    verdicts = strategy.verdicts[(1, "train")]
+    assert verdicts.rejected == [] and len(verdicts.accepted) == 5 and arrays is not None
+    assert ("train_loss" in metrics) == shared_loss
+    assert metrics["replies_accepted"] == 5

@@ -350,3 +350,80 @@ def test_an_apps_own_check_runs_in_a_real_round_without_touching_the_library(tmp
         assert len(manifest.contributions) == 2 and manifest.total_paid == strategy.budget
     finally:
         strategy.close()
+
+
+def test_a_failing_plugin_does_not_end_the_run(tmp_path) -> None:
+    """A check that raises abstains; a scorer that raises pays nobody that round (the manifest
+    names the failure); the round still aggregates, settles and anchors."""
+    from dataclasses import dataclass
+
+    from flwr_stellar import Check
+    from strategies.scoring import Scorer
+
+    @dataclass(frozen=True)
+    class Broken(Check):
+        name = "broken"
+        reason = "never"
+
+        def judge(self, cohort):  # type: ignore[no-untyped-def]
+            raise ZeroDivisionError("a node's data divided by zero")
+
+    @dataclass(frozen=True)
+    class Miscounting(Check):
+        name = "miscounting"
+        reason = "never"
+
+        def judge(self, cohort):  # type: ignore[no-untyped-def]
+            return ["too few"]
+
+    @dataclass(frozen=True)
+    class Failing(Scorer):
+        name = "failing"
+
+        def values(self, state):  # type: ignore[no-untyped-def]
+            raise IndexError("empty design matrix")
+
+    config = LedgerConfig(output_dir=str(tmp_path / "out"), screening=SCREENING, intake=INTAKE)
+    inner = FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1)
+    strategy = LedgerStrategy.wrap(
+        inner, config=config, checks=[Broken(), Miscounting()], scorer=Failing()
+    )
+    strategy.open(num_rounds=1)
+    try:
+        grid = FakeGrid(tmp_path, nodes=4)
+        messages = list(strategy.configure_train(1, GLOBAL, ConfigRecord(), grid))
+        arrays, metrics = strategy.aggregate_train(1, [grid.deliver(m) for m in messages])
+        assert arrays is not None and metrics["replies_accepted"] == 4
+        strategy.session.anchorer.drain()
+        manifest = strategy.session.anchorer.store.get(strategy.outcomes[1].manifest_hash)
+        assert manifest.scoring == {"name": "failing", "failed": "IndexError"}
+        assert manifest.total_paid == 0 and len(manifest.contributions) == 4
+    finally:
+        strategy.close()
+
+
+def test_integer_buffers_keep_their_dtype_across_rounds(tmp_path) -> None:
+    """FedAvg averages an int64 buffer into float64; the wrapper hands back the model's own
+    dtypes, so round 2's honest int64 replies still match the model."""
+    from strategies.screening import ScreeningStrategy
+    from strategies.verified import Verify
+
+    model = ArrayRecord({"w": Array(np.ones(6, np.float32)), "steps": Array(np.array([3], np.int64))})
+
+    def with_buffer(msg: Message, context) -> Message:
+        reply = honest_app(msg, context)
+        arrays = dict(reply.content["arrays"].items())
+        arrays["steps"] = Array(np.array([4], np.int64))
+        reply.content["arrays"] = ArrayRecord(arrays)
+        return reply
+
+    inner = FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1)
+    strategy = ScreeningStrategy(inner, SCREENING, INTAKE, verify=Verify())
+    grid = FakeGrid(tmp_path, nodes=4)
+    arrays = model
+    for server_round in (1, 2):
+        messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), grid))
+        replies = [grid.deliver(m, app=with_buffer) for m in messages]
+        arrays, metrics = strategy.aggregate_train(server_round, replies)
+        assert arrays is not None and metrics["replies_accepted"] == 4, server_round
+        assert arrays["steps"].numpy().dtype == np.int64 and int(arrays["steps"].numpy()[0]) == 4

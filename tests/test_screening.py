@@ -382,3 +382,50 @@ def test_a_large_round_takes_its_centre_over_a_random_sample_and_still_holds() -
     result = screen([*honest_replies, *flipped], global_record(), CFG)
     assert set(reasons(result)) == {1000 + i for i in range(90)}
     assert set(reasons(result).values()) == {Reject.COSINE}
+
+
+def test_a_copy_with_a_re_encoded_header_is_still_a_copy() -> None:
+    """The same values under a differently written (but valid) .npy header: still a copy."""
+    import io
+
+    copy = arrays_from(seed=7)
+    first = candidate(8, dict(copy))
+    second = candidate(9, dict(copy))
+    buffer = io.BytesIO()
+    np.save(buffer, np.asfortranarray(copy["conv.w"]))  # fortran order: other bytes, same values
+    fortran = Array(dtype="float32", shape=(4, 3), stype="numpy.ndarray", data=buffer.getvalue())
+    second.content["arrays"] = ArrayRecord({"conv.w": fortran, "fc.b": Array(copy["fc.b"])})
+    result = screen([*honest(4), first, second], global_record(), CFG)
+    assert reasons(result) == {8: Reject.DUPLICATE_UPDATE, 9: Reject.DUPLICATE_UPDATE}
+
+
+def test_a_non_finite_validation_gain_is_rejected_and_does_not_blind_the_check() -> None:
+    """An update that makes the validation utility NaN is rejected, and the floor, taken over
+    the finite gains, still rejects a clearly harmful one."""
+    from strategies.round import ModelReference
+
+    base = np.concatenate([GLOBAL[k].ravel() for k in GLOBAL])
+    harmful = {k: 2 * GLOBAL[k] - v for k, v in arrays_from(update_scale=5, seed=8).items()}
+    poison = arrays_from(seed=9, **{"fc.b": np.full(5, 1e6, np.float32)})
+    good = np.concatenate([DIRECTION[k].ravel() for k in GLOBAL])
+
+    def validation(arrays: ArrayRecord) -> float:
+        flat = np.concatenate([arrays[k].numpy().ravel() for k in GLOBAL])
+        if np.abs(flat).max() > 1e3:
+            return float("nan")  # e.g. 0 * log(0) in an app's cross-entropy
+        return float(np.dot(flat - base, good))
+
+    checks = default_checks(
+        {
+            "centre_cosine": {"min_cosine": -1.0},
+            "norm_outlier": {"factor": 0.0},
+            "hurts_validation": {"enabled": True},
+        },
+        validation,
+    )
+    screening = Screening(checks=checks, min_peers=3)
+    result = screen(
+        [*honest(4), candidate(8, harmful), candidate(9, poison)], global_record(), screening
+    )
+    assert reasons(result) == {8: Reject.HURTS_VALIDATION, 9: Reject.HURTS_VALIDATION}
+    assert ModelReference(global_record()).size == base.size

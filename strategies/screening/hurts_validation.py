@@ -55,9 +55,12 @@ class HurtsValidation(Check):
         if self.validation is None or not cohort.members:
             return [None] * len(cohort.members)
         gains = validation_gains(cohort, cohort.utility_of(self.validation))  # type: ignore[arg-type]
-        floor = -self.tolerance * float(np.median(np.abs(gains)))
+        finite = [abs(g) for g in gains if np.isfinite(g)]
+        floor = -self.tolerance * float(np.median(finite)) if finite else 0.0
         return [
-            f"validation utility {gain:+.4g} at its share of the round < {floor:+.4g}"
+            "validation utility is not finite at its share of the round"
+            if not np.isfinite(gain)
+            else f"validation utility {gain:+.4g} at its share of the round < {floor:+.4g}"
             if gain < floor
             else None
             for gain in gains

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from itertools import groupby
-from logging import INFO
+from logging import ERROR, INFO
 from typing import Any
 
 import numpy as np
@@ -192,12 +192,22 @@ class Screen:
 
 
 def _judged(check: Check, cohort: Cohort) -> Sequence[str | None]:
-    verdicts = list(check.judge(cohort))
+    """The check's verdicts; a check that raises or miscounts abstains (and says so loudly):
+    an app's check must not let a node's data end the run."""
+    try:
+        verdicts = [None if v is None else str(v)[:500] for v in check.judge(cohort)]
+    except Exception as err:
+        log(ERROR, "screening check %s failed and abstains this round: %r", check.name, err)
+        return [None] * len(cohort.members)
     if len(verdicts) != len(cohort.members):
-        raise RuntimeError(
-            f"{type(check).__name__}.judge returned {len(verdicts)} verdicts for "
-            f"{len(cohort.members)} members"
+        log(
+            ERROR,
+            "screening check %s returned %d verdicts for %d replies and abstains this round",
+            check.name,
+            len(verdicts),
+            len(cohort.members),
         )
+        return [None] * len(cohort.members)
     return verdicts
 
 
