@@ -408,7 +408,9 @@ def test_integer_buffers_keep_their_dtype_across_rounds(tmp_path) -> None:
     from strategies.screening import ScreeningStrategy
     from strategies.verified import Verify
 
-    model = ArrayRecord({"w": Array(np.ones(6, np.float32)), "steps": Array(np.array([3], np.int64))})
+    model = ArrayRecord(
+        {"w": Array(np.ones(6, np.float32)), "steps": Array(np.array([3], np.int64))}
+    )
 
     def with_buffer(msg: Message, context) -> Message:
         reply = honest_app(msg, context)
