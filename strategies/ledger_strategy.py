@@ -387,7 +387,7 @@ class LedgerStrategy(PipelineStrategy):
             previous_base=self.history.previous_base(server_round),
             watched=self.history.watched(server_round),
         )
-        state = self.verify(state)
+        state = self.authenticate(state)
         state = self.intake(state)
         state = self.screen(state)
         arrays, metrics = self.aggregate_inner(state)
@@ -488,15 +488,8 @@ class LedgerStrategy(PipelineStrategy):
             scoring=dict(state.scoring),
         )
 
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        replies = list(replies)
-        if not replies and not self.expects(server_round, MessageType.EVALUATE):
-            return None  # no federated evaluation this round
-        state = self.received(server_round, MessageType.EVALUATE, replies)
-        state = self.intake(self.verify(state))
-        return self.record(state, self.evaluate_inner(state))
+    def authenticate(self, state: RoundState) -> RoundState:
+        return self.verify(state)
 
     def summary(self) -> None:
         r, s = self.config.reward, self.config.screening

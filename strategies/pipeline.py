@@ -71,6 +71,10 @@ class PipelineStrategy(Strategy):
         """Add what this wrapper sends with every instruction (default: nothing)."""
         return messages
 
+    def authenticate(self, state: RoundState) -> RoundState:
+        """The wrapper's verification stage (default: none; the replies go on unverified)."""
+        return state
+
     # ------------------------------------------------------------------ configure
     def _configure(
         self,
@@ -132,6 +136,18 @@ class PipelineStrategy(Strategy):
         if arrays is None or state.model is None:
             return arrays, metrics
         return _in_dtypes(arrays, state.model), metrics
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """Evaluate replies: authenticate -> intake -> the inner strategy (not screened, not
+        paid)."""
+        replies = list(replies)
+        if not replies and not self.expects(server_round, MessageType.EVALUATE):
+            return None  # no federated evaluation this round
+        state = self.received(server_round, MessageType.EVALUATE, replies)
+        state = self.intake(self.authenticate(state))
+        return self.record(state, self.evaluate_inner(state))
 
     def evaluate_inner(self, state: RoundState) -> MetricRecord | None:
         """The inner strategy's evaluation aggregate of the survivors."""

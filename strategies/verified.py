@@ -133,20 +133,13 @@ class VerifiedStrategy(PipelineStrategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         state = self.received(server_round, MessageType.TRAIN, replies)
-        state = self.verify(state)
+        state = self.authenticate(state)
         state = self.intake(state)
         arrays, metrics = self.aggregate_inner(state)
         return arrays, self.record(state, metrics)
 
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        replies = list(replies)
-        if not replies and not self.expects(server_round, MessageType.EVALUATE):
-            return None  # no federated evaluation this round
-        state = self.received(server_round, MessageType.EVALUATE, replies)
-        state = self.intake(self.verify(state))
-        return self.record(state, self.evaluate_inner(state))
+    def authenticate(self, state: RoundState) -> RoundState:
+        return self.verify(state)
 
     def summary(self) -> None:
         log(

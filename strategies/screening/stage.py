@@ -292,7 +292,7 @@ class ScreeningStrategy(PipelineStrategy):
             return messages
         return self.verify.attach(messages, server_round, kind, grid)
 
-    def _verified(self, state: RoundState) -> RoundState:
+    def authenticate(self, state: RoundState) -> RoundState:
         return state if self.verify is None else self.verify(state)
 
     def aggregate_train(
@@ -305,22 +305,12 @@ class ScreeningStrategy(PipelineStrategy):
             previous_base=self.history.previous_base(server_round),
             watched=self.history.watched(server_round),
         )
-        state = self._verified(state)
+        state = self.authenticate(state)
         state = self.intake(state)
         state = self.screen(state)
         arrays, metrics = self.aggregate_inner(state)
         self.history.record(state)
         return arrays, self.record(state, metrics)
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        replies = list(replies)
-        if not replies and not self.expects(server_round, MessageType.EVALUATE):
-            return None
-        state = self.received(server_round, MessageType.EVALUATE, replies)
-        state = self.intake(self._verified(state))
-        return self.record(state, self.evaluate_inner(state))
 
     def summary(self) -> None:
         s = self.screening
