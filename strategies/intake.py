@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from logging import WARNING
 from typing import Any
@@ -52,6 +54,7 @@ DEFAULT_MAX_EXAMPLES = 1_000_000  # a bound on claims when the app gives none
 NUMPY_STYPE = "numpy.ndarray"
 MAX_METRIC_LIST = 10_000  # values in one list metric
 MAX_HEADER_BYTES = 4096  # an honest .npy header is ~128 bytes
+HASH_THREADS = max(1, min(4, os.cpu_count() or 1))  # hashing beside decoding
 METRIC_RECORD = "metrics"  # the name every surviving reply's MetricRecord goes on under
 # the wrappers' own counters in a round's metrics: a node sending them could fake the counts
 RESERVED_METRIC_PREFIXES = ("replies_", "rejected_", "dlc_paid")
@@ -308,19 +311,28 @@ class Intake:
         if state.is_train:
             deltas = np.empty((len(state.replies), model.size), np.float32)
             norms = np.zeros(len(state.replies), np.float64)
-        candidates: list[Candidate] = []
+        candidates: list[tuple[Candidate, Future[str] | None]] = []
         rejected = list(state.rejected)
-        for row, (reply, pseudonym) in enumerate(zip(state.replies, signers, strict=True)):
-            node = _node(reply)
-            try:
-                candidate = self._decode(reply, node, row, model, deltas, norms)
-            except DecodeError as err:
-                rejected.append(Rejected(node, err.reason, err.detail, pseudonym))
-            else:
-                candidates.append(replace(candidate, pseudonym=pseudonym))
+        # each accepted update is hashed (for the manifest) in a worker thread while the next
+        # one decodes: hashlib and numpy both release the GIL on large buffers
+        with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+            for row, (reply, pseudonym) in enumerate(zip(state.replies, signers, strict=True)):
+                node = _node(reply)
+                try:
+                    candidate = self._decode(reply, node, row, model, deltas, norms)
+                except DecodeError as err:
+                    rejected.append(Rejected(node, err.reason, err.detail, pseudonym))
+                    continue
+                update = reply.content.array_records.get(self.settings.array_key)
+                digest = pool.submit(array_record_hash, update) if update is not None else None
+                candidates.append((replace(candidate, pseudonym=pseudonym), digest))
+            hashed = tuple(
+                c if digest is None else replace(c, update_hash=digest.result())
+                for c, digest in candidates
+            )
         return replace(
             state,
-            candidates=tuple(candidates),
+            candidates=hashed,
             rejected=tuple(rejected),
             deltas=deltas,
             norms=norms,
@@ -382,7 +394,7 @@ class Intake:
                 f"{bad} NaN/inf values" if bad else "the update's norm overflows float32",
             )
         norms[row] = norm
-        return Candidate(node, reply, record, num_examples, row, array_record_hash(update))
+        return Candidate(node, reply, record, num_examples, row)
 
     def _metrics(self, record: MetricRecord, declared: tuple[str, ...] | None, bound: int) -> int:
         s = self.settings

@@ -11,7 +11,9 @@ node sends can raise in the inner strategy).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from logging import INFO
 
@@ -28,6 +30,8 @@ from strategies.pipeline import PipelineStrategy
 from strategies.round import RoundState
 
 __all__ = ["RoundVerdicts", "VerifiedStrategy", "Verify"]
+
+VERIFY_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 class Verify:
@@ -65,27 +69,29 @@ class Verify:
         kept: list[Message] = []
         signers: list[str] = []
         rejected = list(state.rejected)
-        for reply in state.replies:
-            node = reply.metadata.src_node_id
+
+        def check(reply: Message) -> Verdict:
             if sent is None:
-                rejected.append(Rejected(node, Reason.UNEXPECTED_REPLY, "no challenge was sent"))
-                continue
+                return Verdict(None, Reason.UNEXPECTED_REPLY, "no challenge was sent")
             challenge, instructed = sent
-            if node not in instructed:
-                rejected.append(
-                    Rejected(node, Reason.UNEXPECTED_REPLY, "node was not instructed this round")
-                )
-                continue
+            if reply.metadata.src_node_id not in instructed:
+                return Verdict(None, Reason.UNEXPECTED_REPLY, "node was not instructed this round")
             try:
-                verdict = verify_reply(
+                return verify_reply(
                     reply,
                     run_id=challenge.run_id,
                     server_round=state.server_round,
                     nonce=challenge.nonce,
                     message_type=state.kind,
                 )
-            except Exception as err:
-                verdict = Verdict(None, Reason.MALFORMED_SIGNATURE, f"unreadable: {err!r}"[:200])
+            except Exception as err:  # records no honest node can build (e.g. surrogates)
+                return Verdict(None, Reason.MALFORMED_SIGNATURE, f"unreadable: {err!r}"[:200])
+
+        # the digests hash every byte of every reply: in threads (hashlib releases the GIL)
+        with ThreadPoolExecutor(max_workers=VERIFY_THREADS) as pool:
+            verdicts = list(pool.map(check, state.replies))
+        for reply, verdict in zip(state.replies, verdicts, strict=True):
+            node = reply.metadata.src_node_id
             if not verdict.ok:
                 assert verdict.reason is not None
                 rejected.append(Rejected(node, verdict.reason, verdict.detail))
