@@ -379,14 +379,17 @@ class Intake:
         if tuple(update.keys()) != model.keys:
             raise DecodeError(Reason.STRUCTURE, "array names differ from the global model's")
         target = deltas[row]
+        squares = 0.0
         for key, dtype, shape, offset in zip(
             model.keys, model.dtypes, model.shapes, model.offsets, strict=True
         ):
             values = decode_array(update[key], dtype, shape)
             end = offset + values.size
-            # update minus the global model, straight into the row (one pass, no temporary)
-            np.subtract(values.ravel(), model.base[offset:end], out=target[offset:end])
-        norm = math.sqrt(float(np.dot(target, target)))  # NaN or inf if any value is
+            # update minus the global model, straight into the row (one pass, no temporary),
+            # and its squared length while the segment is still in cache
+            segment = np.subtract(values.ravel(), model.base[offset:end], out=target[offset:end])
+            squares += float(np.dot(segment, segment))
+        norm = math.sqrt(squares) if squares >= 0 else math.nan  # NaN or inf if any value is
         if not math.isfinite(norm):
             bad = int((~np.isfinite(target)).sum())
             raise DecodeError(
