@@ -41,6 +41,7 @@ from stellar_sdk.xdr import (
     TransactionEnvelope,
 )
 
+from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import (
     NATIVE,
     STROOPS_PER_UNIT,
@@ -734,7 +735,7 @@ class EmbeddedLedger:
             TransactionBuilder(
                 SdkAccount(self.root.public_key, seq), self._passphrase, base_fee=BASE_FEE
             )
-            .append_create_account_op(account_id, str(amount / STROOPS_PER_UNIT))
+            .append_create_account_op(account_id, format_amount(amount))
             .set_timeout(300)
             .build()
         )
