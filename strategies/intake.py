@@ -40,7 +40,7 @@ from logging import WARNING
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Message, MetricRecord
+from flwr.app import Array, Message, MetricRecord
 from flwr.common.logger import log
 from numpy.lib import format as npy_format
 
@@ -436,7 +436,3 @@ def _node(reply: Message) -> int:
     node = reply.metadata.src_node_id
     return int(node) if isinstance(node, int) else -1
 
-
-def reference(arrays: ArrayRecord | None) -> ModelReference | None:
-    """The global model as intake's reference (None passes through)."""
-    return None if arrays is None else ModelReference(arrays)
