@@ -435,4 +435,3 @@ class Intake:
 def _node(reply: Message) -> int:
     node = reply.metadata.src_node_id
     return int(node) if isinstance(node, int) else -1
-
