@@ -22,7 +22,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# torch/torchvision first, with pip, from the pinned releases (FACTS.md), then the project.
+# torch/torchvision first, with pip, from the pinned releases (the machines' own wheels), then the project.
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PIP) install --quiet -e '.[dev]'

@@ -32,7 +32,7 @@ from flwr.app import ArrayRecord, Message, MessageType, MetricRecord
 
 from flwr_stellar.reasons import Rejected
 
-__all__ = ["Candidate", "ModelReference", "RoundState"]
+__all__ = ["Candidate", "ModelReference", "RoundState", "claim_shares"]
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,10 @@ class RoundState:
         """The replies of the surviving candidates (what the inner strategy aggregates)."""
         return [c.reply for c in self.candidates]
 
-    def rows(self, members: Sequence[Candidate] | None = None) -> list[int]:
-        """Delta-matrix rows of ``members`` (default: every candidate)."""
-        return [c.row for c in (self.candidates if members is None else members)]
+
+def claim_shares(members: Sequence[Candidate]) -> np.ndarray:
+    """Each candidate's share of the round: its claimed examples over all of them (float64),
+    the weight FedAvg gives it, and so what scorers and the validation check apply it at."""
+    counts = np.asarray([max(1, c.num_examples) for c in members], np.float64)
+    shares: np.ndarray = counts / counts.sum()
+    return shares

@@ -3,12 +3,12 @@ flat vectors (one matrix row per update); an app's validation callback takes an 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-__all__ = ["flatten", "unflatten"]
+__all__ = ["flat_utility", "flatten", "unflatten"]
 
 
 def unflatten(template: ArrayRecord, flat_params: np.ndarray) -> ArrayRecord:
@@ -26,6 +26,18 @@ def unflatten(template: ArrayRecord, flat_params: np.ndarray) -> ArrayRecord:
     if offset != flat_params.size:
         raise ValueError(f"{flat_params.size} parameters for a model of {offset}")
     return ArrayRecord(arrays)
+
+
+def flat_utility(
+    validation: Callable[[ArrayRecord], float], template: ArrayRecord
+) -> Callable[[np.ndarray], float]:
+    """An app's validation callback (ArrayRecord -> float) as a function of flat parameters
+    shaped like ``template``: what the validation check and the coalition scorers evaluate."""
+
+    def utility(flat: np.ndarray) -> float:
+        return float(validation(unflatten(template, flat)))
+
+    return utility
 
 
 def flatten(

@@ -107,9 +107,7 @@ def format_amount(stroops: int) -> str:
     stroops : int
         An int64 amount.
     """
-    sign = "-" if stroops < 0 else ""
-    units, frac = divmod(abs(stroops), STROOPS_PER_UNIT)
-    return f"{sign}{units}.{frac:0{DECIMALS}d}".rstrip("0").rstrip(".")
+    return format_stroops(stroops).rstrip("0").rstrip(".")
 
 
 def format_stroops(stroops: int) -> str:

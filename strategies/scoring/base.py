@@ -100,10 +100,3 @@ def integer_weights(values: Sequence[float]) -> list[int]:
     if best <= 0:
         return [0 for _ in values]
     return [int(WEIGHT_SCALE * v / best) if np.isfinite(v) and v > 0 else 0 for v in values]
-
-
-def round_shares(members: Sequence[Candidate]) -> np.ndarray:
-    """Each contribution's share of the round (its claimed examples over all of them)."""
-    counts = np.asarray([max(1, c.num_examples) for c in members], np.float64)
-    shares: np.ndarray = counts / counts.sum()
-    return shares

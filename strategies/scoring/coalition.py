@@ -18,10 +18,10 @@ import numpy as np
 from flwr.app import ArrayRecord
 from flwr.common.logger import log
 
-from strategies.round import RoundState
+from strategies.round import RoundState, claim_shares
 from strategies.scoring import shapley
-from strategies.scoring.base import Scorer, Valuation, round_shares
-from strategies.vectors import unflatten
+from strategies.scoring.base import Scorer, Valuation
+from strategies.vectors import flat_utility
 
 __all__ = [
     "CoalitionScorer",
@@ -48,7 +48,7 @@ class RoundGame:
         assert state.model is not None and state.deltas is not None
         self.base, self.deltas = state.model.base, state.deltas
         self.rows = [c.row for c in state.candidates]
-        self.weights = round_shares(state.candidates).astype(np.float32)
+        self.weights = claim_shares(state.candidates).astype(np.float32)
         self.utility = utility
         self.buffer = np.empty_like(self.base)
         self.start = float(utility(self.base))
@@ -100,11 +100,7 @@ class CoalitionScorer(Scorer):
 
     def values(self, state: RoundState) -> Valuation:
         assert self.validation is not None and state.model is not None
-        validation, template = self.validation, state.model.record
-
-        def utility(flat: np.ndarray) -> float:
-            return float(validation(unflatten(template, flat)))
-
+        utility = flat_utility(self.validation, state.model.record)
         n = len(state.candidates)
         game = shapley.CachedGame(
             n, RoundGame(state, utility), self.budget if self.budgeted else None

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from flwr.app import ArrayRecord
 
-from strategies.round import RoundState
-from strategies.scoring.base import Scorer, Valuation, round_shares
+from strategies.round import RoundState, claim_shares
+from strategies.scoring.base import Scorer, Valuation
 from strategies.vectors import flatten
 
 
@@ -43,7 +43,7 @@ class FirstOrder(Scorer):
         assert self.gradient is not None and state.model is not None and state.deltas is not None
         model = state.model
         grad = flatten(self.gradient(model.record), keys=model.keys)
-        shares = round_shares(state.candidates)
+        shares = claim_shares(state.candidates)
         values = [
             float(share * np.dot(grad, state.deltas[c.row]))
             for share, c in zip(shares, state.candidates, strict=True)

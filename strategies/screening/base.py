@@ -16,7 +16,7 @@ An app's own check subclasses :class:`ReplyCheck` (one reply at a time) or :clas
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
@@ -162,15 +162,3 @@ class Cohort:
         dots = np.asarray([float(np.dot(self.deltas[r], self.step)) for r in self.rows])
         cosines: np.ndarray = dots / np.maximum(self.norms, np.finfo(np.float64).tiny)
         return cosines
-
-    def utility_of(self, validation: Callable[[object], float]) -> Callable[[np.ndarray], float]:
-        """``validation`` (ArrayRecord -> float) as a function of flat parameters."""
-        from strategies.vectors import unflatten
-
-        assert self.state.model is not None
-        template = self.state.model.record
-
-        def utility(flat: np.ndarray) -> float:
-            return float(validation(unflatten(template, flat)))
-
-        return utility

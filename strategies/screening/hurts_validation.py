@@ -9,7 +9,9 @@ import numpy as np
 from flwr.app import ArrayRecord
 
 from flwr_stellar.reasons import Reason
+from strategies.round import claim_shares
 from strategies.screening.base import Check, Cohort
+from strategies.vectors import flat_utility
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,9 @@ class HurtsValidation(Check):
     def judge(self, cohort: Cohort) -> Sequence[str | None]:
         if self.validation is None or not cohort.members:
             return [None] * len(cohort.members)
-        gains = validation_gains(cohort, cohort.utility_of(self.validation))  # type: ignore[arg-type]
+        assert cohort.state.model is not None
+        utility = flat_utility(self.validation, cohort.state.model.record)
+        gains = validation_gains(cohort, utility)
         finite = [abs(g) for g in gains if np.isfinite(g)]
         floor = -self.tolerance * float(np.median(finite)) if finite else 0.0
         return [
@@ -69,8 +73,7 @@ class HurtsValidation(Check):
 
 def validation_gains(cohort: Cohort, utility: Callable[[np.ndarray], float]) -> list[float]:
     """Each member's gain in validation utility when applied alone at its round share."""
-    counts = np.asarray([max(1, c.num_examples) for c in cohort.members], np.float64)
-    shares = (counts / counts.sum()).astype(np.float32)
+    shares = claim_shares(cohort.members).astype(np.float32)
     buffer = np.empty_like(cohort.base)
     start = float(utility(cohort.base))
     gains = []

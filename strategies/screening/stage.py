@@ -129,10 +129,6 @@ class Screening:
             if not getattr(check, "name", "") or not getattr(check, "reason", ""):
                 raise TypeError(f"{type(check).__name__} must set class attributes name, reason")
 
-    def check(self, name: str) -> Check | None:
-        """The check registered under ``name`` (None when absent)."""
-        return next((c for c in self.checks if c.name == name), None)
-
     def describe(self) -> dict[str, Any]:
         """The settings as plain data (for the config hash and the summary)."""
         return {
