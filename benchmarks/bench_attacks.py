@@ -6,6 +6,15 @@ same kind/scorer/settings is measured again).
 
     python benchmarks/bench_attacks.py --scorers first-order num-examples \\
         --kinds none labelflip noise lazy signflip1 [--nodes 6] [--attackers 1,4] [--rounds 3]
+
+Issue 20's table (10 nodes, 3 attackers, 15 rounds, the demo's 2,000 examples a round), with
+the defences of that issue switched off (``--tag before --set defences=off``) or on::
+
+    python benchmarks/bench_attacks.py --nodes 10 --attackers 2,5,8 --rounds 15 \\
+        --examples 2000 --tag after --kinds none boost lazyscaled copier ...
+
+``--set key=value`` passes any run-config override (repeatable); ``--tag`` names the
+configuration in the results, so rows of two configurations sit side by side.
 """
 
 from __future__ import annotations
@@ -46,8 +55,9 @@ def one(kind: str, scorer: str, strategy: str, args: argparse.Namespace) -> dict
             "reward.scorer": scorer,
             "strategy.name": strategy,
             "strategy.num_malicious": len([a for a in args.attackers.split(",") if a]),
-            "reward.validation_examples": 500,
+            "reward.validation_examples": args.validation_examples,
             "screening.hurts_validation.enabled": args.validation_check,
+            **dict(args.set),
         },
         num_supernodes=args.nodes,
     )
@@ -69,17 +79,50 @@ def one(kind: str, scorer: str, strategy: str, args: argparse.Namespace) -> dict
         "attackers": args.attackers if kind != "none" else "",
         "rounds": args.rounds,
         "validation_check": args.validation_check,
+        "tag": args.tag,
+        "settings": dict(args.set),
         "attacker_share": round(attackers / total, 4) if total else 0.0,
         "honest_dlc": [h / 10**7 for h in honest],
         "accuracy_per_round": [round(r.get("central_accuracy", 0.0), 4) for r in m["rounds"]],
+        "final_accuracy": round(m["rounds"][-1].get("central_accuracy", 0.0), 4),
+        "attack_success_rate": round(m["rounds"][-1].get("attack_success_rate", 0.0), 4),
+        "honest_replies": honest_replies(m, roles),
         "rejects": rejects,
         "wall_s": round(time.perf_counter() - started, 1),
     }
 
 
+def honest_replies(m: dict[str, Any], roles: dict[str, str]) -> dict[str, int]:
+    """Honest train replies over the run: how many were accepted and how many rejected."""
+    honest_nodes: set[str] = set()
+    accepted = rejected = 0
+    verification = m.get("verification", {})
+    for by_kind in verification.values():
+        train = by_kind.get("train", {})
+        for node, pseudonym in train.get("accepted", {}).items():
+            if roles.get(pseudonym) == "honest":
+                honest_nodes.add(node)
+                accepted += 1
+    for by_kind in verification.values():
+        for r in by_kind.get("train", {}).get("rejected", []):
+            if str(r["node"]) in honest_nodes:
+                rejected += 1
+    return {"accepted": accepted, "rejected": rejected}
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    key, _, value = text.partition("=")
+    if not key or not _:
+        raise argparse.ArgumentTypeError(f"--set wants key=value, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def _key(row: dict[str, Any], key: str) -> Any:
     """A row's value for ``key``; rows measured before ``--strategies`` existed are FedAvg."""
-    return row.get(key, "fedavg" if key == "strategy" else None)
+    return row.get(key, "fedavg" if key == "strategy" else "" if key == "tag" else None)
 
 
 def main() -> None:
@@ -92,17 +135,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--examples", type=int, default=300)
     parser.add_argument("--validation-check", action="store_true")
+    parser.add_argument("--validation-examples", type=int, default=500)
+    parser.add_argument("--tag", default="", help="names the configuration in the results")
+    parser.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON file to update")
     args = parser.parse_args()
     results: Path = args.results
     rows = json.loads(results.read_text())["rows"] if results.exists() else []
     for strategy, scorer, kind in itertools.product(args.strategies, args.scorers, args.kinds):
         row = one(kind, scorer, strategy, args)
-        same = ("kind", "scorer", "strategy", "nodes", "attackers", "rounds", "validation_check")
+        same = (
+            "kind",
+            "scorer",
+            "strategy",
+            "nodes",
+            "attackers",
+            "rounds",
+            "validation_check",
+            "tag",
+        )
         rows = [r for r in rows if any(_key(r, k) != row[k] for k in same)] + [row]
         print(
             f"{kind:>10} {strategy:>13} {scorer:>14}: attackers {row['attacker_share']:.1%} "
-            f"of the DLC, accuracy {row['accuracy_per_round'][-1]:.3f}, rejects {row['rejects']}",
+            f"of the DLC, accuracy {row['final_accuracy']:.3f}, ASR "
+            f"{row['attack_success_rate']:.3f}, honest {row['honest_replies']}, "
+            f"rejects {row['rejects']}",
             flush=True,
         )
         results.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ class Reason(StrEnum):
     WRONG_MESSAGE_TYPE = "wrong-message-type"
     BAD_SIGNATURE = "bad-signature"
     DUPLICATE_PSEUDONYM = "duplicate-pseudonym"
+    PSEUDONYM_CHANGED = "pseudonym-changed"  # the node signed with another one earlier this run
     # intake and screening (strategies.intake, strategies.screening)
     MALFORMED = "malformed-content"  # not exactly one ArrayRecord + one MetricRecord
     NUM_EXAMPLES = "implausible-num-examples"
@@ -46,6 +47,9 @@ class Reason(StrEnum):
     CLAIM_EXCEEDS_WORK = "claim-exceeds-work"  # moved far less than its example count implies
     REPLAYED_GLOBAL_STEP = "replayed-global-step"  # the last global step sent back as its own
     REVERSES_GLOBAL_STEP = "reverses-global-step"  # points back the way training came
+    COPIED_UPDATE = "copied-update"  # near-parallel to another's update, now or in recent rounds
+    CLAIM_OUTLIER = "claim-outlier"  # claims far more examples than the round's median
+    CLUSTER_OUTLIER = "cluster-outlier"  # outside the majority cluster of update directions
     # intake (strategies.intake)
     MALFORMED_ARRAY = "malformed-array"  # bytes that do not back the declared dtype and shape
     MALFORMED_METRICS = "malformed-metrics"  # a metric that is not a number, or keys not declared

@@ -3,8 +3,10 @@
 A round is one value (:class:`strategies.round.RoundState`) passed through stages, and
 ``aggregate_train`` reads as that pipeline::
 
-    verify -> intake -> screen -> inner.aggregate_train -> score -> settle (onboard, split,
-    manifest) -> anchor and pay (flwr_stellar.payments, in a background worker)
+    verify -> intake -> screen -> bound (each update at the round's median norm)
+    -> inner.aggregate_train -> score -> weigh (by each node's trust so far)
+    -> settle (onboard, split, manifest) -> anchor and pay (flwr_stellar.payments, in a
+    background worker)
 
 ``start()`` opens the ledger, the treasury, the outbox and the anchoring worker before round 1
 and, after the last round, waits until every round is anchored and paid, reads the balances
@@ -37,9 +39,11 @@ from flwr_stellar.payments.settings import RewardSettings
 from flwr_stellar.protocol.digest import array_record_hash
 from flwr_stellar.protocol.onboarding import Terms
 from flwr_stellar.protocol.terms import TERMS_RECORD, RewardTerms
+from strategies.bounding import Bound, NormBound
 from strategies.intake import IntakeSettings
 from strategies.pipeline import PipelineStrategy
-from strategies.round import RoundState
+from strategies.reputation import PPM, Reputation, ReputationBook, Weigh
+from strategies.round import ModelReference, RoundState
 from strategies.scoring import SCORERS, Scorer, make_scorer
 from strategies.screening import Screen, Screening, ScreeningHistory
 from strategies.verified import Verify
@@ -63,13 +67,20 @@ class LedgerConfig:
         Coin, budget per round, onboarding, treasury keystore.
     screening : Screening
         Update checks before the inner strategy (an app's own checks go in its ``checks``).
+    bound : NormBound
+        How surviving updates are brought to the round's median norm before aggregation
+        and scoring (default: normalized, so that an update's length earns nothing).
+    reputation : Reputation
+        How a node's trust across the run weighs its scores (default: on).
     intake : IntakeSettings, optional
         Record keys, the claim bound and the app's metric keys; the default reads the keys
         from the inner strategy and bounds claims at 1,000,000.
     scorer : str or Scorer
         A name in ``strategies.scoring.SCORERS``, or an app's own :class:`Scorer`: how a
-        round's budget is shared. Value scorers (``first-order``, ``loss-improvement``,
-        ``leave-one-out``, ``kernel-shapley``, ``gtg-shapley``, ``exact-shapley``) need
+        round's budget is shared. The default, ``gradient-similarity``, needs no server data
+        and pays neither for length nor for claims. Value scorers (``first-order``,
+        ``loss-improvement``, ``leave-one-out``, ``kernel-shapley``, ``gtg-shapley``,
+        ``exact-shapley``) need
         ``validation`` (or ``validation_gradient``) passed to the strategy.
     scoring_budget : int
         Model evaluations a sampled Shapley scorer may spend per round.
@@ -87,8 +98,10 @@ class LedgerConfig:
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     reward: RewardSettings = field(default_factory=RewardSettings)
     screening: Screening = field(default_factory=Screening)
+    bound: NormBound = field(default_factory=NormBound)
+    reputation: Reputation = field(default_factory=Reputation)
     intake: IntakeSettings | None = None
-    scorer: str | Scorer = "num-examples"
+    scorer: str | Scorer = "gradient-similarity"
     scoring_budget: int = 32
     strict: bool = True
     run_config: Mapping[str, Any] = field(default_factory=dict)
@@ -99,6 +112,8 @@ class LedgerConfig:
             ("ledger", LedgerSettings),
             ("reward", RewardSettings),
             ("screening", Screening),
+            ("bound", NormBound),
+            ("reputation", Reputation),
         )
         for name, typ in typed:
             if not isinstance(getattr(self, name), typ):
@@ -138,6 +153,8 @@ class LedgerConfig:
             "ledger": asdict(self.ledger),
             "reward": {k: v for k, v in asdict(self.reward).items() if k != "treasury_keystore"},
             "screening": self.screening.describe(),
+            "bound": asdict(self.bound),
+            "reputation": asdict(self.reputation),
             "intake": asdict(self.intake) if self.intake is not None else None,
             "scorer": self.scorer_name,
             "scoring_budget": self.scoring_budget,
@@ -215,7 +232,10 @@ class LedgerStrategy(PipelineStrategy):
         )
         self.verify = Verify(self.config.strict)
         self.screen = Screen(self.config.screening)
-        self.history = ScreeningHistory(self.config.screening.watch_rounds)
+        self.history = ScreeningHistory.of(self.config.screening)
+        self.bound = Bound(self.config.bound, self.intake.settings.array_key)
+        self.weigh = Weigh(self.config.reputation)
+        self.reputation = ReputationBook(self.config.reputation)
         self.config_hash = self.config.config_hash(inner)
         self.budget = self.config.reward.budget_stroops
         self.session: PaymentSession | None = None
@@ -380,18 +400,15 @@ class LedgerStrategy(PipelineStrategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         if self.session is None or self.onboarder is None:
             raise RuntimeError("LedgerStrategy is not open: use start(), or call open() first")
-        state = self.received(
-            server_round,
-            MessageType.TRAIN,
-            replies,
-            previous_base=self.history.previous_base(server_round),
-            watched=self.history.watched(server_round),
-        )
+        state = self.received(server_round, MessageType.TRAIN, replies, memory=self.memory)
         state = self.authenticate(state)
         state = self.intake(state)
         state = self.screen(state)
+        state = self.bound(state)
         arrays, metrics = self.aggregate_inner(state)
         state = self.score(state)
+        self.reputation.record(state)
+        state = self.weigh(state)
         manifest = self.settle(state, arrays)
         self.history.record(state)
         digest = self.session.submit_round(manifest)
@@ -419,6 +436,13 @@ class LedgerStrategy(PipelineStrategy):
             digest[:12],
         )
         return arrays, merged
+
+    def memory(self, server_round: int, model: ModelReference | None) -> dict[str, Any]:
+        """What a round starts with: screening history and every node's trust so far."""
+        return {
+            **self.history.memory(server_round, model),
+            "reputation": self.reputation.snapshot(),
+        }
 
     def score(self, state: RoundState) -> RoundState:
         """The score stage: the scorer's weights; a scorer that fails pays nobody this round
@@ -477,6 +501,8 @@ class LedgerStrategy(PipelineStrategy):
                     score=state.scores.get(c.pseudonym, 0),
                     payout=payouts.get(c.pseudonym, 0),
                     note=notes.get(c.pseudonym, ""),
+                    scale_ppm=round(PPM * c.scale),
+                    reputation_ppm=self.weigh.trust_ppm(state, c.node),
                 )
                 for c in accepted
             ),

@@ -9,8 +9,9 @@ metrics they share, :func:`strategies.intake.common_metrics`) and records what i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from logging import INFO, WARNING
+from typing import Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
@@ -112,14 +113,19 @@ class PipelineStrategy(Strategy):
         kind: str,
         replies: Iterable[Message],
         *,
-        previous_base: np.ndarray | None = None,
-        watched: frozenset[int] = frozenset(),
+        memory: Callable[[int, ModelReference | None], Mapping[str, Any]] | None = None,
     ) -> RoundState:
-        """The round's replies as the state every wrapper's stages start from."""
+        """The round's replies as the state every wrapper's stages start from.
+
+        Parameters
+        ----------
+        memory : callable, optional
+            ``(server_round, model) -> keyword arguments of RoundState.received``: what the
+            wrapper remembers of earlier rounds (screening history, reputation).
+        """
         model = self._models.pop((server_round, kind), None)
-        return RoundState.received(
-            server_round, kind, model, replies, previous_base=previous_base, watched=watched
-        )
+        known = dict(memory(server_round, model)) if memory is not None else {}
+        return RoundState.received(server_round, kind, model, replies, **known)
 
     def aggregate_inner(self, state: RoundState) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """The inner strategy's training aggregate of the survivors (None, None: none left),

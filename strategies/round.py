@@ -32,7 +32,7 @@ from flwr.app import ArrayRecord, Message, MessageType, MetricRecord
 
 from flwr_stellar.reasons import Rejected
 
-__all__ = ["Candidate", "ModelReference", "RoundState", "claim_shares"]
+__all__ = ["Candidate", "ModelReference", "RecentUpdate", "RoundState", "claim_shares"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,9 @@ class Candidate:
         SHA-256 of its ArrayRecord (names, dtypes, shapes, bytes), as manifests cite it.
     pseudonym : str
         The Stellar account that signed it ("" until verified, or without verification).
+    scale : float
+        What the norm bound multiplied its update by (1.0 until bounded): row ``row`` of the
+        delta matrix times ``scale`` is the update the inner strategy and the scorer see.
     """
 
     node: int
@@ -95,6 +98,27 @@ class Candidate:
     row: int = -1
     update_hash: str = ""
     pseudonym: str = ""
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class RecentUpdate:
+    """An accepted update of a recent round, as screening remembers it: a sketch (the same
+    random coordinates of every update of the run), enough to tell a copy by its direction.
+
+    Parameters
+    ----------
+    server_round : int
+        The round it was accepted in.
+    node : int
+        Its sender (-1 for the round's global step).
+    sketch : numpy.ndarray
+        Its values at the run's sketch coordinates, float32.
+    """
+
+    server_round: int
+    node: int
+    sketch: np.ndarray = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -130,6 +154,12 @@ class RoundState:
         global step.
     watched : frozenset of int
         Nodes with a recent rejection or worthless contribution (screening history).
+    recent : tuple of RecentUpdate
+        Accepted updates and global steps of recent rounds (screening history).
+    sketch_index : numpy.ndarray or None
+        The run's sketch coordinates (sorted indices into a flat update).
+    reputation : Mapping[int, float]
+        Node -> its trust in [0, 1] before this round (nodes not in it are new).
     scores : Mapping[str, int]
         Pseudonym -> non-negative integer weight, once scored.
     values : Mapping[str, float]
@@ -149,6 +179,9 @@ class RoundState:
     norms: np.ndarray | None = field(default=None, repr=False)
     previous_base: np.ndarray | None = field(default=None, repr=False)
     watched: frozenset[int] = frozenset()
+    recent: tuple[RecentUpdate, ...] = field(default=(), repr=False)
+    sketch_index: np.ndarray | None = field(default=None, repr=False)
+    reputation: Mapping[int, float] = field(default_factory=dict)
     scores: Mapping[str, int] = field(default_factory=dict)
     values: Mapping[str, float] = field(default_factory=dict)
     scoring: Mapping[str, str | int] = field(default_factory=dict)
@@ -163,6 +196,9 @@ class RoundState:
         *,
         previous_base: np.ndarray | None = None,
         watched: frozenset[int] = frozenset(),
+        recent: tuple[RecentUpdate, ...] = (),
+        sketch_index: np.ndarray | None = None,
+        reputation: Mapping[int, float] | None = None,
     ) -> RoundState:
         """The state a round's replies start the pipeline in."""
         return cls(
@@ -172,6 +208,9 @@ class RoundState:
             tuple(replies),
             previous_base=previous_base,
             watched=watched,
+            recent=recent,
+            sketch_index=sketch_index,
+            reputation=dict(reputation or {}),
         )
 
     @property
@@ -191,6 +230,12 @@ class RoundState:
         keep = tuple(c for i, c in enumerate(self.candidates) if i not in verdicts)
         gone = tuple(verdicts[i] for i in sorted(verdicts))
         return replace(self, candidates=keep, rejected=self.rejected + gone)
+
+    def update(self, candidate: Candidate) -> np.ndarray:
+        """The candidate's update as bounded (its delta-matrix row times its scale)."""
+        assert self.deltas is not None
+        row: np.ndarray = self.deltas[candidate.row]
+        return row if candidate.scale == 1.0 else candidate.scale * row
 
     def accepted_replies(self) -> list[Message]:
         """The replies of the surviving candidates (what the inner strategy aggregates)."""

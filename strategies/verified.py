@@ -37,6 +37,10 @@ VERIFY_THREADS = max(1, min(4, os.cpu_count() or 1))
 class Verify:
     """The verification stage: challenges out with the instructions, signatures checked in.
 
+    A node signs with one pseudonym for the whole run: the first it verified with. A reply
+    signed with another is rejected (``pseudonym-changed``), so a node cannot collect a fresh
+    onboarding (three sponsored reserves) and a clean history every round.
+
     Parameters
     ----------
     strict : bool (default: True)
@@ -47,6 +51,7 @@ class Verify:
     def __init__(self, strict: bool = True) -> None:
         self.strict = strict
         self.run_id: int | None = None
+        self.pseudonyms: dict[int, str] = {}  # node id -> the one pseudonym it signs with
         self._challenges: dict[tuple[int, str], tuple[Challenge, frozenset[int]]] = {}
 
     def attach(
@@ -98,6 +103,15 @@ class Verify:
             elif verdict.pseudonym in signers:
                 rejected.append(
                     Rejected(node, Reason.DUPLICATE_PSEUDONYM, "pseudonym already answered")
+                )
+            elif self.pseudonyms.setdefault(node, str(verdict.pseudonym)) != verdict.pseudonym:
+                rejected.append(
+                    Rejected(
+                        node,
+                        Reason.PSEUDONYM_CHANGED,
+                        f"node signed as {self.pseudonyms[node]} earlier in this run",
+                        str(verdict.pseudonym),
+                    )
                 )
             else:
                 kept.append(reply)

@@ -42,7 +42,7 @@ def global_record() -> ArrayRecord:
 def arrays_from(update_scale: float = 1.0, seed: int = 0, **override: np.ndarray) -> dict:
     rng = np.random.default_rng(seed)
     out = {
-        k: (v + 0.1 * update_scale * (DIRECTION[k] + 0.3 * rng.normal(size=v.shape))).astype(
+        k: (v + 0.1 * update_scale * (DIRECTION[k] + 0.8 * rng.normal(size=v.shape))).astype(
             np.float32
         )
         for k, v in GLOBAL.items()

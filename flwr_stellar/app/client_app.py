@@ -7,17 +7,19 @@ the plugin reads, and the simulated attackers of ``attack.*``.
 
 from __future__ import annotations
 
-import numpy as np
+import copy
+import math
+
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 
 from flwr_stellar import onboarding_reply, signing_mod
-from flwr_stellar.app.attacks import LAZY_FRACTION, attack_mod, poison_mod
+from flwr_stellar.app.attacks import ATTACKS, RescaledLazy, attack_mod, poison_mod
 from flwr_stellar.app.config import AppConfig
 from flwr_stellar.app.data import TensorSplit, load_client_data, round_sample
-from flwr_stellar.app.models import build_model, evaluate, train
+from flwr_stellar.app.models import TrainResult, build_model, evaluate, train
 from flwr_stellar.app.task import node_partition, resolve_output_dir
 
 
@@ -65,30 +67,61 @@ def train_fn(msg: Message, context: Context) -> Message:
         len(local_train), cfg.dataset.max_train_examples, cfg.seed, pid, server_round
     )
     data = local_train.subset(rows)
-    kind = cfg.attack.kind_of(pid)
-    if kind == "labelflip":  # a poisoner: trains on wrong labels
-        data = TensorSplit(data.x, 9 - data.y)
-    elif kind == "lazy":  # a lazy free rider: trains on a tenth, claims it all (below)
-        data = data.subset(np.arange(max(1, len(data) // LAZY_FRACTION)))
-    result = train(
-        model,
-        data,
-        epochs=cfg.train.local_epochs,
-        batch_size=cfg.train.batch_size,
-        lr=cfg.train.lr,
-        momentum=cfg.train.momentum,
-        seed=cfg.seed * 1_000_003 + pid * 1009 + server_round,
-        proximal_mu=float(mu) if isinstance(mu, int | float) else 0.0,
-    )
+    attack = ATTACKS.get(cfg.attack.kind_of(pid))
+    seed = cfg.seed * 1_000_003 + pid * 1009 + server_round
+
+    def local_training(model: torch.nn.Module, data: TensorSplit) -> TrainResult:
+        return train(
+            model,
+            data,
+            epochs=cfg.train.local_epochs,
+            batch_size=cfg.train.batch_size,
+            lr=cfg.train.lr,
+            momentum=cfg.train.momentum,
+            seed=seed,
+            proximal_mu=float(mu) if isinstance(mu, int | float) else 0.0,
+        )
+
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    honest_norm = 0.0
+    if isinstance(attack, RescaledLazy):  # the oracle: what its honest update's norm is
+        honest = copy.deepcopy(model)
+        local_training(honest, data)
+        honest_norm = _update_norm(honest, start)
+    used = attack.training_data(data, seed) if attack is not None else data
+    result = local_training(model, used)
+    if isinstance(attack, RescaledLazy):
+        _rescale(model, start, honest_norm)
+    claim = attack.claim(len(rows), result.num_examples) if attack else result.num_examples
     metrics = MetricRecord(
         {
             "train_loss": result.loss,
             "train_accuracy": result.accuracy,
-            "num-examples": len(rows) if kind == "lazy" else result.num_examples,
+            "num-examples": claim,
         }
     )
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
     return Message(content=content, reply_to=msg)
+
+
+def _update_norm(model: torch.nn.Module, start: dict[str, torch.Tensor]) -> float:
+    squares = [
+        float(((v.double() - start[k].double()) ** 2).sum())
+        for k, v in model.state_dict().items()
+        if v.is_floating_point()
+    ]
+    return math.sqrt(sum(squares))
+
+
+@torch.no_grad()
+def _rescale(model: torch.nn.Module, start: dict[str, torch.Tensor], norm: float) -> None:
+    """``start + (norm / |update|) x update``, in place (float tensors)."""
+    current = _update_norm(model, start)
+    if current == 0:
+        return
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            value.copy_(start[key] + (norm / current) * (value - start[key]))
 
 
 @app.evaluate()

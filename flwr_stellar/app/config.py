@@ -24,8 +24,10 @@ from flwr.app import ArrayRecord
 from flwr_stellar.app.attacks import ATTACKS
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.settings import RewardSettings
+from strategies.bounding import NormBound
 from strategies.intake import IntakeSettings
 from strategies.ledger_strategy import LedgerConfig as PluginConfig
+from strategies.reputation import Reputation
 from strategies.screening import CHECKS, Screening, default_checks
 
 if TYPE_CHECKING:
@@ -49,6 +51,8 @@ PLUGIN_FIELDS = (
     ("LedgerSettings.", "ledger."),
     ("RewardSettings.", "reward."),
     ("Screening.", "screening."),
+    ("NormBound.mode", "screening.bound"),
+    ("Reputation.", "reputation."),
     ("IntakeSettings.max_num_examples", "screening.max_num_examples"),
     *((f"{cls.__name__}.", f"screening.{cls.name}.") for cls in CHECKS),
 )
@@ -170,7 +174,8 @@ class RewardSection:
 
 def _check_section(check: type) -> type:
     """A run-config section with the scalar settings of one screening check (its own fields,
-    types and names: the check class is the one place they are defined)."""
+    types and names: the check class is the one place they are defined); also used for the
+    plugin's other settings classes (reputation)."""
     hints = get_type_hints(check)
     scalar = [
         (f.name, hints[f.name]) for f in fields(check) if hints[f.name] in (bool, int, float, str)
@@ -185,6 +190,7 @@ def _screening_section() -> type:
         ("min_peers", int),
         ("watch_rounds", int),
         ("max_num_examples", int),
+        ("bound", str),
     ]
     checks = [(cls.name, _check_section(cls)) for cls in CHECKS]
     return make_dataclass("ScreeningSection", [*own, *checks], unsafe_hash=True)
@@ -199,11 +205,21 @@ if TYPE_CHECKING:
         min_peers: int
         watch_rounds: int
         max_num_examples: int
+        bound: str
 
         def __getattr__(self, name: str) -> Any: ...
 
+    class ReputationSection:
+        """``reputation.*`` (generated from strategies.reputation.Reputation at import)."""
+
+        enabled: bool
+        initial: float
+        gain: float
+        keep: float
+
 else:
     ScreeningSection = _screening_section()
+    ReputationSection = _check_section(Reputation)
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
@@ -222,6 +238,7 @@ class AppConfig:
     ledger: LedgerSection
     reward: RewardSection
     screening: ScreeningSection
+    reputation: ReputationSection
     evaluation: EvaluationSection
 
     @classmethod
@@ -263,6 +280,10 @@ class AppConfig:
             watch_rounds=s.watch_rounds,
         )
 
+    def norm_bound(self) -> NormBound:
+        """How accepted updates are bounded to the round's median norm (``screening.bound``)."""
+        return NormBound(self.screening.bound)
+
     def intake_settings(self) -> IntakeSettings:
         """Intake: claims bounded by what a node trains on, the app's own metric keys."""
         bound = self.screening.max_num_examples or self.dataset.max_train_examples
@@ -282,6 +303,8 @@ class AppConfig:
             reward=self.reward_settings(),
             screening=self.screening_settings(validation),
             intake=self.intake_settings(),
+            bound=self.norm_bound(),
+            reputation=_same_fields(Reputation, self.reputation),
             scorer=self.reward.scorer,
             scoring_budget=self.reward.scoring_budget,
             strict=self.identity.strict,

@@ -51,7 +51,9 @@ def wrap_strategy(cfg: AppConfig, inner: Strategy, out: Path) -> Strategy:
     if cfg.screening.enabled:
         validation = ServerValidation(cfg) if needs_validation else None
         screening = cfg.screening_settings(validation)
-        return ScreeningStrategy(inner, screening, cfg.intake_settings(), verify)
+        return ScreeningStrategy(
+            inner, screening, cfg.intake_settings(), verify, bound=cfg.norm_bound()
+        )
     if cfg.identity.enabled:
         return VerifiedStrategy(inner, strict=cfg.identity.strict, intake=cfg.intake_settings())
     return inner

@@ -16,7 +16,7 @@ from flwr.app import Array, ArrayRecord, Context, MetricRecord
 from flwr.common.logger import log
 
 from flwr_stellar.app.config import AppConfig
-from flwr_stellar.app.data import load_server_data
+from flwr_stellar.app.data import TensorSplit, load_server_data
 from flwr_stellar.app.models import build_model, evaluate
 from flwr_stellar.files import write_atomic
 from flwr_stellar.reasons import RoundVerdicts
@@ -75,29 +75,56 @@ class RoundLog:
         )
 
 
+ASR_EXAMPLES = 2000  # triggered test images the attack success rate is measured on
+
+
 class CentralEvaluator:
-    """Evaluates the global model on the 10k test set (never used for training)."""
+    """Evaluates the global model on the 10k test set (never used for training), and the
+    backdoor's attack success rate: the share of triggered test images of other classes that
+    the model sends to the backdoor's target class (measured in every run, so a clean run
+    gives the baseline)."""
 
     def __init__(self, cfg: AppConfig, round_log: RoundLog) -> None:
+        from flwr_stellar.app.attacks import BACKDOOR_TARGET, apply_trigger
+
         _, self.test = load_server_data(cfg.dataset, cfg.seed)
+        others = np.flatnonzero(self.test.y.numpy() != BACKDOOR_TARGET)[:ASR_EXAMPLES]
+        triggered = self.test.subset(others)
+        self.triggered = TensorSplit(apply_trigger(triggered.x), triggered.y)
+        self.target = BACKDOOR_TARGET
         self.cfg = cfg
         self.round_log = round_log
         self.model = build_model(cfg.model.name)
 
+    @torch.no_grad()
+    def attack_success_rate(self) -> float:
+        self.model.eval()
+        hits = 0
+        batch = self.cfg.evaluation.batch_size
+        for start in range(0, len(self.triggered), batch):
+            logits = self.model(self.triggered.x[start : start + batch])
+            hits += int((logits.argmax(1) == self.target).sum())
+        return hits / max(1, len(self.triggered))
+
     def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
         self.model.load_state_dict(arrays.to_torch_state_dict())
         loss, acc = evaluate(self.model, self.test, self.cfg.evaluation.batch_size)
-        self.round_log.record(server_round, {"central_loss": loss, "central_accuracy": acc})
+        asr = self.attack_success_rate()
+        self.round_log.record(
+            server_round,
+            {"central_loss": loss, "central_accuracy": acc, "attack_success_rate": asr},
+        )
         log(
             INFO,
-            "round %d/%d: central accuracy %.4f, loss %.4f (%.1f s elapsed)",
+            "round %d/%d: central accuracy %.4f, loss %.4f, backdoor success %.3f (%.1f s elapsed)",
             server_round,
             self.cfg.num_rounds,
             acc,
             loss,
+            asr,
             self.round_log.rounds[server_round]["elapsed_s"],
         )
-        return MetricRecord({"accuracy": acc, "loss": loss})
+        return MetricRecord({"accuracy": acc, "loss": loss, "attack_success_rate": asr})
 
 
 class ServerValidation:

@@ -16,7 +16,8 @@ from typing import Any
 
 from flwr_stellar.files import write_atomic
 
-FORMAT = "flwr-stellar/round-manifest/v3"  # v3: names the scorer and its parameters
+FORMAT = "flwr-stellar/round-manifest/v4"  # v4: each contribution's norm scale and trust
+FORMAT_V3 = "flwr-stellar/round-manifest/v3"  # v3: names the scorer and its parameters
 FORMAT_V2 = "flwr-stellar/round-manifest/v2"  # v2: names the paying distributor (still read)
 HEX64 = frozenset("0123456789abcdef")
 
@@ -33,6 +34,10 @@ class Contribution:
     score: int  # the scorer's integer weight
     payout: int  # stroops of the reward asset
     note: str = ""  # why a payout is 0, if it is
+    # v4: the norm bound's scale its update was applied at, and the trust its score was
+    # weighed with (score = the scorer's integer weight x reputation_ppm), in millionths
+    scale_ppm: int = 1_000_000
+    reputation_ppm: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,11 @@ class RoundManifest:
         """Canonical bytes: sorted keys, no whitespace, ints and strings only, rows sorted."""
         doc = asdict(self)
         doc["scoring"] = dict(self.scoring)
-        if self.format == FORMAT_V2:  # an old manifest keeps its exact bytes
+        if self.format in (FORMAT_V2, FORMAT_V3):  # an old manifest keeps its exact bytes
+            for c in doc["contributions"]:
+                c.pop("scale_ppm")
+                c.pop("reputation_ppm")
+        if self.format == FORMAT_V2:
             doc.pop("scoring")
         doc["contributions"] = sorted(doc["contributions"], key=lambda c: c["pseudonym"])
         doc["rejections"] = sorted(doc["rejections"], key=lambda r: (r["reason"], r["pseudonym"]))
@@ -79,7 +88,7 @@ class RoundManifest:
     def decode(cls, data: bytes) -> RoundManifest:
         try:
             doc = json.loads(data)
-            if doc.get("format") not in (FORMAT, FORMAT_V2):
+            if doc.get("format") not in (FORMAT, FORMAT_V3, FORMAT_V2):
                 raise ManifestError(f"unknown manifest format {doc.get('format')!r}")
             if not isinstance(doc.get("scoring", {}), dict):
                 raise ManifestError("scoring must be an object")

@@ -5,6 +5,8 @@ registers the library's by name, the one place a new one is added:
 
 - counting scorers need nothing but the replies: ``flat`` (equal shares) and ``num-examples``
   (the claimed, intake-bounded example counts);
+- ``gradient-similarity`` (the default) needs no server data either: each update's cosine to
+  the round's robust centre (CGSV, Xu et al. 2021);
 - value scorers price what each update does to the model, on data the server holds:
   ``first-order`` (one gradient a round), ``loss-improvement``, ``leave-one-out``,
   ``kernel-shapley``, ``gtg-shapley``, ``exact-shapley`` (coalition games,
@@ -28,6 +30,7 @@ from strategies.scoring.coalition import (
 )
 from strategies.scoring.counting import Flat, NumExamples
 from strategies.scoring.first_order import FirstOrder
+from strategies.scoring.similarity import GradientSimilarity
 
 __all__ = [
     "COUNTING",
@@ -37,6 +40,7 @@ __all__ = [
     "ExactShapley",
     "FirstOrder",
     "Flat",
+    "GradientSimilarity",
     "GtgShapley",
     "KernelShapley",
     "LeaveOneOut",
@@ -53,6 +57,7 @@ SCORERS: dict[str, type[Scorer]] = {
     for cls in (
         Flat,
         NumExamples,
+        GradientSimilarity,
         FirstOrder,
         LossImprovement,
         LeaveOneOut,

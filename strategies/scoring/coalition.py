@@ -38,17 +38,19 @@ class RoundGame:
     - utility(base), computed in one reused buffer.
 
     Each member keeps the weight it has in the whole round (its examples over all accepted
-    examples), and non-members add nothing. So the full coalition is the round's FedAvg model,
-    an update that adds nothing is worth exactly 0, and an update cannot earn by diluting the
-    others (re-normalising over the coalition would pay a null or noise update for shrinking
-    an overshooting step: measured, it paid noise senders half the budget).
+    examples, applied to its update as the norm bound left it), and non-members add nothing.
+    So the full coalition is the round's FedAvg model, an update that adds nothing is worth
+    exactly 0, and an update cannot earn by diluting the others (re-normalising over the
+    coalition would pay a null or noise update for shrinking an overshooting step: measured,
+    it paid noise senders half the budget).
     """
 
     def __init__(self, state: RoundState, utility: Callable[[np.ndarray], float]) -> None:
         assert state.model is not None and state.deltas is not None
         self.base, self.deltas = state.model.base, state.deltas
         self.rows = [c.row for c in state.candidates]
-        self.weights = claim_shares(state.candidates).astype(np.float32)
+        scales = np.asarray([c.scale for c in state.candidates], np.float64)
+        self.weights = (claim_shares(state.candidates) * scales).astype(np.float32)
         self.utility = utility
         self.buffer = np.empty_like(self.base)
         self.start = float(utility(self.base))

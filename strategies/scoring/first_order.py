@@ -15,7 +15,12 @@ from strategies.vectors import flatten
 
 @dataclass(frozen=True)
 class FirstOrder(Scorer):
-    """Each update's weighted step along the validation utility's gradient, ``w_i g . delta_i``.
+    """Each update's weighted step along the validation utility's gradient, ``w_i g . delta_i``,
+    the update taken at the round's median length (``delta_i / |delta_i| x median``).
+
+    Priced at its own length, the value is linear in the norm and boosting pays; at one length
+    for all, ``k x delta`` is worth exactly what ``delta`` is, and what is paid for is the
+    direction (the norm bound applies the same idea to the model itself).
 
     The round's coalition game (see :mod:`strategies.scoring.coalition`) is additive to first
     order (Taylor), so this is its Shapley value: one gradient a round instead of dozens of
@@ -43,10 +48,13 @@ class FirstOrder(Scorer):
         assert self.gradient is not None and state.model is not None and state.deltas is not None
         model = state.model
         grad = flatten(self.gradient(model.record), keys=model.keys)
+        assert state.norms is not None
         shares = claim_shares(state.candidates)
+        norms = state.norms[[c.row for c in state.candidates]].astype(np.float64)
+        length = float(np.median(norms))
         values = [
-            float(share * np.dot(grad, state.deltas[c.row]))
-            for share, c in zip(shares, state.candidates, strict=True)
+            float(share * np.dot(grad, state.deltas[c.row])) * length / norm if norm > 0 else 0.0
+            for share, c, norm in zip(shares, state.candidates, norms, strict=True)
         ]
         if sum(values) <= 0:  # to first order, the round's aggregate is no better
             values = [0.0] * len(values)

@@ -44,11 +44,14 @@ class Check(ABC):
         library's own checks; any short string for an app's).
     group : str
         Checks of one group judge the same cohort ("" = a group of its own).
+    uses_sketches : bool
+        True when it reads ``Cohort.sketches`` (the run then draws sketch coordinates).
     """
 
     name: ClassVar[str]
     reason: ClassVar[str]
     group: ClassVar[str] = ""
+    uses_sketches: ClassVar[bool] = False
 
     @property
     def active(self) -> bool:
@@ -153,6 +156,15 @@ class Cohort:
         if centre is None or norm == 0:
             return 0.0
         return float(np.dot(self.deltas[self.rows[i]], centre)) / norm
+
+    @cached_property
+    def sketches(self) -> np.ndarray | None:
+        """Each member's update at the run's sketch coordinates (None without them)."""
+        index = self.state.sketch_index
+        if index is None:
+            return None
+        sketches: np.ndarray = self.deltas[np.asarray(self.rows, dtype=np.intp)][:, index]
+        return sketches
 
     @cached_property
     def step_cosines(self) -> np.ndarray | None:

@@ -15,12 +15,16 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from flwr_stellar.reasons import VERIFICATION_REASONS, Rejected
+from strategies.bounding import Bound, NormBound
 from strategies.intake import IntakeSettings
 from strategies.pipeline import PipelineStrategy
-from strategies.round import RoundState
+from strategies.round import ModelReference, RecentUpdate, RoundState
 from strategies.screening.base import Check, Cohort, unit_step
 from strategies.screening.centre_cosine import CentreCosine
 from strategies.screening.claim_exceeds_work import ClaimExceedsWork
+from strategies.screening.claim_outlier import ClaimOutlier
+from strategies.screening.cluster_outlier import ClusterOutlier
+from strategies.screening.copied_update import CopiedUpdate
 from strategies.screening.copies import IdenticalCopies
 from strategies.screening.hurts_validation import HurtsValidation
 from strategies.screening.max_norm import MaxNorm
@@ -46,12 +50,15 @@ CHECKS: tuple[type[Check], ...] = (
     MaxNorm,
     ZeroUpdate,
     IdenticalCopies,
+    ClaimOutlier,
     NormOutlier,
     RelativeFreeRider,
     ClaimExceedsWork,
     CentreCosine,
     ReplayedGlobalStep,
     ReversesGlobalStep,
+    CopiedUpdate,
+    ClusterOutlier,
     HurtsValidation,
 )
 
@@ -207,19 +214,66 @@ def _judged(check: Check, cohort: Cohort) -> Sequence[str | None]:
     return verdicts
 
 
+SKETCH_SIZE = 8192  # coordinates of an update kept for copy checks across rounds
+
+
 class ScreeningHistory:
-    """What screening remembers across rounds: who is watched, and the last global model.
+    """What screening remembers across rounds: who is watched, the last global model, and a
+    sketch of recent rounds' accepted updates and global steps.
 
     Parameters
     ----------
     watch_rounds : int
         How long a node stays watched after a rejection or a worthless contribution.
+    recent_rounds : int (default: 0)
+        How many rounds of accepted updates to keep sketches of (what ``copied_update``
+        compares with).
+    sketching : bool (default: False)
+        Whether rounds get sketch coordinates at all (a check compares directions by them).
     """
 
-    def __init__(self, watch_rounds: int) -> None:
+    def __init__(self, watch_rounds: int, recent_rounds: int = 0, sketching: bool = False) -> None:
         self.watch_rounds = watch_rounds
+        self.recent_rounds = recent_rounds if sketching else 0
+        self.sketching = sketching
         self.watch_until: dict[int, int] = {}
         self._last: tuple[int, np.ndarray] | None = None  # (round, flat global model)
+        self._index: np.ndarray | None = None
+        self._recent: list[RecentUpdate] = []
+
+    @classmethod
+    def of(cls, screening: Screening) -> ScreeningHistory:
+        """The history ``screening``'s checks need."""
+        active = [c for c in screening.checks if c.active] if screening.enabled else []
+        rounds = [c.rounds for c in active if isinstance(c, CopiedUpdate)]
+        sketching = any(c.uses_sketches for c in active)
+        return cls(screening.watch_rounds, max(rounds, default=0), sketching=sketching)
+
+    def sketch_index(self, size: int) -> np.ndarray | None:
+        """The run's sketch coordinates for models of ``size`` parameters (drawn once, from OS
+        entropy; None when no check compares across rounds or within them by direction)."""
+        if size <= 0 or not self.sketching:
+            return None
+        if self._index is None or (self._index.size and int(self._index[-1]) >= size):
+            count = min(size, SKETCH_SIZE)
+            drawn = np.random.default_rng().choice(size, count, replace=False)
+            self._index = np.sort(drawn).astype(np.intp)
+            self._recent = []
+        return self._index
+
+    def memory(self, server_round: int, model: ModelReference | None) -> dict[str, Any]:
+        """What a round starts with (``PipelineStrategy.received``'s ``memory``)."""
+        return {
+            "previous_base": self.previous_base(server_round),
+            "watched": self.watched(server_round),
+            "recent": self.recent(server_round),
+            "sketch_index": self.sketch_index(model.size) if model is not None else None,
+        }
+
+    def recent(self, server_round: int) -> tuple[RecentUpdate, ...]:
+        """Sketches of the accepted updates and global steps of the rounds before."""
+        oldest = server_round - self.recent_rounds
+        return tuple(u for u in self._recent if oldest <= u.server_round < server_round)
 
     def watched(self, server_round: int) -> frozenset[int]:
         """Nodes under watch in ``server_round``."""
@@ -249,7 +303,22 @@ class ScreeningHistory:
             for c in state.candidates:
                 if state.scores.get(c.pseudonym, 0) == 0:
                     self.watch(c.node, state.server_round)
+        self._remember(state)
         self._last = (state.server_round, state.model.base)
+
+    def _remember(self, state: RoundState) -> None:
+        index = state.sketch_index
+        if not self.recent_rounds or index is None or state.deltas is None:
+            return
+        assert state.model is not None
+        t = state.server_round
+        self._recent = [u for u in self._recent if t - u.server_round < self.recent_rounds]
+        for c in state.candidates:
+            self._recent.append(RecentUpdate(t, c.node, state.deltas[c.row][index].copy()))
+        previous = self.previous_base(t)
+        if previous is not None and previous.shape == state.model.base.shape:
+            step = (state.model.base[index] - previous[index]).astype(np.float32)
+            self._recent.append(RecentUpdate(t - 1, -1, step))
 
 
 class ScreeningStrategy(PipelineStrategy):
@@ -266,6 +335,9 @@ class ScreeningStrategy(PipelineStrategy):
     verify : Verify, optional
         Also verify signatures first (what an app that screens but does not pay wants: every
         rejection is then attributed to the pseudonym that signed the reply).
+    bound : NormBound, optional
+        How the survivors are brought to the round's median norm before the inner strategy
+        aggregates them (default: normalized).
     """
 
     def __init__(
@@ -274,11 +346,14 @@ class ScreeningStrategy(PipelineStrategy):
         screening: Screening | None = None,
         intake: IntakeSettings | None = None,
         verify: Verify | None = None,
+        *,
+        bound: NormBound | None = None,
     ) -> None:
         super().__init__(inner, intake)
         self.screening = screening or Screening()
         self.screen = Screen(self.screening)
-        self.history = ScreeningHistory(self.screening.watch_rounds)
+        self.bound = Bound(bound or NormBound(), self.intake.settings.array_key)
+        self.history = ScreeningHistory.of(self.screening)
         self.verify = verify
 
     def prepare(
@@ -294,16 +369,11 @@ class ScreeningStrategy(PipelineStrategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        state = self.received(
-            server_round,
-            MessageType.TRAIN,
-            replies,
-            previous_base=self.history.previous_base(server_round),
-            watched=self.history.watched(server_round),
-        )
+        state = self.received(server_round, MessageType.TRAIN, replies, memory=self.history.memory)
         state = self.authenticate(state)
         state = self.intake(state)
         state = self.screen(state)
+        state = self.bound(state)
         arrays, metrics = self.aggregate_inner(state)
         self.history.record(state)
         return arrays, self.record(state, metrics)
@@ -356,15 +426,17 @@ def screen_replies(
         The round number.
     """
     from strategies.intake import Intake
-    from strategies.round import ModelReference
 
+    screening = screening or Screening()
+    model = ModelReference(global_arrays)
     state = RoundState.received(
         server_round,
         MessageType.TRAIN,
-        ModelReference(global_arrays),
+        model,
         replies,
         previous_base=previous_base,
         watched=watched,
+        sketch_index=ScreeningHistory.of(screening).sketch_index(model.size),
     )
     state = Intake(intake or IntakeSettings())(state)
-    return Screen(screening or Screening())(state)
+    return Screen(screening)(state)
