@@ -11,6 +11,8 @@ from strategies.scoring.base import Scorer, Valuation
 from strategies.screening.base import CENTRE_SAMPLE
 from strategies.screening.median import coordinate_median
 
+LEAVE_ONE_OUT = 16  # rounds up to this size price each update against the others' centre
+
 
 @dataclass(frozen=True)
 class GradientSimilarity(Scorer):
@@ -18,8 +20,9 @@ class GradientSimilarity(Scorer):
 
     The cosine-gradient Shapley value of Xu et al. (NeurIPS 2021, CGSV) prices an update by
     its cosine to the aggregate; here the aggregate is the coordinate-wise median of the
-    updates' directions (unit vectors, drawn over at most ``CENTRE_SAMPLE`` of them, so that
-    ``k x delta`` changes nothing anywhere), which colluders holding
+    updates' directions (unit vectors, so that ``k x delta`` changes nothing anywhere): of the
+    others' in rounds of up to ``LEAVE_ONE_OUT`` updates, of ``CENTRE_SAMPLE`` drawn at random
+    in larger ones, which colluders holding
     fewer than half the replies cannot pull towards themselves. It needs no server data, so it
     is the default of apps that have none, and it pays neither for length (the norm bound
     takes that away) nor for claims (which a node without data on the server can inflate
@@ -34,25 +37,31 @@ class GradientSimilarity(Scorer):
     name = "gradient-similarity"
 
     def values(self, state: RoundState) -> Valuation:
-        assert state.deltas is not None
+        assert state.deltas is not None and state.norms is not None
         members = state.candidates
         rows = [c.row for c in members]
-        chosen = list(range(len(members)))
-        if len(chosen) > CENTRE_SAMPLE:
-            drawn = np.random.default_rng().choice(len(chosen), CENTRE_SAMPLE, replace=False)
-            chosen = sorted(int(i) for i in drawn)
-        assert state.norms is not None
-        norms = np.maximum(state.norms[[rows[i] for i in chosen]], np.finfo(np.float32).tiny)
-        directions = state.deltas[[rows[i] for i in chosen]] / norms[:, None].astype(np.float32)
-        centre = coordinate_median(directions)
-        centre_norm = float(np.linalg.norm(centre))
-        if not np.isfinite(centre_norm) or centre_norm == 0:
-            return Valuation([0.0] * len(members))
-        unit = centre / centre_norm
-        values = []
-        for row in rows:
-            delta = state.deltas[row]
-            norm = float(np.linalg.norm(delta))
-            cosine = float(np.dot(delta, unit)) / norm if norm > 0 else 0.0
-            values.append(max(0.0, cosine) if np.isfinite(cosine) else 0.0)
-        return Valuation(values)
+        norms = np.maximum(state.norms[rows], np.finfo(np.float32).tiny).astype(np.float32)
+        if len(members) <= LEAVE_ONE_OUT:
+            # each against the median of the others: a row would otherwise pull the median
+            # its own way (measured: noise earned a fifth of an honest update in a round of 8)
+            directions = state.deltas[rows] / norms[:, None]
+            values = [
+                _cosine(directions[i], coordinate_median(np.delete(directions, i, axis=0)))
+                for i in range(len(members))
+            ]
+            return Valuation(values)
+        drawn = np.random.default_rng().choice(len(members), CENTRE_SAMPLE, replace=False)
+        chosen = sorted(int(i) for i in drawn)
+        sample = state.deltas[[rows[i] for i in chosen]] / norms[chosen][:, None]
+        centre = coordinate_median(sample)
+        pairs = zip(rows, norms, strict=True)
+        return Valuation([_cosine(state.deltas[r] / n, centre) for r, n in pairs])
+
+
+def _cosine(direction: np.ndarray, centre: np.ndarray) -> float:
+    """max(0, cos(direction, centre)) for a unit ``direction`` (0 for a zero centre)."""
+    norm = float(np.linalg.norm(centre))
+    if not np.isfinite(norm) or norm == 0:
+        return 0.0
+    cosine = float(np.dot(direction, centre)) / norm
+    return max(0.0, cosine) if np.isfinite(cosine) else 0.0
