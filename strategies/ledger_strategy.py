@@ -32,7 +32,7 @@ from flwr.serverapp.strategy import Result, Strategy
 from flwr_stellar.ledger.amounts import format_amount, stroops_to_units
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.amounts import split_budget
-from flwr_stellar.payments.manifest import Contribution, Rejection, RoundManifest
+from flwr_stellar.payments.manifest import Contribution, Rejection, Release, RoundManifest
 from flwr_stellar.payments.onboarding import Onboarder
 from flwr_stellar.payments.session import PaymentSession, PayoutReport
 from flwr_stellar.payments.settings import RewardSettings
@@ -173,7 +173,14 @@ class RoundOutcome:
     manifest_hash: str
     accepted: int
     rejected: dict[str, int]
-    payouts: dict[str, int] = field(default_factory=dict)  # pseudonym -> stroops
+    payouts: dict[str, int] = field(default_factory=dict)  # pseudonym -> stroops paid now
+
+
+def _summed(payments: Iterable[tuple[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for who, amount in payments:
+        out[who] = out.get(who, 0) + amount
+    return out
 
 
 class LedgerStrategy(PipelineStrategy):
@@ -242,6 +249,9 @@ class LedgerStrategy(PipelineStrategy):
         self.onboarder: Onboarder | None = None
         self.outcomes: dict[int, RoundOutcome] = {}
         self.report: PayoutReport | None = None
+        self.num_rounds = 0
+        self.held: dict[str, int] = {}  # pseudonym -> stroops held back, released at the end
+        self._nodes: dict[str, int] = {}  # pseudonym -> node id
         self._grid: Grid | None = None
         self._previous = ""
 
@@ -295,6 +305,7 @@ class LedgerStrategy(PipelineStrategy):
         """
         if self.session is not None:
             return self.session
+        self.num_rounds = num_rounds
         out = Path(self.config.output_dir).expanduser().resolve()
         session = PaymentSession(
             self.config.ledger,
@@ -423,7 +434,7 @@ class LedgerStrategy(PipelineStrategy):
                 for k, v in merged.items()
                 if k.startswith("rejected_") and isinstance(v, int | float)
             },
-            payouts={c.pseudonym: c.payout for c in manifest.contributions},
+            payouts=_summed(manifest.payments()),
         )
         log(
             INFO,
@@ -483,7 +494,13 @@ class LedgerStrategy(PipelineStrategy):
             for c in accepted
             if c.pseudonym in self.onboarder.onboarded
         }
-        payouts = split_budget(self.budget, payable)
+        held_budget = self.config.reputation.held_of(self.budget) if any(payable.values()) else 0
+        payouts = split_budget(self.budget - held_budget, payable)
+        held = split_budget(held_budget, payable)
+        for c in accepted:
+            self._nodes[c.pseudonym] = c.node
+            self.held[c.pseudonym] = self.held.get(c.pseudonym, 0) + held.get(c.pseudonym, 0)
+        releases = self.releases() if state.server_round == self.num_rounds else ()
         model_before = array_record_hash(state.model.record) if state.model is not None else ""
         return RoundManifest(
             run_id=self.verify.run_id or 0,
@@ -503,9 +520,11 @@ class LedgerStrategy(PipelineStrategy):
                     note=notes.get(c.pseudonym, ""),
                     scale_ppm=round(PPM * c.scale),
                     reputation_ppm=self.weigh.trust_ppm(state, c.node),
+                    held=held.get(c.pseudonym, 0),
                 )
                 for c in accepted
             ),
+            releases=releases,
             rejections=tuple(
                 Rejection(reason=str(r.reason), pseudonym=r.pseudonym) for r in state.rejected
             ),
@@ -513,6 +532,17 @@ class LedgerStrategy(PipelineStrategy):
             distributor=self.session.treasury.distributor.public_key,
             scoring=dict(state.scoring),
         )
+
+    def releases(self) -> tuple[Release, ...]:
+        """The last round's release of everything held: split by held x trust at the end."""
+        pool = sum(self.held.values())
+        trust = {p: round(PPM * self.reputation.of(n)) for p, n in self._nodes.items()}
+        weights = {p: amount * trust[p] for p, amount in self.held.items() if amount > 0}
+        if not pool or not any(weights.values()):
+            return ()
+        amounts = split_budget(pool, weights)
+        self.held = {}
+        return tuple(Release(p, amounts[p], trust[p]) for p in sorted(weights))
 
     def authenticate(self, state: RoundState) -> RoundState:
         return self.verify(state)

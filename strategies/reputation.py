@@ -19,8 +19,13 @@ was weighed with (``reputation_ppm``, millionths) next to its score, which is ex
 scorer's integer weight times ``reputation_ppm`` (so an auditor recomputes it without rounding;
 with reputation disabled every trust is 10**6).
 
-What it does not do: take back what a node was paid before it turned. A node honest for its
-first rounds is paid for them like any honest node.
+Trust alone cannot take back what a node was paid before it turned: a node honest for its
+first rounds is priced like any honest node in them. So a share ``holdback`` of every round's
+budget is not paid in that round but held (each contribution's held stroops are in its
+manifest), and released in the run's last round, split by each pseudonym's held amount times
+its trust at the end of the run: a node that turned forfeits what it farmed to those that did
+not. A run that never reaches its last round (the ServerApp died and was not resumed) never
+releases; the distributor keeps the held coins, and the manifests say how much was held.
 """
 
 from __future__ import annotations
@@ -50,12 +55,16 @@ class Reputation:
         Share of the way to full trust a good round earns, in [0, 1].
     keep : float (default: 0.25)
         Share of its trust a bad round leaves, in [0, 1].
+    holdback : float (default: 0.5)
+        Share of each round's budget held until the run's last round, in [0, 1) (0: pay
+        everything at once).
     """
 
     enabled: bool = True
     initial: float = 0.5
     gain: float = 0.3
     keep: float = 0.25
+    holdback: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 < self.initial <= 1:
@@ -64,6 +73,12 @@ class Reputation:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"Reputation.{name} must be in [0, 1], got {value!r}")
+        if not 0 <= self.holdback < 1:
+            raise ValueError(f"Reputation.holdback must be in [0, 1), got {self.holdback!r}")
+
+    def held_of(self, budget: int) -> int:
+        """The stroops of a round's ``budget`` held back until the last round."""
+        return int(budget * self.holdback) if self.enabled else 0
 
 
 class ReputationBook:

@@ -141,7 +141,8 @@ def test_bad_replies_are_rejected_with_reasons_and_honest_ones_paid(tmp_path, la
     anchorer.drain()
     manifest = anchorer.store.get(strategy.outcomes[2].manifest_hash)
     paid = {c.pseudonym: c.payout for c in manifest.contributions}
-    assert len(paid) == 3 and sum(paid.values()) == manifest.budget
+    held = {c.pseudonym: c.held for c in manifest.contributions}
+    assert len(paid) == 3 and sum(paid.values()) + sum(held.values()) == manifest.budget
     asset = strategy.session.treasury.asset_id
     for pseudonym in paid:  # paid twice: round 1 and round 2
         expected = strategy.outcomes[1].payouts[pseudonym] + paid[pseudonym]
@@ -175,8 +176,8 @@ def test_wraps_other_strategies(tmp_path, layer, inner) -> None:
     assert verdicts.rejected[0].pseudonym  # signed by the node itself: attributable
     anchorer = strategy.session.anchorer
     anchorer.drain()
-    assert anchorer.anchored[1].paid == strategy.budget
     manifest = anchorer.store.get(strategy.outcomes[1].manifest_hash)
+    assert anchorer.anchored[1].paid == strategy.budget - manifest.total_held
     assert verdicts.rejected[0].pseudonym not in {c.pseudonym for c in manifest.contributions}
 
 
@@ -213,7 +214,8 @@ def test_a_node_refusing_onboarding_is_not_paid_and_the_others_are(tmp_path, lay
     by_pseudonym = {c.pseudonym: c for c in manifest.contributions}
     assert by_pseudonym[refused].payout == 0
     assert "not onboarded" in by_pseudonym[refused].note
-    assert anchorer.anchored[1].paid == manifest.total_paid == manifest.budget
+    assert anchorer.anchored[1].paid == manifest.total_paid
+    assert manifest.round_paid + manifest.total_held == manifest.budget
     asset = strategy.session.treasury.asset_id
     for pseudonym, c in by_pseudonym.items():
         if pseudonym != refused:
@@ -347,7 +349,8 @@ def test_an_apps_own_check_runs_in_a_real_round_without_touching_the_library(tmp
         strategy.session.anchorer.drain()
         manifest = strategy.session.anchorer.store.get(strategy.outcomes[1].manifest_hash)
         assert [r.reason for r in manifest.rejections] == ["claim-over-cap"] * 2
-        assert len(manifest.contributions) == 2 and manifest.total_paid == strategy.budget
+        assert len(manifest.contributions) == 2
+        assert manifest.round_paid + manifest.total_held == strategy.budget
     finally:
         strategy.close()
 

@@ -107,7 +107,7 @@ def test_an_update_times_k_enters_the_model_and_earns_exactly_as_itself(count, s
     first_order = FirstOrder(gradient=lambda _: ArrayRecord({"w": Array(gradient)}))
     for scorer in (GradientSimilarity(), first_order):
         before, after = shares(plain, scorer), shares(scaled, scorer)
-        assert after[i] <= before[i] + 1e-6, scorer.name
+        assert after[i] <= before[i] * (1 + 1e-4) + 1e-9, scorer.name  # float32 rounding
 
 
 def test_normalize_brings_every_update_to_the_others_median_and_clip_only_shortens() -> None:

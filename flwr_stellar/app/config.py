@@ -216,6 +216,7 @@ if TYPE_CHECKING:
         initial: float
         gain: float
         keep: float
+        holdback: float
 
 else:
     ScreeningSection = _screening_section()

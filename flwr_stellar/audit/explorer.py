@@ -54,9 +54,10 @@ def round_view(
         for t in iter_transactions(ledger, manifest.distributor)
         if t.memo_type == "hash" and t.memo and base64.b64decode(t.memo).hex() == digest
     ]
-    doc = {k: v for k, v in manifest.__dict__.items() if k not in ("contributions", "rejections")}
-    doc["contributions"] = [c.__dict__ for c in manifest.contributions]
-    doc["rejections"] = [r.__dict__ for r in manifest.rejections]
+    rows = ("contributions", "rejections", "releases")
+    doc = {k: v for k, v in manifest.__dict__.items() if k not in rows}
+    for name in rows:
+        doc[name] = [row.__dict__ for row in getattr(manifest, name)]
     return {"manifest_hash": digest, "manifest": doc, "transactions": txs}
 
 

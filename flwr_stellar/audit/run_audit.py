@@ -9,14 +9,15 @@ without it showing. Per round it checks:
 ``chain``
     rounds 1..N each have exactly one manifest, each naming the previous one's hash;
 ``budget``
-    payouts are >= 0 and sum to at most the round's budget;
+    payouts and held-back shares are >= 0 and sum to at most the round's budget; releases
+    (the last round's) pay out at most what earlier rounds held back;
 ``model-link``
     the model after round r is the model before round r+1; the last one is the model file;
 ``anchor``
     a successful transaction from the run's distributor carries the manifest hash as MemoHash;
 ``payouts``
-    the payments under that memo are exactly the manifest's payouts (pseudonym, asset, amount),
-    each once: nothing missing, extra or duplicated;
+    the payments under that memo are exactly the manifest's payouts and releases (pseudonym,
+    asset, amount), each once: nothing missing, extra or duplicated;
 
 and, for an embedded ledger, ``ledger-chain``: every header hash re-derives.
 """
@@ -185,6 +186,7 @@ def _check_run(
         chosen[r] = found[0]
         report.add("manifest-file", r, True, found[0].hash())
     report.rounds.sort()
+    pool = 0  # rewards held back so far, for the releases of the last round
     for r, m in sorted(chosen.items()):
         if r == 1:
             ok, want = m.previous == "", ""
@@ -199,16 +201,26 @@ def _check_run(
             if ok
             else f"previous is {m.previous!r}, expected {want!r} (manifest {m.hash()})",
         )
-        paid = m.total_paid
-        negative = [c.pseudonym for c in m.contributions if c.payout < 0]
-        ok = paid <= m.budget and not negative
+        paid = m.round_paid + m.total_held
+        negative = [c.pseudonym for c in m.contributions if c.payout < 0 or c.held < 0]
+        negative += [x.pseudonym for x in m.releases if x.amount < 0]
+        pool += m.total_held
+        released = sum(x.amount for x in m.releases)
+        ok = paid <= m.budget and not negative and released <= pool
         report.add(
             "budget",
             r,
             ok,
-            f"paid {format_amount(paid)} of {format_amount(m.budget)}"
-            + (f"; negative payouts to {negative}" if negative else ""),
+            f"paid {format_amount(m.round_paid)} and held {format_amount(m.total_held)} of "
+            f"{format_amount(m.budget)}"
+            + (
+                f"; released {format_amount(released)} of {format_amount(pool)} held"
+                if m.releases
+                else ""
+            )
+            + (f"; negative amounts to {negative}" if negative else ""),
         )
+        pool -= released
         nxt = chosen.get(r + 1)
         if nxt is not None and m.model_after:
             ok = m.model_after == nxt.model_before
@@ -277,7 +289,7 @@ def _check_ledger(report: AuditReport, chosen: dict[int, RoundManifest], ledger:
                 if not foreign[digest]
                 else "also under this memo: " + "; ".join(foreign[digest]),
             )
-        expected = Counter((c.pseudonym, m.asset, c.payout) for c in m.contributions if c.payout)
+        expected = Counter((who, m.asset, amount) for who, amount in m.payments())
         got = paid[digest]
         missing, extra = expected - got, got - expected
         problems = [

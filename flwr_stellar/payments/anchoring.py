@@ -55,9 +55,8 @@ class Anchored:
 
 
 def payment_parts(manifest: RoundManifest) -> list[list[tuple[str, int]]]:
-    """The round's payouts in chunks of <= 100; one empty chunk anchors a round with none."""
-    payouts = [(c.pseudonym, c.payout) for c in manifest.contributions if c.payout > 0]
-    payouts.sort()
+    """The round's payments in chunks of <= 100; one empty chunk anchors a round with none."""
+    payouts = sorted(manifest.payments())
     return [payouts[i : i + MAX_OPS] for i in range(0, len(payouts), MAX_OPS)] or [[]]
 
 

@@ -38,6 +38,17 @@ class Contribution:
     # weighed with (score = the scorer's integer weight x reputation_ppm), in millionths
     scale_ppm: int = 1_000_000
     reputation_ppm: int = 1_000_000
+    # v4: stroops of its share held back until the run's last round (released by trust)
+    held: int = 0
+
+
+@dataclass(frozen=True)
+class Release:
+    """v4, the run's last round: held-back rewards paid out, split by held x final trust."""
+
+    pseudonym: str
+    amount: int  # stroops
+    reputation_ppm: int  # the pseudonym's trust at the end of the run
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,7 @@ class RoundManifest:
     distributor: str = ""  # the account that pays and anchors: an auditor checks the source
     # the scorer that priced the round: name, and for value scorers budget, seed, evaluations
     scoring: Mapping[str, str | int] = field(default_factory=dict)
+    releases: tuple[Release, ...] = ()  # v4: the held-back rewards, in the run's last round
     format: str = field(default=FORMAT)
 
     def encode(self) -> bytes:
@@ -68,13 +80,17 @@ class RoundManifest:
         doc = asdict(self)
         doc["scoring"] = dict(self.scoring)
         if self.format in (FORMAT_V2, FORMAT_V3):  # an old manifest keeps its exact bytes
+            doc.pop("releases")
             for c in doc["contributions"]:
                 c.pop("scale_ppm")
                 c.pop("reputation_ppm")
+                c.pop("held")
         if self.format == FORMAT_V2:
             doc.pop("scoring")
         doc["contributions"] = sorted(doc["contributions"], key=lambda c: c["pseudonym"])
         doc["rejections"] = sorted(doc["rejections"], key=lambda r: (r["reason"], r["pseudonym"]))
+        if "releases" in doc:
+            doc["releases"] = sorted(doc["releases"], key=lambda r: r["pseudonym"])
         return canonical_json(doc)
 
     def hash(self) -> str:
@@ -82,7 +98,22 @@ class RoundManifest:
 
     @property
     def total_paid(self) -> int:
+        """Everything this manifest pays: the round's payouts and any releases."""
+        return sum(amount for _, amount in self.payments())
+
+    @property
+    def round_paid(self) -> int:
+        """What the round's own budget pays now (releases not included)."""
         return sum(c.payout for c in self.contributions)
+
+    @property
+    def total_held(self) -> int:
+        return sum(c.held for c in self.contributions)
+
+    def payments(self) -> list[tuple[str, int]]:
+        """Every payment this manifest orders: (pseudonym, stroops), payouts then releases."""
+        out = [(c.pseudonym, c.payout) for c in self.contributions if c.payout > 0]
+        return out + [(r.pseudonym, r.amount) for r in self.releases if r.amount > 0]
 
     @classmethod
     def decode(cls, data: bytes) -> RoundManifest:
@@ -94,6 +125,7 @@ class RoundManifest:
                 raise ManifestError("scoring must be an object")
             doc["contributions"] = tuple(Contribution(**c) for c in doc["contributions"])
             doc["rejections"] = tuple(Rejection(**r) for r in doc["rejections"])
+            doc["releases"] = tuple(Release(**r) for r in doc.get("releases", ()))
             manifest = cls(**doc)
         except (ValueError, TypeError, KeyError, AttributeError) as err:
             raise ManifestError(f"not a round manifest: {err}") from None

@@ -183,8 +183,8 @@ class PaymentSession:
 
     def submit_round(self, manifest: RoundManifest) -> str:
         """Store and journal the round now (durable); the worker submits it in the background."""
-        for c in manifest.contributions:
-            self._owed[c.pseudonym] = self._owed.get(c.pseudonym, 0) + c.payout
+        for pseudonym, amount in manifest.payments():
+            self._owed[pseudonym] = self._owed.get(pseudonym, 0) + amount
         return self.anchorer.submit_round(manifest)
 
     def finish(self) -> PayoutReport:

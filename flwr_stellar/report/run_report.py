@@ -58,8 +58,8 @@ def _coins_figure(figs: Figures, manifests: list[RoundManifest], code: str) -> s
     pseudonyms = sorted({c.pseudonym for m in manifests for c in m.contributions})
     running = dict.fromkeys(pseudonyms, 0)
     for m in manifests:
-        for c in m.contributions:
-            running[c.pseudonym] += c.payout
+        for who, amount in m.payments():
+            running[who] = running.get(who, 0) + amount
         for p in pseudonyms:
             totals[p].append(stroops_to_units(running[p]))
     fig = figs.new()
@@ -257,8 +257,9 @@ def _pseudonyms_section(manifests: list[RoundManifest], metrics: dict[str, Any],
     owed: Counter[str] = Counter()
     rounds: Counter[str] = Counter()
     for m in manifests:
+        for who, amount in m.payments():
+            owed[who] += amount
         for c in m.contributions:
-            owed[c.pseudonym] += c.payout
             rounds[c.pseudonym] += 1
     rewards = metrics.get("rewards", {}) if isinstance(metrics.get("rewards"), dict) else {}
     roles = metrics.get("roles", {}) if isinstance(metrics.get("roles"), dict) else {}

@@ -44,11 +44,11 @@ def _job(path: Path, root: Path) -> Job:
     roles = metrics.get("roles", {}) if isinstance(metrics.get("roles"), dict) else {}
     honest = attackers = 0
     for m in read_run_manifests(path, metrics.get("run_id")):
-        for c in m.contributions:
-            if roles.get(c.pseudonym) == "attacker":
-                attackers += c.payout
+        for who, amount in m.payments():
+            if roles.get(who) == "attacker":
+                attackers += amount
             else:
-                honest += c.payout
+                honest += amount
     reasons: dict[str, int] = {}
     for r in rounds:
         for key, value in r.items():
