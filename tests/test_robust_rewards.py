@@ -307,3 +307,45 @@ def test_a_node_that_changes_pseudonym_within_a_run_is_rejected_and_not_onboarde
     assert rejected[0].pseudonym != first
     assert rejected[0].pseudonym not in strategy.onboarder.onboarded
     assert honest_app is not None
+
+
+# ------------------------------------------------------------------ holdback and release
+def reversed_app(msg: Message, context) -> Message:
+    """Honest in round 1, then the honest update reversed (an on-off node)."""
+    reply = honest_app(msg, context)
+    if int(msg.content["config"]["server-round"]) == 1:
+        return reply
+    base = msg.content["arrays"]["w"].numpy()
+    sent = reply.content["arrays"]["w"].numpy()
+    reply.content["arrays"] = ArrayRecord({"w": Array((2 * base - sent).astype(np.float32))})
+    return reply
+
+
+def test_an_on_off_node_forfeits_its_held_rewards_to_the_others(
+    tmp_path: Path,
+    layer,  # noqa: F811 - the fixture
+) -> None:
+    strategy = layer(FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1))
+    strategy.num_rounds = 3  # the run's last round releases what was held
+    grid = FakeGrid(tmp_path, nodes=6)
+    arrays = ArrayRecord({"w": Array(np.ones(6, np.float32))})
+    for server_round in (1, 2, 3):
+        messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), grid))
+        replies = [
+            grid.deliver(m, app=reversed_app if m.metadata.dst_node_id == 100 else None)
+            for m in messages
+        ]
+        arrays, _ = strategy.aggregate_train(server_round, replies)
+    store = strategy.session.anchorer.store
+    manifests = [store.get(strategy.outcomes[r].manifest_hash) for r in (1, 2, 3)]
+    turned = strategy.verdicts[(1, "train")].accepted[100]
+    first = {c.pseudonym: c for c in manifests[0].contributions}
+    assert first[turned].held > 0  # paid like everyone in round 1, half of it held
+    assert all(m.round_paid + m.total_held == m.budget for m in manifests)
+    assert {r.node for r in strategy.verdicts[(2, "train")].rejected} == {100}
+    released = {r.pseudonym: r for r in manifests[2].releases}
+    pool = sum(m.total_held for m in manifests)
+    assert sum(r.amount for r in released.values()) == pool  # everything held goes out
+    honest = [p for p in released if p != turned]
+    assert released[turned].amount < 0.1 * min(released[p].amount for p in honest)
+    assert released[turned].reputation_ppm < 0.1 * PPM
