@@ -170,13 +170,25 @@ def write_run_report(
     final = next((r for r in reversed(rounds) if "central_accuracy" in r), None)
     verdict = "not run" if audit is None else "PASS" if all(r.passed for r in audit) else "FAIL"
     summary = table(
-        ("run", "status", "rounds", "final accuracy", "coin", "paid in all", "audit"),
+        (
+            "run",
+            "status",
+            "rounds",
+            "final accuracy",
+            "backdoor success",
+            "coin",
+            "paid in all",
+            "audit",
+        ),
         [
             (
                 manifests[0].run_id if manifests else run_id or "?",
                 metrics.get("status", "?"),
                 len(manifests),
                 f"{final['central_accuracy']:.2%}" if final else "-",
+                f"{final['attack_success_rate']:.1%}"
+                if final and "attack_success_rate" in final
+                else "-",
                 f"{code} (issuer {short(asset.partition(':')[2], 6)})",
                 format_amount(sum(m.total_paid for m in manifests)) + f" {code}",
                 verdict,

@@ -26,6 +26,7 @@ class Job:
     path: Path
     status: str
     final_accuracy: float | None
+    attack_success_rate: float | None
     honest_coins: float
     attacker_coins: float
     rejected: int
@@ -39,6 +40,7 @@ def _job(path: Path, root: Path) -> Job:
     metrics = _metrics(path)
     rounds = metrics.get("rounds", []) if isinstance(metrics.get("rounds"), list) else []
     accuracies = [r["central_accuracy"] for r in rounds if "central_accuracy" in r]
+    asr = [r["attack_success_rate"] for r in rounds if "attack_success_rate" in r]
     elapsed = [r["elapsed_s"] for r in rounds if "elapsed_s" in r]
     per_round = [b - a for a, b in itertools.pairwise(elapsed[1:])]
     roles = metrics.get("roles", {}) if isinstance(metrics.get("roles"), dict) else {}
@@ -62,6 +64,7 @@ def _job(path: Path, root: Path) -> Job:
         path=path,
         status=str(metrics.get("status", "?")),
         final_accuracy=accuracies[-1] if accuracies else None,
+        attack_success_rate=asr[-1] if asr else None,
         honest_coins=stroops_to_units(honest),
         attacker_coins=stroops_to_units(attackers),
         rejected=int(sum(r.get("replies_rejected", 0) for r in rounds)),
@@ -82,6 +85,7 @@ CSV_COLUMNS = (
     "seed",
     "scorer",
     "final_accuracy",
+    "attack_success_rate",
     "honest_dlc",
     "attacker_dlc",
     "attacker_share",
@@ -125,6 +129,7 @@ def write_sweep_csv(sweep_dir: Path, output: Path | None = None) -> Path:
                     c.get("seed", ""),
                     c.get("reward.scorer", ""),
                     "" if job.final_accuracy is None else f"{job.final_accuracy:.4f}",
+                    "" if job.attack_success_rate is None else f"{job.attack_success_rate:.4f}",
                     f"{job.honest_coins:g}",
                     f"{job.attacker_coins:g}",
                     f"{job.attacker_coins / total:.4f}" if total else "",
@@ -186,6 +191,7 @@ def write_sweep_report(sweep_dir: Path, output: Path | None = None) -> Path:
             j.name,
             j.status,
             f"{j.final_accuracy:.2%}" if j.final_accuracy is not None else "-",
+            f"{j.attack_success_rate:.1%}" if j.attack_success_rate is not None else "-",
             f"{j.honest_coins:g}",
             f"{j.attacker_coins:g}",
             j.rejected,
@@ -199,6 +205,7 @@ def write_sweep_report(sweep_dir: Path, output: Path | None = None) -> Path:
         "folder",
         "status",
         "final accuracy",
+        "backdoor success",
         "coins honest",
         "coins attackers",
         "rejected replies",
