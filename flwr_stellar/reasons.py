@@ -50,6 +50,7 @@ class Reason(StrEnum):
     COPIED_UPDATE = "copied-update"  # near-parallel to another's update, now or in recent rounds
     CLAIM_OUTLIER = "claim-outlier"  # claims far more examples than the round's median
     CLUSTER_OUTLIER = "cluster-outlier"  # outside the majority cluster of update directions
+    OVERSHOOTS = "overshoots-validation"  # alone at the round's length, wrecks the server's model
     # intake (strategies.intake)
     MALFORMED_ARRAY = "malformed-array"  # bytes that do not back the declared dtype and shape
     MALFORMED_METRICS = "malformed-metrics"  # a metric that is not a number, or keys not declared

@@ -417,6 +417,7 @@ class LedgerStrategy(PipelineStrategy):
         state = self.screen(state)
         state = self.bound(state)
         arrays, metrics = self.aggregate_inner(state)
+        arrays = self.bound.noised(state, arrays)
         state = self.score(state)
         self.reputation.record(state)
         state = self.weigh(state)
@@ -565,5 +566,11 @@ class LedgerStrategy(PipelineStrategy):
             s.enabled,
             s.min_peers,
             ", ".join(c.name for c in s.checks if c.active),
+        )
+        log(
+            INFO,
+            "\t├── norm bound %s; reputation %s",
+            self.config.bound.mode,
+            self.config.reputation,
         )
         self.inner.summary()

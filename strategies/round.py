@@ -231,12 +231,6 @@ class RoundState:
         gone = tuple(verdicts[i] for i in sorted(verdicts))
         return replace(self, candidates=keep, rejected=self.rejected + gone)
 
-    def update(self, candidate: Candidate) -> np.ndarray:
-        """The candidate's update as bounded (its delta-matrix row times its scale)."""
-        assert self.deltas is not None
-        row: np.ndarray = self.deltas[candidate.row]
-        return row if candidate.scale == 1.0 else candidate.scale * row
-
     def accepted_replies(self) -> list[Message]:
         """The replies of the surviving candidates (what the inner strategy aggregates)."""
         return [c.reply for c in self.candidates]

@@ -52,6 +52,7 @@ PLUGIN_FIELDS = (
     ("RewardSettings.", "reward."),
     ("Screening.", "screening."),
     ("NormBound.mode", "screening.bound"),
+    ("NormBound.noise", "screening.noise"),
     ("Reputation.", "reputation."),
     ("IntakeSettings.max_num_examples", "screening.max_num_examples"),
     *((f"{cls.__name__}.", f"screening.{cls.name}.") for cls in CHECKS),
@@ -190,7 +191,9 @@ def _screening_section() -> type:
         ("min_peers", int),
         ("watch_rounds", int),
         ("max_num_examples", int),
+        ("validation_examples", int),
         ("bound", str),
+        ("noise", float),
     ]
     checks = [(cls.name, _check_section(cls)) for cls in CHECKS]
     return make_dataclass("ScreeningSection", [*own, *checks], unsafe_hash=True)
@@ -205,7 +208,9 @@ if TYPE_CHECKING:
         min_peers: int
         watch_rounds: int
         max_num_examples: int
+        validation_examples: int
         bound: str
+        noise: float
 
         def __getattr__(self, name: str) -> Any: ...
 
@@ -283,7 +288,7 @@ class AppConfig:
 
     def norm_bound(self) -> NormBound:
         """How accepted updates are bounded to the round's median norm (``screening.bound``)."""
-        return NormBound(self.screening.bound)
+        return NormBound(self.screening.bound, self.screening.noise)
 
     def intake_settings(self) -> IntakeSettings:
         """Intake: claims bounded by what a node trains on, the app's own metric keys."""
@@ -349,6 +354,11 @@ class AppConfig:
             ("strategy.server_lr", s.server_lr > 0, "must be > 0"),
             ("strategy.round_timeout_s", s.round_timeout_s > 0, "must be > 0"),
             ("dataset.label_noise", 0 <= d.label_noise <= 1, "must be in [0, 1]"),
+            (
+                "screening.validation_examples",
+                self.screening.validation_examples >= 0,
+                "must be >= 0 (0 = all)",
+            ),
             (
                 "reward.validation_examples",
                 self.reward.validation_examples >= 0,

@@ -37,20 +37,21 @@ app = ServerApp()
 def wrap_strategy(cfg: AppConfig, inner: Strategy, out: Path) -> Strategy:
     """The plugin's wrappers the run config asks for: ledger (all of it), or verification
     and/or screening alone."""
-    needs_validation = cfg.screening.enabled and cfg.screening.hurts_validation.enabled
+    s = cfg.screening
+    data_checks = s.enabled and (s.hurts_validation.enabled or s.lone_step.enabled)
+    # the data checks evaluate every reply: a subset of the validation split of their own
+    checking = ServerValidation(cfg, s.validation_examples) if data_checks else None
     if cfg.ledger.enabled:
-        needs_validation = needs_validation or cfg.reward.scorer not in COUNTING
-        validation = ServerValidation(cfg) if needs_validation else None
+        pricing = ServerValidation(cfg) if cfg.reward.scorer not in COUNTING else None
         return LedgerStrategy.wrap(
             inner,
-            config=cfg.plugin_config(out, validation),
-            validation=validation,
-            validation_gradient=validation.gradient if validation is not None else None,
+            config=cfg.plugin_config(out, checking),
+            validation=pricing,
+            validation_gradient=pricing.gradient if pricing is not None else None,
         )
     verify = Verify(cfg.identity.strict) if cfg.identity.enabled else None
     if cfg.screening.enabled:
-        validation = ServerValidation(cfg) if needs_validation else None
-        screening = cfg.screening_settings(validation)
+        screening = cfg.screening_settings(checking)
         return ScreeningStrategy(
             inner, screening, cfg.intake_settings(), verify, bound=cfg.norm_bound()
         )

@@ -129,11 +129,12 @@ class CentralEvaluator:
 
 class ServerValidation:
     """Minus the cross-entropy of a candidate model on (part of) the server's validation split:
-    what value scorers price updates with. One model instance, reused for every call."""
+    what value scorers price updates with (the first ``examples``, default
+    ``reward.validation_examples``; 0 = all). One model instance, reused for every call."""
 
-    def __init__(self, cfg: AppConfig) -> None:
+    def __init__(self, cfg: AppConfig, examples: int | None = None) -> None:
         val, _ = load_server_data(cfg.dataset, cfg.seed)
-        n = cfg.reward.validation_examples
+        n = cfg.reward.validation_examples if examples is None else examples
         self.data = val if n <= 0 or n >= len(val) else val.subset(np.arange(n))
         self.model = build_model(cfg.model.name)
         self.batch_size = cfg.evaluation.batch_size

@@ -27,6 +27,7 @@ from strategies.screening.cluster_outlier import ClusterOutlier
 from strategies.screening.copied_update import CopiedUpdate
 from strategies.screening.copies import IdenticalCopies
 from strategies.screening.hurts_validation import HurtsValidation
+from strategies.screening.lone_step import LoneStep
 from strategies.screening.max_norm import MaxNorm
 from strategies.screening.norm_outlier import NormOutlier
 from strategies.screening.relative_free_rider import RelativeFreeRider
@@ -60,7 +61,11 @@ CHECKS: tuple[type[Check], ...] = (
     CopiedUpdate,
     ClusterOutlier,
     HurtsValidation,
+    LoneStep,
 )
+
+
+VALIDATING = (HurtsValidation, LoneStep)  # the checks that price updates on server data
 
 
 def default_checks(
@@ -74,7 +79,8 @@ def default_checks(
     options : Mapping[str, Mapping[str, Any]], optional
         ``{check name: {field: value}}``, e.g. ``{"norm_outlier": {"factor": 2.0}}``.
     validation : callable, optional
-        The server's validation utility, for ``hurts_validation`` when its options enable it.
+        The server's validation utility, for ``hurts_validation`` and ``lone_step`` when their
+        options enable them.
 
     Raises
     ------
@@ -94,7 +100,7 @@ def default_checks(
         bad = sorted(set(given) - names)
         if bad:
             raise ValueError(f"{cls.__name__}: unknown setting(s) {bad}; known: {sorted(names)}")
-        if cls is HurtsValidation and given.get("enabled"):
+        if cls in VALIDATING and given.get("enabled"):
             given["validation"] = validation
         checks.append(cls(**given))
     return tuple(checks)
@@ -375,6 +381,7 @@ class ScreeningStrategy(PipelineStrategy):
         state = self.screen(state)
         state = self.bound(state)
         arrays, metrics = self.aggregate_inner(state)
+        arrays = self.bound.noised(state, arrays)
         self.history.record(state)
         return arrays, self.record(state, metrics)
 

@@ -1,0 +1,37 @@
+"""What issue 20's defences cost a round on the demo: the reference app with them switched off
+(the defaults before that issue) against the defaults now, same seed, no attackers, in one
+process, ABBA order. Target: <= 1.05x seconds per round. Writes
+benchmarks/results/defences.json.
+
+    python benchmarks/bench_defences.py [--nodes N] [--rounds N] [KEY=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from demo_runner import compare_abba, parse_overrides
+
+# issue 20's defences, off: no norm bound, no reputation or holdback, no copy or claim check
+BEFORE = {
+    "screening.bound": "off",
+    "reputation.enabled": False,
+    "reputation.holdback": 0.0,
+    "screening.copied_update.max_cosine": 1.0,
+    "screening.claim_outlier.factor": 0.0,
+    "screening.cluster_outlier.enabled": False,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    args = parser.parse_args()
+    base = parse_overrides(args.overrides) | {"num_rounds": args.rounds, "attack.kind": "none"}
+    compare_abba("defences", base, (("before", BEFORE), ("after", {})), args.nodes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Measured tables for the README, generated from benchmarks/results/*.json (never by hand).
+
+Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in README.md;
+``--write`` replaces what is there with what the results say, ``--check`` exits 1 when the
+README is out of date (tests/test_tables.py runs it).
+
+    python benchmarks/tables.py --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+
+
+def _rows(name: str) -> list[dict[str, Any]]:
+    path = RESULTS / name
+    rows: list[dict[str, Any]] = json.loads(path.read_text())["rows"] if path.exists() else []
+    return rows
+
+
+def _rejects(rejects: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(rejects.items(), key=lambda kv: -kv[1])) or "-"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def robust_rewards() -> str:
+    """Issue 20's table: per attack kind, before and after its defences, side by side."""
+    rows = [r for r in _rows("robust_rewards.json") if r.get("tag") in ("before", "after")]
+    by = {(r["tag"], r["kind"]): r for r in rows}
+    kinds = list(dict.fromkeys(r["kind"] for r in rows if r["tag"] == "after"))
+    clean = {tag: by.get((tag, "none")) for tag in ("before", "after")}
+    lines = [
+        "| attack | attackers' DLC before → after | accuracy after (points vs clean) "
+        "| backdoor success before → after | honest replies rejected after "
+        "| rejections after (15 rounds) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for kind in kinds:
+        after, before = by[("after", kind)], by.get(("before", kind))
+        base = clean["after"]
+        gap = (
+            f" ({100 * (after['final_accuracy'] - base['final_accuracy']):+.1f})"
+            if base is not None
+            else ""
+        )
+        honest = after.get("honest_replies", {})
+        seen = honest.get("accepted", 0) + honest.get("rejected", 0)
+        lines.append(
+            f"| `{kind}` | {_pct(before['attacker_share']) if before else '-'} → "
+            f"{_pct(after['attacker_share'])} | {after['final_accuracy']:.3f}{gap} | "
+            f"{_pct(before['attack_success_rate']) if before else '-'} → "
+            f"{_pct(after['attack_success_rate'])} | "
+            f"{honest.get('rejected', 0)} of {seen} | {_rejects(after['rejects'])} |"
+        )
+    return "\n".join(lines)
+
+
+def data_free() -> str:
+    """The examples' data-free defaults, before and after."""
+    rows = _rows("data_free.json")
+    by = {(r["example"], r["defences"], r["kind"]): r for r in rows}
+    lines = [
+        "| example | attack | attackers' DLC before → after | accuracy before → after "
+        "| rejections after |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for example, defences, kind in by:
+        if defences != "after":
+            continue
+        after, before = by[(example, "after", kind)], by.get((example, "before", kind))
+        lines.append(
+            f"| {example} | `{kind}` | {_pct(before['attacker_share']) if before else '-'} → "
+            f"{_pct(after['attacker_share'])} | "
+            f"{before['final_accuracy']:.3f} → "
+            * bool(before)
+            + f"{after['final_accuracy']:.3f} | {_rejects(after['rejects'])} |"
+        )
+    return "\n".join(lines)
+
+
+TABLES: dict[str, Callable[[], str]] = {"robust_rewards": robust_rewards, "data_free": data_free}
+
+
+def render(text: str) -> str:
+    """``text`` with every marked table regenerated."""
+    for name, make in TABLES.items():
+        pattern = re.compile(
+            rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", flags=re.DOTALL
+        )
+        text = pattern.sub(lambda m, make=make: m.group(1) + make() + m.group(2), text)
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="update README.md in place")
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    args = parser.parse_args()
+    text = README.read_text()
+    fresh = render(text)
+    if args.write:
+        README.write_text(fresh)
+    elif args.check and fresh != text:
+        print("README.md tables are out of date: run python benchmarks/tables.py --write")
+        return 1
+    elif not args.check:
+        sys.stdout.write(fresh)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
