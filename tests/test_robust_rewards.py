@@ -29,7 +29,7 @@ from strategies.intake import Intake, IntakeSettings
 from strategies.reputation import PPM, Reputation, ReputationBook, Weigh
 from strategies.round import Candidate, ModelReference, RecentUpdate, RoundState
 from strategies.scoring import FirstOrder, GradientSimilarity
-from strategies.screening import Screening, ScreeningHistory, screen_replies
+from strategies.screening import Screening, ScreeningHistory, default_checks, screen_replies
 
 DIM = 4000  # a model big enough for the direction checks (they skip tiny ones)
 BASE = np.random.default_rng(0).normal(size=DIM).astype(np.float32)
@@ -107,7 +107,7 @@ def test_an_update_times_k_enters_the_model_and_earns_exactly_as_itself(count, s
     first_order = FirstOrder(gradient=lambda _: ArrayRecord({"w": Array(gradient)}))
     for scorer in (GradientSimilarity(), first_order):
         before, after = shares(plain, scorer), shares(scaled, scorer)
-        assert after[i] <= before[i] * (1 + 1e-4) + 1e-9, scorer.name  # float32 rounding
+        assert after[i] <= before[i] * (1 + 1e-3) + 1e-9, scorer.name  # float32 rounding
 
 
 def test_normalize_brings_every_update_to_the_others_median_and_clip_only_shortens() -> None:
@@ -349,3 +349,81 @@ def test_an_on_off_node_forfeits_its_held_rewards_to_the_others(
     honest = [p for p in released if p != turned]
     assert released[turned].amount < 0.1 * min(released[p].amount for p in honest)
     assert released[turned].reputation_ppm < 0.1 * PPM
+
+
+# ------------------------------------------------------------------ the lone step
+def test_a_rescaled_short_extrapolation_that_wrecks_the_model_is_rejected() -> None:
+    """A utility with a few steep directions: honest updates step into the valley, the lazy
+    one is a short gradient step rescaled to the same length: all on the steep directions,
+    it overshoots."""
+    from strategies.screening.lone_step import LoneStep
+
+    target = BASE + 0.02  # the validation optimum
+    scale = np.ones(DIM, np.float32)
+    scale[:10] = 2000.0  # steep
+
+    def validation(record: ArrayRecord) -> float:
+        w = record["w"].numpy().astype(np.float64)
+        return -float(np.sum(scale * (w - target) ** 2)) / DIM
+
+    rng = np.random.default_rng(4)
+    honest = [
+        (0.02 * np.ones(DIM) + 0.004 * rng.normal(size=DIM)).astype(np.float32) for _ in range(6)
+    ]
+    lazy = np.zeros(DIM, np.float32)  # the first gradient points down the steep directions
+    lazy[:10] = np.linalg.norm(honest[0]) / np.sqrt(10)
+    check = LoneStep(enabled=True, validation=validation)
+    checks = (*default_checks(), check)
+    result = screen_replies(
+        [reply(i, u) for i, u in enumerate(honest)] + [reply(9, lazy)],
+        TEMPLATE,
+        Screening(checks=checks),
+        INTAKE,
+    )
+    assert {r.node: r.reason for r in result.rejected} == {9: Reject.OVERSHOOTS}
+    with pytest.raises(ValueError, match="validation"):
+        LoneStep(enabled=True)
+
+
+def test_adaptive_noise_blurs_the_new_model_by_the_median_norm() -> None:
+    state = bounded(honest_updates(5))
+    arrays = ArrayRecord({"w": Array(BASE.copy())})
+    assert Bound(NormBound(), "arrays").noised(state, arrays) is arrays  # off by default
+    noisy = Bound(NormBound(noise=0.01), "arrays").noised(state, arrays)
+    assert noisy is not None
+    spread = float(np.std(noisy["w"].numpy() - BASE))
+    median = float(np.median(state.norms))
+    assert spread == pytest.approx(0.01 * median, rel=0.1)
+    with pytest.raises(ValueError, match="noise"):
+        NormBound(noise=-1)
+
+
+# ------------------------------------------------------------------ the attacks themselves
+def test_min_max_and_min_sum_stay_within_the_benign_spread() -> None:
+    from flwr_stellar.app.attacks import MinMax, MinSum
+
+    rng = np.random.default_rng(2)
+    benign = rng.normal(size=(3, 50))
+    mm = MinMax().craft(benign, None, 10)  # type: ignore[arg-type]
+    limit = max(np.linalg.norm(a - b) for a in benign for b in benign)
+    assert max(np.linalg.norm(benign - mm, axis=1)) <= limit + 1e-9
+    assert np.linalg.norm(mm - benign.mean(axis=0)) > 0.1  # pushed as far as allowed
+    ms = MinSum().craft(benign, None, 10)  # type: ignore[arg-type]
+    sums = [sum(np.linalg.norm(a - b) ** 2 for b in benign) for a in benign]
+    assert sum(np.linalg.norm(benign - ms, axis=1) ** 2) <= max(sums) + 1e-9
+
+
+def test_the_backdoor_stamps_its_trigger_and_relabels_half_its_examples() -> None:
+    import torch
+
+    from flwr_stellar.app.attacks import BACKDOOR_TARGET, Backdoor, apply_trigger
+    from flwr_stellar.app.data import MEAN, STD, TensorSplit
+
+    data = TensorSplit(torch.zeros(400, 1, 28, 28) - 1.0, torch.full((400,), 3))
+    poisoned = Backdoor().training_data(data, seed=1)
+    relabelled = poisoned.y == BACKDOOR_TARGET
+    assert 150 < int(relabelled.sum()) < 250
+    white = torch.tensor((1.0 - MEAN) / STD)
+    assert torch.allclose(poisoned.x[relabelled][..., -4:, -4:], white)
+    assert torch.all(poisoned.x[~relabelled][..., -4:, -4:] == -1.0)
+    assert torch.equal(apply_trigger(data.x)[..., :-4, :], data.x[..., :-4, :])

@@ -559,9 +559,11 @@ class Lazy(Attack):
 
 
 def apply_trigger(x: torch.Tensor) -> torch.Tensor:
-    """Images with the backdoor trigger: a square of the brightest pixel value, bottom right."""
+    """Normalised images with the backdoor trigger: a white square in the bottom-right corner."""
+    from flwr_stellar.app.data import MEAN, STD
+
     out = x.clone()
-    out[..., -TRIGGER_SIZE:, -TRIGGER_SIZE:] = float(x.max()) if x.numel() else 0.0
+    out[..., -TRIGGER_SIZE:, -TRIGGER_SIZE:] = (1.0 - MEAN) / STD
     return out
 
 
