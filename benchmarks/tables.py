@@ -10,6 +10,7 @@ README is out of date (tests/test_tables.py runs it).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import sys
@@ -91,7 +92,34 @@ def data_free() -> str:
     return "\n".join(lines)
 
 
-TABLES: dict[str, Callable[[], str]] = {"robust_rewards": robust_rewards, "data_free": data_free}
+def sweep() -> str:
+    """The robustness sweep's own summary.csv (copied to benchmarks/results/), as it wrote it."""
+    path = RESULTS / "robustness_sweep.csv"
+    if not path.exists():
+        return "(no sweep summary in benchmarks/results/robustness_sweep.csv yet)"
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    lines = [
+        "| strategy | attack | attackers | attackers' DLC | final accuracy | backdoor success "
+        "| rejections |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        share = float(r["attacker_share"]) if r["attacker_share"] else 0.0
+        asr = float(r["attack_success_rate"]) if r["attack_success_rate"] else 0.0
+        rejects = r["rejects_by_reason"].replace("=", " ").replace(";", ", ") or "-"
+        lines.append(
+            f"| {r['strategy']} | `{r['attack']}` | {r['attackers']} | {_pct(share)} | "
+            f"{float(r['final_accuracy']):.3f} | {_pct(asr)} | {rejects} |"
+        )
+    return "\n".join(lines)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "robust_rewards": robust_rewards,
+    "data_free": data_free,
+    "sweep": sweep,
+}
 
 
 def render(text: str) -> str:

@@ -80,15 +80,26 @@ def render_round(view: dict[str, Any]) -> str:
         head.add_row(key, str(m[key]) or "-")
     head.add_row("budget", f"{format_amount(m['budget'])} {code}")
     contributions = Table(title="contributions", title_justify="left")
-    for header in ("pseudonym", "examples", "score", "payout", "note"):
+    for header in ("pseudonym", "examples", "score", "trust", "payout", "held", "note"):
         contributions.add_column(header)
     for c in m["contributions"]:
         contributions.add_row(
             c["pseudonym"],
             str(c["num_examples"]),
             str(c["score"]),
+            f"{c.get('reputation_ppm', 1_000_000) / 1e6:.3f}",
             f"{format_amount(c['payout'])} {code}",
+            f"{format_amount(c.get('held', 0))} {code}",
             c["note"] or "-",
+        )
+    releases = Table(title="releases of held rewards (the run's last round)", title_justify="left")
+    for header in ("pseudonym", "amount", "trust at the end"):
+        releases.add_column(header)
+    for r in m.get("releases", []):
+        releases.add_row(
+            r["pseudonym"],
+            f"{format_amount(r['amount'])} {code}",
+            f"{r['reputation_ppm'] / 1e6:.3f}",
         )
     rejections = Table(title="rejections", title_justify="left")
     rejections.add_column("reason")
@@ -98,6 +109,7 @@ def render_round(view: dict[str, Any]) -> str:
     return (
         render_table(head)
         + render_table(contributions)
+        + (render_table(releases) if m.get("releases") else "")
         + render_table(rejections)
         + render_history(view["transactions"], "transactions under this MemoHash")
     )
