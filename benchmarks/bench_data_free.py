@@ -47,9 +47,7 @@ def hostile_mod(msg, context, call_next):
     pid = int(context.node_config["partition-id"])
     nodes = [int(p) for p in str(context.run_config["attack-nodes"]).split(",") if p]
     kind = str(context.run_config["attack-kind"]) if pid in nodes else "none"
-    if kind == "labelflip":
-        context.run_config["flip-labels"] = True
-    reply = call_next(msg, context)
+    reply = call_next(msg, context)  # labelflip: the example's own train_fn flips (see below)
     if reply.has_error() or msg.metadata.message_type != "train" or kind in ("none", "labelflip"):
         return reply
     sent = msg.content["arrays"]
@@ -128,7 +126,9 @@ def scratch_copy(example: str) -> Path:
     marker = "    cfg = context.run_config\n"
     ctext = ctext.replace(
         marker,
-        marker + f'    if cfg.get("flip-labels"):\n        y = {flip}\n',
+        marker + "    hostile = str(cfg['attack-nodes']).split(',')\n"
+        "    me = str(context.node_config['partition-id'])\n"
+        f"    if cfg['attack-kind'] == 'labelflip' and me in hostile:\n        y = {flip}\n",
         1,
     )
     client.write_text(ctext)
