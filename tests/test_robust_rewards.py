@@ -427,3 +427,19 @@ def test_the_backdoor_stamps_its_trigger_and_relabels_half_its_examples() -> Non
     assert torch.allclose(poisoned.x[relabelled][..., -4:, -4:], white)
     assert torch.all(poisoned.x[~relabelled][..., -4:, -4:] == -1.0)
     assert torch.equal(apply_trigger(data.x)[..., :-4, :], data.x[..., :-4, :])
+
+
+def test_flames_filter_rejects_a_coherent_minority_when_switched_on() -> None:
+    rng = np.random.default_rng(11)
+    honest_dir, other_dir = rng.normal(size=DIM), rng.normal(size=DIM)
+    honest = [
+        (0.01 * (honest_dir + 0.5 * rng.normal(size=DIM))).astype(np.float32) for _ in range(7)
+    ]
+    backdoored = [
+        (0.01 * (other_dir + 0.5 * rng.normal(size=DIM))).astype(np.float32) for _ in range(3)
+    ]
+    on = Screening(checks=default_checks({"cluster_outlier": {"enabled": True}}))
+    replies = [reply(i, u) for i, u in enumerate([*honest, *backdoored])]
+    result = screen_replies(replies, TEMPLATE, on, INTAKE)
+    assert {r.node for r in result.rejected if r.reason == Reject.CLUSTER_OUTLIER} == {7, 8, 9}
+    assert screen_replies(replies, TEMPLATE, Screening(), INTAKE).rejected == ()  # off by default
