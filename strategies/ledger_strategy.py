@@ -80,8 +80,8 @@ class LedgerConfig:
         round's budget is shared. The default, ``gradient-similarity``, needs no server data
         and pays neither for length nor for claims. Value scorers (``first-order``,
         ``loss-improvement``, ``leave-one-out``, ``kernel-shapley``, ``gtg-shapley``,
-        ``exact-shapley``) need
-        ``validation`` (or ``validation_gradient``) passed to the strategy.
+        ``exact-shapley``) need ``validation`` (or ``validation_gradient``) passed to the
+        strategy.
     scoring_budget : int
         Model evaluations a sampled Shapley scorer may spend per round.
     strict : bool
