@@ -13,16 +13,22 @@ from strategies.screening.base import Check, Cohort
 class NormOutlier(Check):
     """Reject norms above ``factor`` x the round's median norm (boosted or scaled updates).
 
+    The norm bound already takes away what a boost would buy (``strategies.bounding``); this
+    check makes boosting cost the booster: rejected, it loses trust and its held rewards.
+    Measured on the reference app (Dirichlet 0.5, 10 nodes, 3 runs of 8 rounds): honest norms
+    at 0.75-1.63 x the round's median; a x3 boost at 2.5-3.5 x, which the former default of 3
+    caught in 1 round of 15.
+
     Parameters
     ----------
-    factor : float (default: 3.0)
+    factor : float (default: 2.0)
         0 switches the check off; otherwise >= 1.
     """
 
     name = "norm_outlier"
     reason = Reason.NORM_OUTLIER
     group = "robust-centre"
-    factor: float = 3.0
+    factor: float = 2.0
 
     def __post_init__(self) -> None:
         if not (self.factor == 0 or self.factor >= 1):
