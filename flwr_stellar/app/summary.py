@@ -16,6 +16,7 @@ COLUMNS = (
     ("train_loss", "train loss", "{:.4f}"),
     ("central_loss", "test loss", "{:.4f}"),
     ("central_accuracy", "test accuracy", "{:.2%}"),
+    ("attack_success_rate", "backdoor success", "{:.1%}"),
     ("elapsed_s", "elapsed s", "{:.1f}"),
 )
 
