@@ -72,10 +72,16 @@ def _pay_by_partition(out: Path) -> dict[int, int]:
 
 def test_contribution_follows_data(tmp_path: Path) -> None:
     """IID partitions; nodes 0 and 1 honest but with 30% of their labels wrong. Under exact
-    Shapley (63 coalitions), kernel-shapley (32 evaluations) and first-order, both earn less
-    than every clean node."""
+    Shapley (63 coalitions), kernel-shapley (32 evaluations), first-order and the data-free
+    gradient-similarity, both earn less than every clean node."""
     pays = {}
-    for scorer, budget in (("exact-shapley", 64), ("kernel-shapley", 32), ("first-order", 32)):
+    scorers = (
+        ("exact-shapley", 64),
+        ("kernel-shapley", 32),
+        ("first-order", 32),
+        ("gradient-similarity", 32),
+    )
+    for scorer, budget in scorers:
         out = tmp_path / scorer
         run_app_simulation(
             {
