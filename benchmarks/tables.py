@@ -38,29 +38,32 @@ def _pct(x: float) -> str:
 
 
 def robust_rewards() -> str:
-    """Issue 20's table: per attack kind, before and after its defences, side by side."""
-    rows = [r for r in _rows("robust_rewards.json") if r.get("tag") in ("before", "after")]
+    """Issue 20's table: per attack kind, before and after its defences, side by side; then
+    the variants measured with one more setting (tags ``after+...``) against the same clean
+    run."""
+    rows = _rows("robust_rewards.json")
     by = {(r["tag"], r["kind"]): r for r in rows}
     kinds = list(dict.fromkeys(r["kind"] for r in rows if r["tag"] == "after"))
-    clean = {tag: by.get((tag, "none")) for tag in ("before", "after")}
+    variants = [(r["tag"], r["kind"]) for r in rows if str(r["tag"]).startswith("after+")]
+    base = by.get(("after", "none"))
     lines = [
         "| attack | attackers' DLC before → after | accuracy after (points vs clean) "
         "| backdoor success before → after | honest replies rejected after "
         "| rejections after (15 rounds) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for kind in kinds:
-        after, before = by[("after", kind)], by.get(("before", kind))
-        base = clean["after"]
+    for tag, kind in [("after", k) for k in kinds] + variants:
+        after, before = by[(tag, kind)], by.get(("before", kind))
         gap = (
             f" ({100 * (after['final_accuracy'] - base['final_accuracy']):+.1f})"
-            if base is not None
+            if base is not None and (tag, kind) != ("after", "none")
             else ""
         )
         honest = after.get("honest_replies", {})
         seen = honest.get("accepted", 0) + honest.get("rejected", 0)
+        name = f"`{kind}`" + (f" ({tag})" if tag != "after" else "")
         lines.append(
-            f"| `{kind}` | {_pct(before['attacker_share']) if before else '-'} → "
+            f"| {name} | {_pct(before['attacker_share']) if before else '-'} → "
             f"{_pct(after['attacker_share'])} | {after['final_accuracy']:.3f}{gap} | "
             f"{_pct(before['attack_success_rate']) if before else '-'} → "
             f"{_pct(after['attack_success_rate'])} | "
@@ -126,9 +129,9 @@ def render(text: str) -> str:
     """``text`` with every marked table regenerated."""
     for name, make in TABLES.items():
         pattern = re.compile(
-            rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", flags=re.DOTALL
+            rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", flags=re.DOTALL
         )
-        text = pattern.sub(lambda m, make=make: m.group(1) + make() + m.group(2), text)
+        text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), text)
     return text
 
 
