@@ -12,9 +12,12 @@ import argparse
 
 from demo_runner import compare_abba, parse_overrides
 
-# issue 20's defences, off: no norm bound, no reputation or holdback, no copy or claim check
+# issue 20's defences, off: no norm bound, no reputation or holdback, no copy, claim or lone
+# step check, the norm-outlier factor it had (3)
 BEFORE = {
     "screening.bound": "off",
+    "screening.lone_step.enabled": False,
+    "screening.norm_outlier.factor": 3.0,
     "reputation.enabled": False,
     "reputation.holdback": 0.0,
     "screening.copied_update.max_cosine": 1.0,
