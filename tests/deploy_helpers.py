@@ -84,8 +84,8 @@ def check_ledger_matches(out: Path, ledger_url: str, db: Path | None = None) -> 
         owed: dict[str, int] = {}
         for m in manifests:
             assert memos[m.hash()] == 1, f"round {m.server_round} anchored {memos[m.hash()]}x"
-            for c in m.contributions:
-                owed[c.pseudonym] = owed.get(c.pseudonym, 0) + c.payout
+            for pseudonym, amount in m.payments():  # payouts, and the last round's releases
+                owed[pseudonym] = owed.get(pseudonym, 0) + amount
         for pseudonym, amount in owed.items():
             if amount:
                 assert ledger.load_account(pseudonym).balance(treasury.asset_id) == amount

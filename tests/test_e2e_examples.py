@@ -76,9 +76,9 @@ def test_example_app_is_paid_through_flwr_run(tmp_path: Path, example: str) -> N
         }
         owed: dict[str, int] = {}
         for m in manifests:
-            assert m.total_paid == m.budget and not m.rejections
-            for c in m.contributions:
-                owed[c.pseudonym] = owed.get(c.pseudonym, 0) + c.payout
+            assert m.round_paid + m.total_held == m.budget and not m.rejections
+            for pseudonym, amount in m.payments():  # payouts, and the last round's releases
+                owed[pseudonym] = owed.get(pseudonym, 0) + amount
         assert len(owed) == NODES and set(owed) == nodes and all(v > 0 for v in owed.values())
         # the ledger's balances equal the manifests
         for pseudonym, amount in owed.items():

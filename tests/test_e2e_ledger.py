@@ -57,7 +57,7 @@ def check_accounts(metrics: dict, out: Path, ledger: Ledger) -> None:
         assert manifest.server_round == int(server_round)
         assert len(manifest.contributions) == 4 and len(manifest.rejections) == 2
         hostile |= {r.pseudonym for r in manifest.rejections}
-        assert manifest.total_paid == manifest.budget == 100 * 10_000_000
+        assert manifest.round_paid + manifest.total_held == manifest.budget == 100 * 10_000_000
         assert anchor["paid_stroops"] == manifest.total_paid and not anchor["problems"]
         for tx_hash in anchor["transactions"]:
             tx = ledger.transaction(tx_hash)
