@@ -646,7 +646,9 @@ def test_every_round_is_paid_to_honest_nodes_only(run) -> None:
     honest = set(run.baseline)
     for server_round, outcome in run.strategy.outcomes.items():
         assert set(outcome.payouts) == honest, server_round
-        assert anchorer.anchored[server_round].paid == run.strategy.budget
+        manifest = anchorer.store.get(outcome.manifest_hash)
+        assert manifest.round_paid + manifest.total_held == run.strategy.budget  # half held
+        assert anchorer.anchored[server_round].paid == manifest.total_paid  # + releases at the end
 
 
 # ------------------------------------------------------------------ arbitrary records
