@@ -114,11 +114,15 @@ class RecentUpdate:
         Its sender (-1 for the round's global step).
     sketch : numpy.ndarray
         Its values at the run's sketch coordinates, float32.
+    pseudonym : str
+        The pseudonym that signed it ("" for a global step, or without verification): a
+        SuperNode that restarts gets a new node id but keeps its pseudonym.
     """
 
     server_round: int
     node: int
     sketch: np.ndarray = field(repr=False)
+    pseudonym: str = ""
 
 
 @dataclass(frozen=True)

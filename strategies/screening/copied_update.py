@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flwr_stellar.reasons import Reason
+from strategies.round import Candidate, RecentUpdate
 from strategies.screening.base import Check, Cohort
 
 
@@ -26,7 +27,8 @@ class CopiedUpdate(Check):
 
     Within a round every member of a near-parallel pair goes (there is no telling which is
     the original); across rounds only the newcomer does. A node's own earlier updates do not
-    count (its data is the same every round).
+    count (its data is the same every round; by node id or, for a SuperNode that restarted
+    under a new id, by pseudonym).
 
     Cosines are taken on a sketch: the same random coordinates of every update of the run
     (drawn from OS entropy when the run starts, so no node knows them), enough for a copy's
@@ -102,7 +104,7 @@ class CopiedUpdate(Check):
         if not past:
             return out
         cosines = unit @ _unit_rows(np.stack([u.sketch for u in past])).T
-        others = np.asarray([[u.node != c.node for u in past] for c in cohort.members])
+        others = np.asarray([[not _same_sender(u, c) for u in past] for c in cohort.members])
         copies = self.copies(cosines, cosines[others]) & others
         for i, j in zip(*np.nonzero(copies), strict=True):
             if out[i] is None:
@@ -110,6 +112,13 @@ class CopiedUpdate(Check):
                 whose = "the global step" if u.node < 0 else f"node {u.node}'s update"
                 out[i] = f"cosine {cosines[i, j]:.3f} to {whose} of round {u.server_round}"
         return out
+
+
+def _same_sender(update: RecentUpdate, candidate: Candidate) -> bool:
+    """The candidate's own earlier update: same node, or same pseudonym (a restarted node)."""
+    return update.node == candidate.node or bool(
+        update.pseudonym and update.pseudonym == candidate.pseudonym
+    )
 
 
 def _unit_rows(rows: np.ndarray) -> np.ndarray:

@@ -320,7 +320,8 @@ class ScreeningHistory:
         t = state.server_round
         self._recent = [u for u in self._recent if t - u.server_round < self.recent_rounds]
         for c in state.candidates:
-            self._recent.append(RecentUpdate(t, c.node, state.deltas[c.row][index].copy()))
+            sketch = state.deltas[c.row][index].copy()
+            self._recent.append(RecentUpdate(t, c.node, sketch, c.pseudonym))
         previous = self.previous_base(t)
         if previous is not None and previous.shape == state.model.base.shape:
             step = (state.model.base[index] - previous[index]).astype(np.float32)
