@@ -104,7 +104,9 @@ def test_faults_node_and_ledger_killed_and_restarted_then_serverapp_killed(
         # a round gives up on a node that has not answered after 40 s (not less: the restart
         # below must come after the SuperLink has let the dead node's activation expire, or
         # the restarted SuperNode is refused with 412 and exits with code 305)
-        config = run_config(state.ledger_url, out, 5, "strategy.round_timeout_s=40")
+        # 7 rounds: under load the restarted node can miss rounds 3-4 (not yet registered when
+        # they are configured; its late reply is an unexpected one) and still rejoin after
+        config = run_config(state.ledger_url, out, 7, "strategy.round_timeout_s=40")
         run = start_deploy_run(folder, *config)
         try:
             done = lambda n: len(manifests_of(out)) >= n if (out / "manifests").exists() else False  # noqa: E731
@@ -126,7 +128,7 @@ def test_faults_node_and_ledger_killed_and_restarted_then_serverapp_killed(
         run_id = run_id_of(output)
         pseudonyms = node_pseudonyms(deployment, 3, run_id)
         manifests = manifests_of(out)
-        assert [m.server_round for m in manifests] == [1, 2, 3, 4, 5]
+        assert [m.server_round for m in manifests] == [1, 2, 3, 4, 5, 6, 7]
         paid = [{c.pseudonym for c in m.contributions if c.payout > 0} for m in manifests]
         assert paid[0] == set(pseudonyms)
         assert paid[1] == {pseudonyms[0], pseudonyms[2]}  # dropped from the round it died in
