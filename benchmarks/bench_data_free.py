@@ -143,38 +143,12 @@ def scratch_copy(example: str) -> Path:
 
 def run(app_dir: Path, overrides: dict[str, Any], nodes: int) -> int:
     """One simulated run of the App in ``app_dir``; returns its run id."""
-    from flwr.app import Context, RecordDict
-    from flwr.common.config import get_fused_config_from_dir, get_project_config
-    from flwr.common.constant import RUN_ID_NUM_BYTES, SUPERLINK_NODE_ID
-    from flwr.server.superlink.linkstate.utils import generate_rand_int_from_bytes
-    from flwr.simulation.run_simulation import _run_simulation
-    from flwr.supercore.constant import NOOP_FEDERATION_ID
-    from flwr.supercore.run import Run
-    from flwr.supercore.task_identity import TaskIdentity
-    from flwr.supercore.telemetry import EventType
+    from flwr.common.config import get_fused_config_from_dir
+
+    from flwr_stellar.app.simulation import simulate_app
 
     fused = get_fused_config_from_dir(app_dir, overrides)
-    components = get_project_config(app_dir)["tool"]["flwr"]["app"]["components"]
-    run_id = generate_rand_int_from_bytes(RUN_ID_NUM_BYTES)
-    record = Run.create_empty(run_id=run_id)
-    record.override_config = dict(overrides)
-    record.primary_task_id = generate_rand_int_from_bytes(RUN_ID_NUM_BYTES)
-    record.federation_id = NOOP_FEDERATION_ID
-    TaskIdentity.task_id, TaskIdentity.run_id = record.primary_task_id, run_id
-    TaskIdentity.node_id = SUPERLINK_NODE_ID
-    context = Context(run_id, SUPERLINK_NODE_ID, {}, RecordDict(), fused)
-    _run_simulation(
-        num_supernodes=nodes,
-        exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
-        server_app_attr=components["serverapp"],
-        client_app_attr=components["clientapp"],
-        backend_config={"client_resources": {"num_cpus": 1.0, "num_gpus": 0.0}},
-        server_app_context=context,
-        app_dir=str(app_dir),
-        run=record,
-        is_app=True,
-    )
-    return run_id
+    return simulate_app(app_dir, fused, overrides, nodes).run_id
 
 
 def roles(run_id: int, nodes: int, hostile: set[int]) -> dict[str, str]:

@@ -54,8 +54,20 @@ def run_app_simulation(
     if cpus_per_client <= 0:
         raise ConfigError(f"federation.cpus_per_client must be > 0, got {cpus_per_client}")
     fused = fuse_run_config(overrides, app_dir)
-    components = get_project_config(app_dir)["tool"]["flwr"]["app"]["components"]
+    return simulate_app(app_dir, fused, overrides, num_supernodes, cpus_per_client, verbose)
 
+
+def simulate_app(
+    app_dir: Path,
+    run_config: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    num_supernodes: int,
+    cpus_per_client: float = 1.0,
+    verbose: bool = False,
+) -> Context:
+    """Any Flower App in ``app_dir`` (not only the reference app: no schema check) with its
+    already fused ``run_config``; returns the ServerApp's context."""
+    components = get_project_config(app_dir)["tool"]["flwr"]["app"]["components"]
     run_id = generate_rand_int_from_bytes(RUN_ID_NUM_BYTES)
     run = Run.create_empty(run_id=run_id)
     run.override_config = dict(overrides)
@@ -69,7 +81,7 @@ def run_app_simulation(
         node_id=SUPERLINK_NODE_ID,
         node_config={},
         state=RecordDict(),
-        run_config=fused,
+        run_config=dict(run_config),
     )
     result = _run_simulation(
         num_supernodes=num_supernodes,
