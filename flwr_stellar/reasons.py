@@ -30,6 +30,7 @@ class Reason(StrEnum):
     WRONG_NONCE = "wrong-nonce"
     WRONG_INSTRUCTION = "wrong-instruction"
     WRONG_MESSAGE_TYPE = "wrong-message-type"
+    WRONG_TERMS = "wrong-terms"  # signed under other terms than the run's
     BAD_SIGNATURE = "bad-signature"
     DUPLICATE_PSEUDONYM = "duplicate-pseudonym"
     PSEUDONYM_CHANGED = "pseudonym-changed"  # the node signed with another one earlier this run

@@ -29,6 +29,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
+from flwr_stellar.files import write_atomic
 from flwr_stellar.ledger.amounts import format_amount, stroops_to_units
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.amounts import split_budget
@@ -38,10 +39,11 @@ from flwr_stellar.payments.session import PaymentSession, PayoutReport
 from flwr_stellar.payments.settings import RewardSettings
 from flwr_stellar.protocol.digest import array_record_hash
 from flwr_stellar.protocol.onboarding import Terms
-from flwr_stellar.protocol.terms import TERMS_RECORD, RewardTerms
+from flwr_stellar.protocol.terms import TERMS_RECORD, RewardTerms, SignedTerms
 from strategies.bounding import Bound, NormBound
 from strategies.intake import IntakeSettings
 from strategies.pipeline import PipelineStrategy
+from strategies.receipts import ReceiptBook
 from strategies.reputation import PPM, Reputation, ReputationBook, Weigh
 from strategies.round import ModelReference, RoundState
 from strategies.scoring import SCORERS, Scorer, make_scorer
@@ -92,6 +94,13 @@ class LedgerConfig:
     settle_timeout_s : float
         At the end of the run, how long to keep retrying an unavailable ledger before leaving
         the unpaid rounds in the outbox (``flwr-stellar payouts settle`` finishes them).
+    validation_hash : str
+        SHA-256 (hex) committing to the server's validation data, when a value scorer or a
+        data check uses it: it goes into the signed terms, so the server cannot later price
+        contributions on other data without it showing (``""``: the server uses none).
+    receipt_timeout_s : float
+        After the last round, how long to wait for nodes to acknowledge the receipts still
+        undelivered (those of the last round, mostly).
     """
 
     output_dir: str = "flwr-stellar-output"
@@ -106,6 +115,8 @@ class LedgerConfig:
     strict: bool = True
     run_config: Mapping[str, Any] = field(default_factory=dict)
     settle_timeout_s: float = 120.0
+    validation_hash: str = ""
+    receipt_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         typed = (
@@ -130,6 +141,15 @@ class LedgerConfig:
             raise ValueError(
                 f"LedgerConfig.scorer must be one of {tuple(SCORERS)} or a Scorer, "
                 f"got {self.scorer!r}"
+            )
+        hexdigits = set("0123456789abcdef")
+        if self.validation_hash and (
+            len(self.validation_hash) != 64 or not set(self.validation_hash) <= hexdigits
+        ):
+            raise ValueError("LedgerConfig.validation_hash must be a SHA-256 in lower-case hex")
+        if self.receipt_timeout_s < 0:
+            raise ValueError(
+                f"LedgerConfig.receipt_timeout_s must be >= 0, got {self.receipt_timeout_s!r}"
             )
         if self.scoring_budget < 1:
             raise ValueError(
@@ -254,6 +274,8 @@ class LedgerStrategy(PipelineStrategy):
         self._nodes: dict[str, int] = {}  # pseudonym -> node id
         self._grid: Grid | None = None
         self._previous = ""
+        self.terms: SignedTerms | None = None  # signed at the first instruction (needs the run id)
+        self.receipts = ReceiptBook()
 
     @classmethod
     def wrap(
@@ -379,30 +401,59 @@ class LedgerStrategy(PipelineStrategy):
                 if session is not None:
                     session.close()  # the outbox keeps what is unsettled
             raise
+        self.deliver_receipts(grid)
         if opened_here:
             report = self.close()
             if report is not None:
                 log(INFO if report.settled else WARNING, "%s", report.render())
         return result
 
+    def deliver_receipts(self, grid: Grid) -> int:
+        """Send the receipts nodes have not acknowledged yet (``start()`` does, after the last
+        round); return how many are still undelivered. Never raises: a node that cannot be
+        reached shows as an unacknowledged reply in ``audit --evidence``."""
+        try:
+            return self.receipts.deliver(grid, self.config.receipt_timeout_s)
+        except Exception as err:
+            log(ERROR, "flwr-stellar: delivering receipts failed: %r", err)
+            return sum(len(w) for w in self.receipts.pending.values())
+
     # ------------------------------------------------------------------ configure
+    def sign_terms(self, run_id: int) -> SignedTerms:
+        """The run's terms, signed by the distributor and kept in ``output_dir/terms/``."""
+        assert self.session is not None
+        treasury = self.session.treasury
+        signed = RewardTerms(
+            run_id=run_id,
+            distributor=treasury.distributor.public_key,
+            asset_code=treasury.asset.code,
+            asset_issuer=treasury.issuer.public_key,
+            budget_stroops=self.budget,
+            held_stroops=self.config.reputation.held_of(self.budget),
+            num_rounds=self.num_rounds,
+            scorer=self.config.scorer_name,
+            scoring={"scoring_budget": self.config.scoring_budget},
+            settings_hash=self.config_hash,
+            validation_hash=self.config.validation_hash,
+        ).sign(treasury.distributor)
+        save_terms(Path(self.config.output_dir).expanduser().resolve(), signed)
+        return signed
+
     def prepare(
         self, messages: list[Message], server_round: int, kind: str, grid: Grid
     ) -> list[Message]:
         if self.session is None or self.onboarder is None:
             raise RuntimeError("LedgerStrategy is not open: use start(), or call open() first")
         self._grid = grid
+        if self.terms is None and messages:
+            self.terms = self.sign_terms(grid.run.run_id)
+            self.verify.terms = self.terms.digest_bytes
         messages = self.verify.attach(messages, server_round, kind, grid)
-        if kind == MessageType.TRAIN:
-            treasury = self.session.treasury
-            terms = RewardTerms(
-                treasury.asset.code,
-                treasury.issuer.public_key,
-                self.budget,
-                self.config.scorer_name,
-            ).to_record()
+        if self.terms is not None:
+            terms = self.terms.to_record()
             for message in messages:
                 message.content[TERMS_RECORD] = terms
+        self.receipts.attach(messages, server_round, kind)
         return messages
 
     # ------------------------------------------------------------------ aggregate
@@ -423,8 +474,9 @@ class LedgerStrategy(PipelineStrategy):
         state = self.weigh(state)
         manifest = self.settle(state, arrays)
         self.history.record(state)
-        digest = self.session.submit_round(manifest)
+        digest = self.anchor(manifest)
         self._previous = digest
+        self.receipts.issue(state, manifest, digest, self.session.treasury.distributor)
         merged = self.record(state, metrics)
         merged["dlc_paid"] = stroops_to_units(manifest.total_paid)
         self.outcomes[server_round] = RoundOutcome(
@@ -448,6 +500,12 @@ class LedgerStrategy(PipelineStrategy):
             digest[:12],
         )
         return arrays, merged
+
+    def anchor(self, manifest: RoundManifest) -> str:
+        """Store the manifest, journal its payments and hand it to the anchoring worker;
+        return its hash (the MemoHash the round is anchored under)."""
+        assert self.session is not None
+        return self.session.submit_round(manifest)
 
     def memory(self, server_round: int, model: ModelReference | None) -> dict[str, Any]:
         """What a round starts with: screening history and every node's trust so far."""
@@ -532,6 +590,7 @@ class LedgerStrategy(PipelineStrategy):
             previous=self._previous,
             distributor=self.session.treasury.distributor.public_key,
             scoring=dict(state.scoring),
+            terms=self.terms.digest if self.terms is not None else "",
         )
 
     def releases(self) -> tuple[Release, ...]:
@@ -546,6 +605,7 @@ class LedgerStrategy(PipelineStrategy):
         return tuple(Release(p, amounts[p], trust[p]) for p in sorted(weights))
 
     def authenticate(self, state: RoundState) -> RoundState:
+        self.receipts.acknowledged(state.replies, state.server_round, state.kind)
         return self.verify(state)
 
     def summary(self) -> None:
@@ -574,3 +634,16 @@ class LedgerStrategy(PipelineStrategy):
             self.config.reputation,
         )
         self.inner.summary()
+
+
+TERMS_DIR = "terms"  # a run folder's signed terms: terms/<sha256>.json and <sha256>.sig
+
+
+def save_terms(run_dir: Path, signed: SignedTerms) -> Path:
+    """Write the signed terms beside the manifests, content-addressed like them."""
+    folder = run_dir / TERMS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{signed.digest}.json"
+    write_atomic(path, signed.signed.data)
+    write_atomic(path.with_suffix(".sig"), signed.signed.signature.hex().encode() + b"\n")
+    return path

@@ -144,6 +144,9 @@ class RoundState:
     signers : tuple of str
         After verification: the pseudonym that signed each of ``replies`` (empty without a
         verification stage).
+    digests : Mapping[int, tuple[str, str]]
+        After verification: node -> (the pseudonym its reply names, the reply's digest in
+        hex) for every reply whose signature was checked, verified or not: what receipts cite.
     candidates : tuple of Candidate
         The replies still in the running, in arrival order.
     rejected : tuple of Rejected
@@ -177,6 +180,7 @@ class RoundState:
     model: ModelReference | None
     replies: tuple[Message, ...] = field(default=(), repr=False)
     signers: tuple[str, ...] = ()
+    digests: Mapping[int, tuple[str, str]] = field(default_factory=dict)
     candidates: tuple[Candidate, ...] = ()
     rejected: tuple[Rejected, ...] = ()
     deltas: np.ndarray | None = field(default=None, repr=False)

@@ -52,6 +52,7 @@ class Verify:
         self.strict = strict
         self.run_id: int | None = None
         self.pseudonyms: dict[int, str] = {}  # node id -> the one pseudonym it signs with
+        self.terms = b""  # SHA-256 of the run's signed terms, bound into every reply
         self._challenges: dict[tuple[int, str], tuple[Challenge, frozenset[int]]] = {}
 
     def attach(
@@ -61,7 +62,7 @@ class Verify:
         if not messages:
             return messages
         self.run_id = grid.run.run_id
-        challenge = Challenge.fresh(self.run_id, server_round, self.strict)
+        challenge = Challenge.fresh(self.run_id, server_round, self.strict, self.terms)
         instructed = frozenset(m.metadata.dst_node_id for m in messages)
         self._challenges[(server_round, kind)] = (challenge, instructed)
         record = challenge.to_record()
@@ -88,6 +89,7 @@ class Verify:
                     server_round=state.server_round,
                     nonce=challenge.nonce,
                     message_type=state.kind,
+                    terms=challenge.terms,
                 )
             except Exception as err:  # records no honest node can build (e.g. surrogates)
                 return Verdict(None, Reason.MALFORMED_SIGNATURE, f"unreadable: {err!r}"[:200])
@@ -95,8 +97,11 @@ class Verify:
         # the digests hash every byte of every reply: in threads (hashlib releases the GIL)
         with ThreadPoolExecutor(max_workers=VERIFY_THREADS) as pool:
             verdicts = list(pool.map(check, state.replies))
+        digests: dict[int, tuple[str, str]] = {}
         for reply, verdict in zip(state.replies, verdicts, strict=True):
             node = reply.metadata.src_node_id
+            if verdict.digest:
+                digests[node] = (verdict.pseudonym or "", verdict.digest)
             if not verdict.ok:
                 assert verdict.reason is not None
                 rejected.append(Rejected(node, verdict.reason, verdict.detail))
@@ -116,7 +121,13 @@ class Verify:
             else:
                 kept.append(reply)
                 signers.append(str(verdict.pseudonym))
-        return replace(state, replies=tuple(kept), signers=tuple(signers), rejected=tuple(rejected))
+        return replace(
+            state,
+            replies=tuple(kept),
+            signers=tuple(signers),
+            digests=digests,
+            rejected=tuple(rejected),
+        )
 
 
 class VerifiedStrategy(PipelineStrategy):

@@ -14,7 +14,7 @@ from flwr_stellar.client.identity import DEV_PASSPHRASE, HOME_ENV, NodeSettings
 from flwr_stellar.client.mod import SIGNING_REFUSED, signing_mod
 from flwr_stellar.identity import derive_pseudonym, keystore
 from flwr_stellar.protocol.challenge import CHALLENGE_RECORD, Challenge
-from flwr_stellar.protocol.digest import SIGNATURE_RECORD
+from flwr_stellar.protocol.digest import DIGEST_VERSION, SIGNATURE_RECORD
 from flwr_stellar.protocol.signature import verify_reply
 from flwr_stellar.reasons import Reason
 from strategies.verified import VerifiedStrategy
@@ -86,7 +86,7 @@ def test_without_a_challenge_replies_pass_unsigned_and_queries_are_skipped(
     [
         (ConfigRecord({"version": 9}), "unknown challenge version"),
         (Challenge.fresh(RUN_ID + 1, 1).to_record(), "another run"),
-        (ConfigRecord({"version": 1, "run-id": str(RUN_ID), "nonce": b"x"}), "nonce"),
+        (ConfigRecord({"version": DIGEST_VERSION, "run-id": str(RUN_ID), "nonce": b"x"}), "nonce"),
     ],
 )
 def test_malformed_or_foreign_challenge_is_refused(tmp_path: Path, challenge, why: str) -> None:

@@ -45,7 +45,7 @@ from flwr_stellar import (
 from flwr_stellar.client.mod import signing_mod
 from flwr_stellar.client.onboarding import onboarding_reply
 from flwr_stellar.protocol.challenge import CHALLENGE_RECORD
-from flwr_stellar.protocol.digest import SIGNATURE_RECORD
+from flwr_stellar.protocol.digest import DIGEST_VERSION, SIGNATURE_RECORD
 from flwr_stellar.protocol.terms import TERMS_RECORD
 from flwr_stellar.reasons import Reason
 
@@ -417,7 +417,7 @@ TRAIN_PAYLOADS = [
         after_signing=signature_field("signature", "s" * 64),
     ),
     Payload("version-str", R.UNKNOWN_VERSION, after_signing=signature_field("version", "1")),
-    Payload("version-2", R.UNKNOWN_VERSION, after_signing=signature_field("version", 2)),
+    Payload("version-3", R.UNKNOWN_VERSION, after_signing=signature_field("version", 3)),
     Payload(
         "address-garbage",
         R.MALFORMED_SIGNATURE,
@@ -434,7 +434,7 @@ TRAIN_PAYLOADS = [
     Payload(
         "signature-fields-missing",
         R.MALFORMED_SIGNATURE,
-        after_signing=add_record(SIGNATURE_RECORD, ConfigRecord({"version": 1})),
+        after_signing=add_record(SIGNATURE_RECORD, ConfigRecord({"version": DIGEST_VERSION})),
     ),
     Payload(
         "surrogate-in-a-key",

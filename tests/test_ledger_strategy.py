@@ -22,7 +22,7 @@ from flwr_stellar import (
 from flwr_stellar.client.mod import signing_mod
 from flwr_stellar.client.onboarding import onboarding_reply
 from flwr_stellar.protocol.digest import SIGNATURE_RECORD
-from flwr_stellar.protocol.terms import TERMS_RECORD, RewardTerms
+from flwr_stellar.protocol.terms import TERMS_RECORD, SignedTerms
 
 SCREENING = Screening(checks=default_checks({"centre_cosine": {"min_cosine": 0.0}}))
 INTAKE = IntakeSettings(max_num_examples=1000)
@@ -108,9 +108,11 @@ def test_bad_replies_are_rejected_with_reasons_and_honest_ones_paid(tmp_path, la
     ledger, anchorer = strategy.session.ledger, strategy.session.anchorer
     grid = FakeGrid(tmp_path, nodes=8)
     round1 = list(strategy.configure_train(1, GLOBAL, ConfigRecord(), grid))
-    terms = RewardTerms.from_record(round1[0].content[TERMS_RECORD])
+    terms = SignedTerms.from_record(round1[0].content[TERMS_RECORD]).terms
     assert terms.budget_stroops == strategy.budget and terms.scorer == "flat"
     assert terms.asset_issuer == strategy.session.treasury.issuer.public_key
+    assert terms.distributor == strategy.session.treasury.distributor.public_key
+    assert terms.run_id == RUN_ID and terms.num_rounds == 100
     r1_replies = [grid.deliver(m) for m in round1]
     arrays, metrics = strategy.aggregate_train(1, r1_replies)
     assert arrays is not None and metrics["replies_accepted"] == 8

@@ -63,7 +63,7 @@ def test_encoding_is_canonical_and_round_trips(m: RoundManifest, rnd) -> None:
     )
     assert shuffled.encode() == data and shuffled.hash() == m.hash()
     assert m.hash() == hashlib.sha256(data).hexdigest()
-    assert json.loads(data)["format"] == "flwr-stellar/round-manifest/v4"
+    assert json.loads(data)["format"] == "flwr-stellar/round-manifest/v5"
 
 
 def test_scorer_is_part_of_the_hash_and_v2_manifests_still_read() -> None:

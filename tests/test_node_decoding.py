@@ -20,7 +20,7 @@ from flwr_stellar.client.mod import SIGNING_REFUSED, signing_mod
 from flwr_stellar.client.onboarding import onboarding_reply
 from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE
 from flwr_stellar.protocol.challenge import CHALLENGE_RECORD
-from flwr_stellar.protocol.digest import SIGNATURE_RECORD
+from flwr_stellar.protocol.digest import DIGEST_VERSION, SIGNATURE_RECORD
 from flwr_stellar.protocol.onboarding import ONBOARD_RECORD, ONBOARD_TYPE, Terms, operations
 
 NONCE = b"\x05" * 32
@@ -38,7 +38,7 @@ def app(msg: Message, context) -> Message:
 def challenge(**changes: object) -> ConfigRecord:
     """A valid challenge record with some fields changed (None: removed)."""
     fields: dict = {
-        "version": 1,
+        "version": DIGEST_VERSION,
         "run-id": str(RUN_ID),
         "server-round": 1,
         "nonce": NONCE,

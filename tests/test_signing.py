@@ -146,7 +146,7 @@ def test_tampered_missing_and_malformed_signatures() -> None:
 
     assert verify_content(reply([np.ones(2)], {}), BINDING).reason == Reason.MISSING_SIGNATURE
     content = signed()
-    content[SIGNATURE_RECORD]["version"] = 2
+    content[SIGNATURE_RECORD]["version"] = 3
     assert verify_content(content, BINDING).reason == Reason.UNKNOWN_VERSION
     for key, value in (("signature", b"short"), ("address", "GNOTANADDRESS")):
         content = signed()

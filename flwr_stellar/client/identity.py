@@ -36,6 +36,7 @@ from flwr.common.logger import log
 from stellar_sdk import Keypair
 from stellar_sdk.exceptions import Ed25519PublicKeyInvalidError
 
+from flwr_stellar.client.journal import Journal
 from flwr_stellar.identity import keystore
 from flwr_stellar.identity.keystore import MasterSecret
 from flwr_stellar.identity.passphrase import DEFAULT_ENV, resolve_passphrase
@@ -158,6 +159,14 @@ class NodeSettings:
             Flower run id.
         """
         return derive_pseudonym(self.master(), run_id, self.federation)
+
+    def journal(self) -> Journal:
+        """The node's journal, beside its keystore (a development one included)."""
+        if self.keystore is not None:
+            return Journal.beside(self.keystore)
+        if self.dev_keystore:
+            return Journal.beside(self._dev_keystore())
+        raise IdentityUnavailableError("no keystore, so no journal beside it")
 
     def _dev_keystore(self) -> Path:
         path = (self.dev_keystore_dir / f"node-{self.label}.json").resolve()

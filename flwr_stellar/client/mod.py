@@ -4,23 +4,31 @@ Add it to any ClientApp: ``ClientApp(mods=[signing_mod])``. The secret stays on 
 keystore is unlocked once per process and only public data (address, signature) leaves. What the
 Mod needs to know comes from two places only: the node's ``--node-config`` (see
 :mod:`flwr_stellar.client.identity`) and the records the server attaches to the instruction
-(the challenge, with its nonce and strict flag). The app's run config is never read.
+(the challenge, with its nonce and strict flag; the run's signed terms; receipts for earlier
+rounds). The app's run config is never read.
+
+The Mod also keeps the node's journal (:mod:`flwr_stellar.client.journal`): the terms it
+accepted, each training reply it signed (written before the reply leaves) and every receipt,
+and it answers the server's end-of-run delivery of receipts itself, without calling the app.
 """
 
 from __future__ import annotations
 
 from logging import ERROR, WARNING
 
-from flwr.app import Context, Error, Message, MessageType
+from flwr.app import ConfigRecord, Context, Error, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.logger import log
 
+from flwr_stellar.client.evidence import accept_receipts, accept_terms, sent_entry
 from flwr_stellar.client.identity import IdentityUnavailableError, NodeSettings
 from flwr_stellar.identity import keystore
 from flwr_stellar.protocol.challenge import CHALLENGE_RECORD, Challenge
 from flwr_stellar.protocol.digest import Binding
 from flwr_stellar.protocol.errors import RecordError
+from flwr_stellar.protocol.receipts import DELIVERY_RECORD, RECEIPTS_RECORD
 from flwr_stellar.protocol.signature import sign_reply
+from flwr_stellar.protocol.terms import TERMS_RECORD
 from flwr_stellar.protocol.text import printable_note
 
 SIGNING_REFUSED = 4701  # Error.code of a refused instruction
@@ -72,6 +80,9 @@ def signing_mod(msg: Message, context: Context, call_next: ClientAppCallable) ->
         settings = NodeSettings.from_node_config(context.node_config, context.node_id)
     except IdentityUnavailableError as err:
         return refuse(msg, f"node identity unavailable: {err}")
+    run_id = msg.metadata.run_id
+    if DELIVERY_RECORD in msg.content and msg.metadata.message_type == MessageType.TRAIN:
+        return _delivery(msg, settings, run_id)
     if CHALLENGE_RECORD not in msg.content:
         if settings.require_challenge:
             return refuse(msg, "instruction carries no server nonce (require-challenge=true)")
@@ -80,25 +91,74 @@ def signing_mod(msg: Message, context: Context, call_next: ClientAppCallable) ->
         challenge = Challenge.from_record(msg.content[CHALLENGE_RECORD])
     except RecordError as err:
         return refuse(msg, str(err))
-    if challenge.run_id != msg.metadata.run_id:
+    if challenge.run_id != run_id:
         return refuse(msg, "server nonce is for another run")
+    if challenge.terms and TERMS_RECORD not in msg.content:
+        return refuse(msg, "the challenge announces terms the instruction does not carry")
     try:
-        pseudonym = settings.pseudonym(msg.metadata.run_id)
+        pseudonym = settings.pseudonym(run_id)
+        journal = settings.journal()
     except IDENTITY_ERRORS as err:
         if challenge.strict:
             return refuse(msg, f"node identity unavailable: {err}")
         log(WARNING, "flwr-stellar: replying unsigned (server not strict): %s", err)
         return call_next(msg, context)
+    try:
+        if challenge.terms:
+            accept_terms(journal, msg.content[TERMS_RECORD], challenge, run_id, settings.dlc_issuer)
+        if RECEIPTS_RECORD in msg.content:
+            _, refused = accept_receipts(journal, msg.content[RECEIPTS_RECORD], run_id)
+            _log_refused(refused)
+    except RecordError as err:
+        return refuse(msg, str(err))
+    except OSError as err:
+        return refuse(msg, f"cannot write the node's journal: {err}")
 
     reply = call_next(msg, context)
     if reply.has_error():
         return reply
     binding = Binding(
-        run_id=msg.metadata.run_id,
+        run_id=run_id,
         server_round=challenge.server_round,
         nonce=challenge.nonce,
         instruction_id=msg.metadata.message_id,
         message_type=msg.metadata.message_type,
+        terms=challenge.terms,
     )
-    sign_reply(reply.content, binding, pseudonym)
+    digest, signature = sign_reply(reply.content, binding, pseudonym)
+    if msg.metadata.message_type == MessageType.TRAIN:
+        entry = sent_entry(
+            run_id=run_id,
+            server_round=challenge.server_round,
+            instruction_id=msg.metadata.message_id,
+            pseudonym=pseudonym.public_key,
+            federation=settings.federation,
+            digest=digest,
+            signature=signature,
+            terms=challenge.terms,
+        )
+        try:
+            journal.append(entry)  # before the reply leaves: what was sent is never unrecorded
+        except OSError as err:
+            return refuse(msg, f"cannot write the node's journal: {err}")
     return reply
+
+
+def _delivery(msg: Message, settings: NodeSettings, run_id: int) -> Message:
+    """Answer the server's end-of-run delivery of receipts: journal them, acknowledge."""
+    try:
+        count, refused = accept_receipts(
+            settings.journal(), msg.content.get(RECEIPTS_RECORD), run_id
+        )
+        _log_refused(refused)
+    except RecordError as err:
+        return refuse(msg, str(err))
+    except (*IDENTITY_ERRORS, OSError) as err:
+        return refuse(msg, f"cannot write the node's journal: {err}")
+    ack = ConfigRecord({"version": 1, "journaled": count, "refused": len(refused)})
+    return Message(RecordDict({DELIVERY_RECORD: ack}), reply_to=msg)
+
+
+def _log_refused(refused: list[str]) -> None:
+    for reason in refused:
+        log(WARNING, "flwr-stellar: %s", printable_note(reason, REASON_LIMIT))

@@ -12,11 +12,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from flwr_stellar.files import write_atomic
+from flwr_stellar.protocol.canonical import canonical_json
 
-FORMAT = "flwr-stellar/round-manifest/v4"  # v4: each contribution's norm scale and trust
+FORMAT = "flwr-stellar/round-manifest/v5"  # v5: names the run's signed terms
+FORMAT_V4 = "flwr-stellar/round-manifest/v4"  # v4: each contribution's norm scale and trust
 FORMAT_V3 = "flwr-stellar/round-manifest/v3"  # v3: names the scorer and its parameters
 FORMAT_V2 = "flwr-stellar/round-manifest/v2"  # v2: names the paying distributor (still read)
 HEX64 = frozenset("0123456789abcdef")
@@ -73,12 +74,15 @@ class RoundManifest:
     # the scorer that priced the round: name, and for value scorers budget, seed, evaluations
     scoring: Mapping[str, str | int] = field(default_factory=dict)
     releases: tuple[Release, ...] = ()  # v4: the held-back rewards, in the run's last round
+    terms: str = ""  # v5: SHA-256 of the run's signed terms (RUN_DIR/terms/<hash>.json)
     format: str = field(default=FORMAT)
 
     def encode(self) -> bytes:
         """Canonical bytes: sorted keys, no whitespace, ints and strings only, rows sorted."""
         doc = asdict(self)
         doc["scoring"] = dict(self.scoring)
+        if self.format != FORMAT:  # an old manifest keeps its exact bytes
+            doc.pop("terms")
         if self.format in (FORMAT_V2, FORMAT_V3):  # an old manifest keeps its exact bytes
             doc.pop("releases")
             for c in doc["contributions"]:
@@ -119,7 +123,7 @@ class RoundManifest:
     def decode(cls, data: bytes) -> RoundManifest:
         try:
             doc = json.loads(data)
-            if doc.get("format") not in (FORMAT, FORMAT_V3, FORMAT_V2):
+            if doc.get("format") not in (FORMAT, FORMAT_V4, FORMAT_V3, FORMAT_V2):
                 raise ManifestError(f"unknown manifest format {doc.get('format')!r}")
             if not isinstance(doc.get("scoring", {}), dict):
                 raise ManifestError("scoring must be an object")
@@ -132,22 +136,6 @@ class RoundManifest:
         if manifest.encode() != data:
             raise ManifestError("manifest bytes are not in canonical form")
         return manifest
-
-
-def canonical_json(doc: Any) -> bytes:
-    _check_types(doc)
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def _check_types(value: Any) -> None:
-    if isinstance(value, float):
-        raise TypeError("manifests hold no floats (their text form is not canonical)")
-    if isinstance(value, Mapping):
-        for v in value.values():
-            _check_types(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            _check_types(v)
 
 
 class ManifestStore:

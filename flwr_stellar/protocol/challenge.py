@@ -18,6 +18,7 @@ from flwr_stellar.protocol.text import parse_decimal, shown
 
 CHALLENGE_RECORD = "flwr-stellar.challenge"  # the instruction's ConfigRecord with the nonce
 NONCE_BYTES = 32
+TERMS_HASH_BYTES = 32
 RUN_ID_BOUND = 2**64  # Flower run ids are uint64
 ROUND_BOUND = 2**63  # a round number fits a (signed) int64 on the wire
 
@@ -39,6 +40,9 @@ class Challenge:
         the instruction instead of training for nothing.
     version : int
         Digest version the node must sign with.
+    terms : bytes
+        SHA-256 of the run's signed terms sent beside the challenge (empty: none sent). A
+        node refuses an instruction whose terms record is missing or hashes otherwise.
     """
 
     run_id: int
@@ -46,15 +50,20 @@ class Challenge:
     nonce: bytes
     strict: bool = True
     version: int = DIGEST_VERSION
+    terms: bytes = b""
 
     def __post_init__(self) -> None:
         if len(self.nonce) != NONCE_BYTES:
             raise RecordError(f"challenge nonce must be {NONCE_BYTES} bytes, got {len(self.nonce)}")
+        if len(self.terms) not in (0, TERMS_HASH_BYTES):
+            raise RecordError(f"challenge terms hash must be {TERMS_HASH_BYTES} bytes or empty")
 
     @classmethod
-    def fresh(cls, run_id: int, server_round: int, strict: bool = True) -> Challenge:
+    def fresh(
+        cls, run_id: int, server_round: int, strict: bool = True, terms: bytes = b""
+    ) -> Challenge:
         """A new challenge with a nonce from the OS's CSPRNG."""
-        return cls(run_id, server_round, secrets.token_bytes(NONCE_BYTES), strict)
+        return cls(run_id, server_round, secrets.token_bytes(NONCE_BYTES), strict, terms=terms)
 
     def to_record(self) -> ConfigRecord:
         return ConfigRecord(
@@ -64,6 +73,7 @@ class Challenge:
                 "server-round": self.server_round,
                 "nonce": self.nonce,
                 "strict": self.strict,
+                "terms": self.terms,
             }
         )
 
@@ -95,4 +105,7 @@ class Challenge:
             )
         if not isinstance(strict, bool):
             raise RecordError("malformed strict flag")
-        return cls(run_id, server_round, nonce, strict, DIGEST_VERSION)
+        terms = record.get("terms", b"")
+        if not isinstance(terms, bytes) or len(terms) not in (0, TERMS_HASH_BYTES):
+            raise RecordError(f"malformed terms hash (expected {TERMS_HASH_BYTES} bytes or none)")
+        return cls(run_id, server_round, nonce, strict, DIGEST_VERSION, terms)

@@ -1,9 +1,10 @@
 """Canonical digest of a reply's records, bound to its run, round, nonce and instruction.
 
-Digest v1 = SHA-256 over length-prefixed frames, in this order:
+Digest v2 = SHA-256 over length-prefixed frames, in this order:
 
-    domain "flwr-stellar/reply/v1"
-    run id, server round, server nonce, instruction message id, message type
+    domain "flwr-stellar/reply/v2"
+    run id, server round, server nonce, instruction message id, message type,
+    the SHA-256 of the run's signed terms (empty when the server sent none)
     for each record of the reply, sorted by record name (the signature record excluded):
         kind (A/M/C) and name, then
         ArrayRecord:  per array, in the record's own order: key, dtype, shape, stype,
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-DIGEST_VERSION = 1
-DOMAIN = b"flwr-stellar/reply/v1"
+DIGEST_VERSION = 2  # v2: binds the hash of the run's signed terms
+DOMAIN = b"flwr-stellar/reply/v2"
 SIGNATURE_RECORD = "flwr-stellar.signature"  # the reply's ConfigRecord carrying the signature
 
 
@@ -45,6 +46,9 @@ class Binding:
         Flower message id of the instruction.
     message_type : str
         ``train`` or ``evaluate``.
+    terms : bytes
+        SHA-256 of the run's signed terms the node accepted (empty when the server sent none):
+        a reply is an answer under those terms and no others.
     """
 
     run_id: int
@@ -52,6 +56,7 @@ class Binding:
     nonce: bytes
     instruction_id: str
     message_type: str
+    terms: bytes = b""
 
 
 class _Framer:
@@ -124,6 +129,7 @@ def reply_digest(content: RecordDict, binding: Binding) -> bytes:
     f.text(str(binding.run_id), str(binding.server_round))
     f.frame(binding.nonce)
     f.text(binding.instruction_id, binding.message_type)
+    f.frame(binding.terms)
     for name in sorted(content.keys()):
         if name == SIGNATURE_RECORD:
             continue

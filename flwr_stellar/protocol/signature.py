@@ -65,6 +65,7 @@ class SignatureRecord:
                 "nonce": b.nonce,
                 "instruction-id": b.instruction_id,
                 "message-type": b.message_type,
+                "terms": b.terms,
             }
         )
 
@@ -87,6 +88,7 @@ class SignatureRecord:
             record.get("nonce"),
         )
         instruction_id, message_type = record.get("instruction-id"), record.get("message-type")
+        terms = record.get("terms", b"")
         run_number = parse_decimal(run_id, RUN_ID_BOUND)  # '١١'.isdigit(), but it is not 11
         if run_number is None:
             raise RecordError(f"run-id {shown(run_id)} is not ASCII decimal text")
@@ -96,9 +98,10 @@ class SignatureRecord:
             or not isinstance(nonce, bytes)
             or not isinstance(instruction_id, str)
             or not isinstance(message_type, str)
+            or not isinstance(terms, bytes)
         ):
             raise RecordError("binding fields malformed")
-        binding = Binding(run_number, server_round, nonce, instruction_id, message_type)
+        binding = Binding(run_number, server_round, nonce, instruction_id, message_type, terms)
         return cls(address, signature, binding)
 
 
@@ -114,18 +117,22 @@ class Verdict:
         None when the reply verified.
     detail : str
         Human-readable particulars for the log.
+    digest : str
+        The reply's digest (hex) under the expected binding, when it was computed (the
+        signature was checked): what the server's receipt for the reply cites.
     """
 
     pseudonym: str | None
     reason: Reason | None = None
     detail: str = ""
+    digest: str = ""
 
     @property
     def ok(self) -> bool:
         return self.reason is None
 
 
-def sign_reply(content: RecordDict, binding: Binding, keypair: Keypair) -> None:
+def sign_reply(content: RecordDict, binding: Binding, keypair: Keypair) -> tuple[bytes, bytes]:
     """Add the signature record to ``content`` in place.
 
     Parameters
@@ -136,9 +143,16 @@ def sign_reply(content: RecordDict, binding: Binding, keypair: Keypair) -> None:
         The instruction being answered.
     keypair : Keypair
         The pseudonym; its secret never leaves this call.
+
+    Returns
+    -------
+    tuple[bytes, bytes]
+        The digest signed and the signature (what the node's journal keeps).
     """
-    signature = keypair.sign(reply_digest(content, binding))
+    digest = reply_digest(content, binding)
+    signature = keypair.sign(digest)
     content[SIGNATURE_RECORD] = SignatureRecord(keypair.public_key, signature, binding).to_record()
+    return digest, signature
 
 
 def verify_content(content: RecordDict, expected: Binding) -> Verdict:
@@ -170,16 +184,19 @@ def verify_content(content: RecordDict, expected: Binding) -> Verdict:
         (Reason.WRONG_NONCE, "nonce", got.nonce, expected.nonce),
         (Reason.WRONG_INSTRUCTION, "instruction-id", got.instruction_id, expected.instruction_id),
         (Reason.WRONG_MESSAGE_TYPE, "message-type", got.message_type, expected.message_type),
+        (Reason.WRONG_TERMS, "terms", got.terms.hex(), expected.terms.hex()),
     )
     for reason, key, value, want in checks:
         if value != want:
             # the node's value, bounded: a 1 MB instruction id must not become a 1 MB log line
             return Verdict(address, reason, f"{key} is {shown(value)}, expected {shown(want)}")
+    digest = reply_digest(content, expected)
     try:
-        public.verify(reply_digest(content, expected), record.signature)
+        public.verify(digest, record.signature)
     except BadSignatureError:
-        return Verdict(address, Reason.BAD_SIGNATURE, "signature does not match the records")
-    return Verdict(address)
+        detail = "signature does not match the records"
+        return Verdict(address, Reason.BAD_SIGNATURE, detail, digest.hex())
+    return Verdict(address, digest=digest.hex())
 
 
 def verify_reply(
@@ -190,6 +207,7 @@ def verify_reply(
     nonce: bytes,
     instruction_id: str | None = None,
     message_type: str | None = None,
+    terms: bytes = b"",
 ) -> Verdict:
     """Verify a reply Message against the instruction the server sent.
 
@@ -203,6 +221,8 @@ def verify_reply(
         Defaults to the id the reply claims to answer (the SuperLink sets it).
     message_type : str, optional
         Defaults to the reply's own type.
+    terms : bytes
+        SHA-256 of the signed terms the server sent with the instruction (empty: none).
     """
     if reply.has_error():
         return Verdict(None, Reason.ERROR_REPLY, f"node replied with error {reply.error.code}")
@@ -212,6 +232,7 @@ def verify_reply(
         nonce=nonce,
         instruction_id=instruction_id or reply.metadata.reply_to_message_id,
         message_type=message_type or reply.metadata.message_type,
+        terms=terms,
     )
     if reply.metadata.run_id != run_id:
         return Verdict(None, Reason.WRONG_RUN, f"message run {reply.metadata.run_id}")
