@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_flwr_run)
 
     from flwr_stellar.audit.cli import add_audit_parser, add_round_parser
+    from flwr_stellar.audit.node_check import add_node_parser
     from flwr_stellar.deploy.cli import add_deploy_parser
     from flwr_stellar.identity.cli import add_keys_parser
     from flwr_stellar.ledger.cli import add_ledger_parser
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_parser(sub)
     add_round_parser(add_ledger_parser(sub))  # `ledger round` reads manifests: audit's to add
     add_audit_parser(sub)
+    add_node_parser(sub)
     add_report_parser(sub)
     add_payouts_parser(sub)
     add_deploy_parser(sub)

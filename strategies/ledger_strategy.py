@@ -29,7 +29,6 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
-from flwr_stellar.files import write_atomic
 from flwr_stellar.ledger.amounts import format_amount, stroops_to_units
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.amounts import split_budget
@@ -37,6 +36,7 @@ from flwr_stellar.payments.manifest import Contribution, Rejection, Release, Rou
 from flwr_stellar.payments.onboarding import Onboarder
 from flwr_stellar.payments.session import PaymentSession, PayoutReport
 from flwr_stellar.payments.settings import RewardSettings
+from flwr_stellar.payments.terms_store import save_terms
 from flwr_stellar.protocol.digest import array_record_hash
 from flwr_stellar.protocol.onboarding import Terms
 from flwr_stellar.protocol.terms import TERMS_RECORD, RewardTerms, SignedTerms
@@ -634,16 +634,3 @@ class LedgerStrategy(PipelineStrategy):
             self.config.reputation,
         )
         self.inner.summary()
-
-
-TERMS_DIR = "terms"  # a run folder's signed terms: terms/<sha256>.json and <sha256>.sig
-
-
-def save_terms(run_dir: Path, signed: SignedTerms) -> Path:
-    """Write the signed terms beside the manifests, content-addressed like them."""
-    folder = run_dir / TERMS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{signed.digest}.json"
-    write_atomic(path, signed.signed.data)
-    write_atomic(path.with_suffix(".sig"), signed.signed.signature.hex().encode() + b"\n")
-    return path

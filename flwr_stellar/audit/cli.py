@@ -20,6 +20,7 @@ def run_audit_for(
     url: str | None = None,
     network_passphrase: str = "",
     model: Path | None = None,
+    evidence: Path | None = None,
 ) -> list[AuditReport]:
     """Audit ``run_dir`` against its ledger; defaults: ``run_dir/ledger.db`` and
     ``run_dir/model.pt`` when they exist.
@@ -34,6 +35,8 @@ def run_audit_for(
         The network's passphrase (Horizon) or an override (file).
     model : Path, optional
         The final model file.
+    evidence : Path, optional
+        A folder of node journals to hold against the manifests.
     """
     if db is None and url is None:
         db = run_dir / "ledger.db"
@@ -42,7 +45,7 @@ def run_audit_for(
     ledger = open_existing(db, url, network_passphrase)
     try:
         verify = ledger.verify_chain if isinstance(ledger, EmbeddedLedger) else None
-        return audit_run(run_dir, ledger, model_file=model, verify_chain=verify)
+        return audit_run(run_dir, ledger, model_file=model, verify_chain=verify, evidence=evidence)
     finally:
         ledger.close()
 
@@ -54,6 +57,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         url=args.ledger,
         network_passphrase=args.network_passphrase,
         model=args.model,
+        evidence=args.evidence,
     )
     for report in reports:
         print(report.render())
@@ -76,6 +80,13 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     where.add_argument("--ledger", metavar="URL", help="Horizon URL of the ledger")
     p.add_argument("--network-passphrase", default="", help="for --ledger (default: embedded)")
     p.add_argument("--model", type=Path, help="final model file (default RUN_DIR/model.pt)")
+    p.add_argument(
+        "--evidence",
+        type=Path,
+        metavar="DIR",
+        help="node journals (*.journal, searched recursively): every reply a node sent must "
+        "have a receipt that agrees with the manifests",
+    )
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the findings as JSON")
     p.set_defaults(func=cmd_audit)
 

@@ -6,11 +6,20 @@ without it showing. Per round it checks:
 
 ``manifest-file``
     the file's SHA-256 is its name and the bytes are a canonical manifest;
+``terms``
+    the run's signed terms (``RUN_DIR/terms/``) are signed by the distributor every manifest
+    names, are the terms every manifest cites, and set each round's budget and asset;
 ``chain``
-    rounds 1..N each have exactly one manifest, each naming the previous one's hash;
+    rounds 1..N each have exactly one manifest, each naming the previous one's hash; with
+    signed terms, N is the number of rounds they promise (a missing round is named);
 ``budget``
     payouts and held-back shares are >= 0 and sum to at most the round's budget; releases
     (the last round's) pay out at most what earlier rounds held back;
+``split``
+    each round's payouts and held-back shares are exactly the budget split of the manifest's
+    own scores (largest remainder, as the server splits), the last round's releases exactly
+    the split of everything held by held x trust; for counting scorers (``flat``,
+    ``num-examples``) each score is recomputed from the claims and the stated trust;
 ``model-link``
     the model after round r is the model before round r+1; the last one is the model file;
 ``anchor``
@@ -19,12 +28,19 @@ without it showing. Per round it checks:
     the payments under that memo are exactly the manifest's payouts and releases (pseudonym,
     asset, amount), each once: nothing missing, extra or duplicated;
 
-and, for an embedded ledger, ``ledger-chain``: every header hash re-derives.
+``evidence`` (with node journals, ``audit RUN_DIR --evidence DIR``)
+    every training reply a node journaled as sent has a receipt signed by the distributor,
+    the receipt names the round's manifest and agrees with it (a contribution paid as the
+    receipt says, or a rejection with the receipt's reason), a ``bad-signature`` receipt does
+    not cite a digest the node's own signature verifies over, and the node accepted the terms
+    the manifests cite; a reply without a receipt is reported as unacknowledged;
+
+and, for an embedded ledger, ``ledger-chain``: every header hash re-derives. What this cannot
+re-derive is in :mod:`flwr_stellar.audit.evidence`.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -35,12 +51,32 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from flwr_stellar.audit.evidence import (
+    contradictions,
+    journals_under,
+    read_anchors,
+    run_evidence,
+)
 from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import Ledger
-from flwr_stellar.ledger.decode import PaymentOp, decode_envelope, iter_transactions
+from flwr_stellar.payments.amounts import split_budget
 from flwr_stellar.payments.manifest import MANIFEST_DIR, RoundManifest, scan_manifests
+from flwr_stellar.payments.terms_store import load_terms
+from flwr_stellar.protocol.errors import RecordError
+from flwr_stellar.protocol.terms import SignedTerms
 
-CHECKS = ("manifest-file", "chain", "budget", "model-link", "anchor", "payouts")
+CHECKS = (
+    "manifest-file",
+    "terms",
+    "chain",
+    "budget",
+    "split",
+    "model-link",
+    "anchor",
+    "payouts",
+    "evidence",
+)
+COUNTING = {"flat": lambda c: 1, "num-examples": lambda c: max(0, c.num_examples)}
 
 
 @dataclass(frozen=True)
@@ -163,22 +199,184 @@ def _read_manifests(directory: Path, reports: dict[int | None, AuditReport]) -> 
     return manifests
 
 
+def _check_terms(
+    report: AuditReport, run_dir: Path, manifests: list[RoundManifest]
+) -> SignedTerms | None:
+    """The ``terms`` check; the verified terms when the manifests cite sound ones."""
+    cited = {m.terms for m in manifests}
+    if cited == {""}:
+        report.add("terms", None, True, "manifests before format v5 cite no signed terms")
+        return None
+    if len(cited) != 1:
+        report.add("terms", None, False, f"manifests cite {len(cited)} different terms")
+        return None
+    (digest,) = cited
+    try:
+        signed = load_terms(run_dir, digest)
+    except RecordError as err:
+        report.add("terms", None, False, f"terms {digest[:16]}…: {err}")
+        return None
+    t = signed.terms
+    problems = []
+    if {m.distributor for m in manifests} != {t.distributor}:
+        problems.append(f"signed by {t.distributor}, manifests name another distributor")
+    if report.run_id is not None and t.run_id != report.run_id:
+        problems.append(f"terms of run {t.run_id}")
+    report.add(
+        "terms",
+        None,
+        not problems,
+        "; ".join(problems)
+        or f"signed by the distributor: {t.num_rounds} rounds, "
+        f"{format_amount(t.budget_stroops)} {t.asset_code} a round "
+        f"({format_amount(t.held_stroops)} held), scorer {t.scorer}",
+    )
+    if problems:
+        return None
+    for m in manifests:
+        asset = f"{t.asset_code}:{t.asset_issuer}"
+        wrong = [
+            f"{name} {got}, the signed terms say {want}"
+            for name, got, want in (
+                ("budget", m.budget, t.budget_stroops),
+                ("asset", m.asset, asset),
+                ("settings", m.config_hash, t.settings_hash),
+            )
+            if got != want
+        ]
+        report.add("terms", m.server_round, not wrong, "; ".join(wrong) or "as signed")
+    return signed
+
+
+def _check_split(
+    report: AuditReport, chosen: dict[int, RoundManifest], terms: SignedTerms | None
+) -> None:
+    """The ``split`` check: payouts, held shares and releases re-derived from the scores."""
+    held_total: dict[str, int] = defaultdict(int)
+    for r, m in sorted(chosen.items()):
+        payable = {c.pseudonym: c.score for c in m.contributions if not c.note}
+        if terms is not None:
+            held_budget = terms.terms.held_stroops if any(payable.values()) else 0
+        else:
+            held_budget = m.total_held  # before v5 the held fraction was not stated
+        problems = []
+        if held_budget > m.budget or any(s < 0 for s in payable.values()):
+            problems.append("held share or scores out of range")
+        else:
+            payouts = split_budget(m.budget - held_budget, payable)
+            held = split_budget(held_budget, payable)
+            for c in m.contributions:
+                want = (payouts.get(c.pseudonym, 0), held.get(c.pseudonym, 0))
+                if (c.payout, c.held) != want:
+                    problems.append(
+                        f"{c.pseudonym} paid {c.payout} held {c.held}, its score gives "
+                        f"{want[0]} and {want[1]}"
+                    )
+        count = COUNTING.get(str(m.scoring.get("name", "")))
+        if count is not None and "failed" not in m.scoring:
+            problems += [
+                f"{c.pseudonym} scored {c.score}, its claim gives {count(c) * c.reputation_ppm}"
+                for c in m.contributions
+                if c.score != count(c) * c.reputation_ppm
+            ]
+        for c in m.contributions:
+            held_total[c.pseudonym] += c.held
+        if m.releases or (terms is not None and r == terms.terms.num_rounds):
+            problems += _release_problems(m, held_total)
+        report.add(
+            "split",
+            r,
+            not problems,
+            "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+            or "payouts and held shares are the exact split of the scores"
+            + (" (scores recomputed from the claims)" if count is not None else ""),
+        )
+
+
+def _release_problems(m: RoundManifest, held_total: dict[str, int]) -> list[str]:
+    pool = sum(held_total.values())
+    owed = {p for p, amount in held_total.items() if amount > 0}
+    released = {x.pseudonym: x for x in m.releases}
+    if not m.releases:
+        return [f"{format_amount(pool)} held back, never released"] if pool else []
+    if set(released) != owed:
+        return [f"releases name {sorted(released)}, held shares belong to {sorted(owed)}"]
+    want = split_budget(pool, {p: held_total[p] * x.reputation_ppm for p, x in released.items()})
+    return [
+        f"release to {p} is {x.amount}, held x trust gives {want[p]}"
+        for p, x in released.items()
+        if x.amount != want[p]
+    ]
+
+
+def _check_evidence(
+    report: AuditReport,
+    chosen: dict[int, RoundManifest],
+    terms: SignedTerms | None,
+    evidence: Path,
+) -> None:
+    """The ``evidence`` check: every node journal under ``evidence`` against the manifests."""
+    journals = journals_under(evidence)
+    if not journals:
+        report.add("evidence", None, False, f"no node journal (*.journal) under {evidence}")
+        return
+    assert report.run_id is not None
+    nodes = 0
+    for path in journals:
+        found = run_evidence(path, report.run_id)
+        if found.terms is None and not found.sent:
+            continue  # this node was not in the run
+        nodes += 1
+        if terms is not None and (found.terms is None or found.terms.digest != terms.digest):
+            report.add(
+                "evidence",
+                None,
+                False,
+                f"{path.name}: the node accepted other terms than the manifests cite",
+            )
+        for sent in found.sent:
+            receipt = found.receipt_for(sent)
+            r = sent.server_round
+            if receipt is None:
+                report.add(
+                    "evidence",
+                    r,
+                    False,
+                    f"{sent.who}: reply {sent.digest[:16]}… unacknowledged (no receipt)",
+                )
+                continue
+            problems = contradictions(receipt, chosen.get(r), sent)
+            agreed = f"receipt {receipt.status}, as manifested"
+            report.add("evidence", r, not problems, f"{sent.who}: {'; '.join(problems) or agreed}")
+    report.add("evidence", None, True, f"{nodes} node journal(s) of this run read")
+
+
 def _check_run(
     report: AuditReport,
     manifests: list[RoundManifest],
     ledger: Ledger,
     model_hash: str | None,
+    run_dir: Path | None = None,
+    evidence: Path | None = None,
 ) -> None:
+    terms = _check_terms(report, run_dir, manifests) if run_dir is not None else None
     by_round: dict[int, list[RoundManifest]] = defaultdict(list)
     for m in manifests:
         by_round[m.server_round].append(m)
     report.rounds = sorted(by_round)
     last = max(by_round)
+    if terms is not None:
+        promised = terms.terms.num_rounds
+        for r in sorted(x for x in by_round if x > promised):
+            report.add("chain", r, False, f"the signed terms promise {promised} rounds")
+        last = max(last, promised)
     chosen: dict[int, RoundManifest] = {}
     for r in range(1, last + 1):
         found = by_round.get(r, [])
         if len(found) != 1:
             what = "no manifest" if not found else f"{len(found)} manifests claim this round"
+            if not found and terms is not None:
+                what += f" (the signed terms promise {terms.terms.num_rounds} rounds)"
             report.add("chain", r, False, what + ": " + ", ".join(m.hash()[:16] for m in found))
             if r not in report.rounds:
                 report.rounds.append(r)
@@ -245,7 +443,10 @@ def _check_run(
             if ok
             else f"final model file hashes to {model_hash}, manifest says {final.model_after}",
         )
+    _check_split(report, chosen, terms)
     _check_ledger(report, chosen, ledger)
+    if evidence is not None:
+        _check_evidence(report, chosen, terms, evidence)
 
 
 def _check_ledger(report: AuditReport, chosen: dict[int, RoundManifest], ledger: Ledger) -> None:
@@ -255,22 +456,8 @@ def _check_ledger(report: AuditReport, chosen: dict[int, RoundManifest], ledger:
         return
     (distributor,) = distributors
     wanted = {m.hash(): r for r, m in chosen.items()}
-    anchors: dict[str, list[str]] = defaultdict(list)
-    paid: dict[str, Counter[PaymentOp]] = defaultdict(Counter)
-    foreign: dict[str, list[str]] = defaultdict(list)
-    for record in iter_transactions(ledger, distributor):
-        if record.memo_type != "hash" or not record.memo or not record.successful:
-            continue
-        memo = base64.b64decode(record.memo).hex()
-        if memo not in wanted:
-            continue
-        source, payments, others = decode_envelope(record)
-        if source != distributor:
-            foreign[memo].append(f"transaction {record.hash} from {source}")
-            continue
-        anchors[memo].append(record.hash)
-        paid[memo].update(payments)
-        foreign[memo].extend(f"{o} in {record.hash}" for o in others)
+    found = read_anchors(ledger, distributor, wanted)
+    anchors, paid, foreign = found.transactions, found.paid, found.foreign
     for digest, r in sorted(wanted.items(), key=lambda kv: kv[1]):
         m = chosen[r]
         if not anchors[digest]:
@@ -314,6 +501,7 @@ def audit_run(
     *,
     model_file: Path | None = None,
     verify_chain: Callable[[], int] | None = None,
+    evidence: Path | None = None,
 ) -> list[AuditReport]:
     """Audit every run whose manifests are in ``run_dir/manifests``.
 
@@ -327,6 +515,9 @@ def audit_run(
         The final model (``torch.save`` of a state dict); checked against the last manifest.
     verify_chain : callable, optional
         The embedded ledger's header-chain verification (raises when broken).
+    evidence : Path, optional
+        A folder of node journals (``*.journal``, searched recursively): the ``evidence``
+        check holds each against the manifests.
 
     Returns
     -------
@@ -346,7 +537,7 @@ def audit_run(
         runs[m.run_id].append(m)
     for run_id, run_manifests in sorted(runs.items()):
         report = reports.setdefault(run_id, AuditReport(run_id))
-        _check_run(report, run_manifests, ledger, model_hash)
+        _check_run(report, run_manifests, ledger, model_hash, run_dir, evidence)
     if not runs:
         reports.setdefault(None, AuditReport(None)).add(
             "manifest-file", None, False, f"no readable manifest in {directory}"
