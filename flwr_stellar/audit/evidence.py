@@ -194,6 +194,14 @@ def contradictions(receipt: Receipt, manifest: RoundManifest | None, sent: SentR
         reasons = [r.reason for r in manifest.rejections if r.pseudonym in (sent.pseudonym, "")]
         if receipt.reason not in reasons:
             problems.append(f"rejected ({receipt.reason}) by its receipt, not in the manifest")
+    return problems + receipt_disputes(receipt, sent)
+
+
+def receipt_disputes(receipt: Receipt, sent: SentReply) -> list[str]:
+    """What the node's own record refutes in a receipt, without any manifest: a reply called
+    ``bad-signature`` although the node's signature over the very digest the receipt cites
+    verifies, or a receipt citing another digest than the node sent."""
+    problems = []
     if receipt.reason == Reason.BAD_SIGNATURE and sent.signature_verifies():
         problems.append(
             "called bad-signature, but the node's signature over the digest the receipt cites "

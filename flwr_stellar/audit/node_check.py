@@ -21,7 +21,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from flwr_stellar.audit.evidence import RunEvidence, contradictions, read_anchors, run_evidence
+from flwr_stellar.audit.evidence import (
+    RunEvidence,
+    contradictions,
+    read_anchors,
+    receipt_disputes,
+    run_evidence,
+)
 from flwr_stellar.client.journal import Journal, journal_path
 from flwr_stellar.identity import derive_pseudonym, keystore
 from flwr_stellar.identity.passphrase import DEFAULT_ENV, resolve_passphrase
@@ -152,6 +158,8 @@ def _check_run(
                 )
         if run_dir is not None:
             problems += contradictions(receipt, manifests.get(r), sent)
+        else:
+            problems += receipt_disputes(receipt, sent)
         detail = "; ".join(problems) or (
             f"{receipt.status}{' (' + receipt.reason + ')' if receipt.reason else ''}, "
             f"paid {format_amount(receipt.payout)} {terms.asset_code} as the receipt says"
