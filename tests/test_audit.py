@@ -17,6 +17,7 @@ from flwr_stellar.app.models import build_model
 from flwr_stellar.app.simulation import run_app_simulation
 from flwr_stellar.audit.cli import run_audit_for
 from flwr_stellar.cli import main
+from flwr_stellar.client.identity import DEV_PASSPHRASE
 from flwr_stellar.identity import keystore
 from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.embedded import EmbeddedLedger
@@ -78,6 +79,23 @@ def test_honest_run_passes_on_the_file_and_through_ledger_serve(honest_run: Path
     with serve_ledger(served) as url:
         (report,) = run_audit_for(honest_run, url=url)
     assert report.passed, report.render()
+
+
+def test_honest_run_passes_with_the_nodes_evidence_and_every_node_check(
+    honest_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evidence = honest_run / "keystores"
+    (report,) = run_audit_for(honest_run, evidence=evidence)
+    assert report.passed, report.render()
+    judged = [f for f in report.findings if f.check == "evidence" and f.server_round]
+    assert len(judged) == 5 * 3  # every node's reply of every round, the attacker's included
+    assert any("receipt rejected" in f.detail for f in judged)  # the NaN node was told why
+    terms = [f for f in report.findings if f.check == "terms"]
+    assert terms and all(f.ok for f in terms)
+    monkeypatch.setenv("FLWR_STELLAR_PASSPHRASE", DEV_PASSPHRASE)
+    for node in sorted(evidence.glob("node-*.json")):
+        code = main(["node", "check", str(node), "--db", str(honest_run / "ledger.db")])
+        assert code == 0, capsys.readouterr().out
 
 
 def test_manifest_edited_by_one_byte(run_copy: Path) -> None:

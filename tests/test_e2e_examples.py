@@ -2,12 +2,14 @@
 run through `flwr run` on a local simulation federation, and the ledger agrees with them."""
 
 import base64
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from flwr_stellar.audit.cli import run_audit_for
 from flwr_stellar.client.identity import DEV_PASSPHRASE, default_home
 from flwr_stellar.flwr_run import local_superlink_pids
 from flwr_stellar.identity import derive_pseudonym, keystore
@@ -18,6 +20,7 @@ from flwr_stellar.payments.treasury import DEV_TREASURY_PASSPHRASE, Treasury
 pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CHECK = [sys.executable, "-m", "flwr_stellar.cli", "node", "check"]
 NODES, ROUNDS = 4, 2
 
 
@@ -86,3 +89,19 @@ def test_example_app_is_paid_through_flwr_run(tmp_path: Path, example: str) -> N
         assert ledger.verify_chain() >= 2 * ROUNDS  # raises if a header hash is broken
     finally:
         ledger.close()
+    # both sides check the other: the nodes' journals against the run, each node's receipts
+    # against the ledger
+    evidence = home / "dev-keystores"
+    (report,) = run_audit_for(out, evidence=evidence)
+    assert report.passed, report.render()
+    assert any(f.check == "evidence" and f.ok and f.server_round for f in report.findings)
+    for i in range(NODES):
+        check = [*CHECK, str(evidence / f"node-{i}.json"), "--db", str(out / "ledger.db")]
+        done = subprocess.run(
+            [*check, "--run-id", str(run_id), "--run-dir", str(out)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "FLWR_STELLAR_PASSPHRASE": DEV_PASSPHRASE},
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr

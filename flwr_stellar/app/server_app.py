@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from logging import INFO
 from pathlib import Path
 from typing import TypeGuard
@@ -43,9 +45,11 @@ def wrap_strategy(cfg: AppConfig, inner: Strategy, out: Path) -> Strategy:
     checking = ServerValidation(cfg, s.validation_examples) if data_checks else None
     if cfg.ledger.enabled:
         pricing = ServerValidation(cfg) if cfg.reward.scorer not in COUNTING else None
+        used = [v for v in (pricing, checking) if v is not None]
+        config = replace(cfg.plugin_config(out, checking), validation_hash=validation_hash(used))
         return LedgerStrategy.wrap(
             inner,
-            config=cfg.plugin_config(out, checking),
+            config=config,
             validation=pricing,
             validation_gradient=pricing.gradient if pricing is not None else None,
         )
@@ -58,6 +62,21 @@ def wrap_strategy(cfg: AppConfig, inner: Strategy, out: Path) -> Strategy:
     if cfg.identity.enabled:
         return VerifiedStrategy(inner, strict=cfg.identity.strict, intake=cfg.intake_settings())
     return inner
+
+
+def validation_hash(validations: list[ServerValidation]) -> str:
+    """SHA-256 over the examples and labels the server prices or checks updates with: the
+    signed terms commit to it, so the data cannot change within the run without it showing
+    (``""`` when the server uses none)."""
+    if not validations:
+        return ""
+    digest = hashlib.sha256(b"flwr-stellar/validation/v1")
+    for validation in validations:
+        for tensor in (validation.data.x, validation.data.y):
+            values = tensor.detach().cpu().contiguous().numpy()
+            digest.update(f"{values.dtype}{values.shape}".encode())
+            digest.update(values.tobytes())
+    return digest.hexdigest()
 
 
 def _scalar(value: object) -> TypeGuard[int | float]:

@@ -80,6 +80,7 @@ def check_node(
     *,
     master: keystore.MasterSecret | None = None,
     run_dir: Path | None = None,
+    run_id: int | None = None,
 ) -> NodeReport:
     """Check every run in a node's journal against the ledger (and a run folder).
 
@@ -93,13 +94,15 @@ def check_node(
         The node's unlocked keystore: each journaled pseudonym must derive from it.
     run_dir : Path, optional
         The run's published folder: each receipt must agree with its round's manifest.
+    run_id : int, optional
+        Check this run only (a journal holds every run of the node, paid on many ledgers).
     """
     report = NodeReport(journal.path)
-    runs = journal.runs()
+    runs = [r for r in journal.runs() if run_id is None or r == run_id]
     if not runs:
-        report.add(0, None, False, f"{journal.path} holds no run")
-    for run_id in runs:
-        _check_run(report, run_id, run_evidence(journal.path, run_id), ledger, master, run_dir)
+        report.add(run_id or 0, None, False, f"{journal.path} holds no such run")
+    for run in runs:
+        _check_run(report, run, run_evidence(journal.path, run), ledger, master, run_dir)
     return report
 
 
@@ -264,7 +267,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     master = keystore.load(args.keystore, passphrase)
     ledger = open_existing(args.db, args.ledger, args.network_passphrase)
     try:
-        report = check_node(journal, ledger, master=master, run_dir=args.run_dir)
+        report = check_node(
+            journal, ledger, master=master, run_dir=args.run_dir, run_id=args.run_id
+        )
     finally:
         ledger.close()
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.render())
@@ -285,7 +290,8 @@ def add_node_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         p.add_argument("keystore", type=Path, help="the node's keystore (its journal is beside)")
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.set_defaults(func=func)
-        return p
+        parser: argparse.ArgumentParser = p
+        return parser
 
     verb("runs", cmd_runs, "list the runs in the node's journal")
     show = verb("show", cmd_show, "every reply of one run and its receipt")
@@ -297,6 +303,7 @@ def add_node_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     where.add_argument("--db", type=Path, help="embedded ledger file")
     where.add_argument("--ledger", metavar="URL", help="Horizon URL of the ledger")
     check.add_argument("--network-passphrase", default="", help="for --ledger")
+    check.add_argument("--run-id", type=int, help="check this run only (default: every run)")
     check.add_argument(
         "--run-dir", type=Path, help="the run's published folder: receipts against its manifests"
     )

@@ -60,7 +60,12 @@ from flwr_stellar.audit.evidence import (
 from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import Ledger
 from flwr_stellar.payments.amounts import split_budget
-from flwr_stellar.payments.manifest import MANIFEST_DIR, RoundManifest, scan_manifests
+from flwr_stellar.payments.manifest import (
+    MANIFEST_DIR,
+    Contribution,
+    RoundManifest,
+    scan_manifests,
+)
 from flwr_stellar.payments.terms_store import load_terms
 from flwr_stellar.protocol.errors import RecordError
 from flwr_stellar.protocol.terms import SignedTerms
@@ -76,7 +81,10 @@ CHECKS = (
     "payouts",
     "evidence",
 )
-COUNTING = {"flat": lambda c: 1, "num-examples": lambda c: max(0, c.num_examples)}
+COUNTING: dict[str, Callable[[Contribution], int]] = {
+    "flat": lambda c: 1,
+    "num-examples": lambda c: max(0, c.num_examples),
+}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from flwr_stellar.client.journal import RECEIPT, SENT, TERMS, Journal, signed_entry
 from flwr_stellar.protocol.challenge import Challenge
 from flwr_stellar.protocol.errors import RecordError
-from flwr_stellar.protocol.receipts import SignedReceipt, read_receipts_record
+from flwr_stellar.protocol.receipts import Receipt, SignedReceipt, read_receipts_record
 from flwr_stellar.protocol.terms import SignedTerms
 
 
@@ -107,9 +107,9 @@ def accept_receipts(journal: Journal, record: object, run_id: int) -> tuple[int,
     return journal.append(*entries), refused
 
 
-def _answers(receipt: Any, sent: dict[str, Any]) -> bool:
+def _answers(receipt: Receipt, sent: dict[str, Any]) -> bool:
     """Whether ``receipt`` is about the reply journaled as ``sent``."""
-    return (
+    return bool(
         sent.get("server_round") == receipt.server_round
         and sent.get("pseudonym") == receipt.pseudonym
         and (sent.get("digest") == receipt.reply_digest or receipt.reply_digest == "")

@@ -147,4 +147,8 @@ def read_receipts_record(record: object) -> list[SignedDocument]:
         )
     if not all(isinstance(x, bytes) for x in (*documents, *signatures)):
         raise RecordError("receipts record: documents and signatures must be bytes")
-    return [SignedDocument(d, s) for d, s in zip(documents, signatures, strict=True)]
+    return [
+        SignedDocument(d, s)
+        for d, s in zip(documents, signatures, strict=True)
+        if isinstance(d, bytes) and isinstance(s, bytes)
+    ]
