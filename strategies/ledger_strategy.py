@@ -101,6 +101,9 @@ class LedgerConfig:
     receipt_timeout_s : float
         After the last round, how long to wait for nodes to acknowledge the receipts still
         undelivered (those of the last round, mostly).
+    receipts : bool
+        Sign and deliver a receipt for every training reply (default). Off, nodes have only
+        their own journal: what they sent, not what the server did with it.
     """
 
     output_dir: str = "flwr-stellar-output"
@@ -117,6 +120,7 @@ class LedgerConfig:
     settle_timeout_s: float = 120.0
     validation_hash: str = ""
     receipt_timeout_s: float = 60.0
+    receipts: bool = True
 
     def __post_init__(self) -> None:
         typed = (
@@ -476,7 +480,8 @@ class LedgerStrategy(PipelineStrategy):
         self.history.record(state)
         digest = self.anchor(manifest)
         self._previous = digest
-        self.receipts.issue(state, manifest, digest, self.session.treasury.distributor)
+        if self.config.receipts:
+            self.receipts.issue(state, manifest, digest, self.session.treasury.distributor)
         merged = self.record(state, metrics)
         merged["dlc_paid"] = stroops_to_units(manifest.total_paid)
         self.outcomes[server_round] = RoundOutcome(

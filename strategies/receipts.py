@@ -176,7 +176,7 @@ class ReceiptBook:
                         WARNING,
                         "flwr-stellar: node %s refused its receipts: %s",
                         reply.metadata.src_node_id,
-                        reply.error.reason[:200],
+                        (reply.error.reason or "")[:200],
                     )
             self._carried = {k: v for k, v in self._carried.items() if k[1] != "delivery"}
             progressed = {r.metadata.src_node_id for r in answered}

@@ -33,6 +33,7 @@ def identity_settings_mod(msg: Message, context: Context, call_next: ClientAppCa
     nc = context.node_config
     nc.setdefault("federation", cfg.identity.federation)
     nc.setdefault("require-challenge", cfg.identity.enabled and cfg.identity.strict)
+    nc.setdefault("journal", cfg.identity.receipts)
     if "keystore" not in nc:
         nc.setdefault("dev-keystore", cfg.identity.dev_keystores)
         keystores = resolve_output_dir(cfg.output_dir, context.run_id) / "keystores"

@@ -124,6 +124,7 @@ class IdentitySection:
     strict: bool
     dev_keystores: bool
     federation: str
+    receipts: bool
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
@@ -315,6 +316,7 @@ class AppConfig:
             scoring_budget=self.reward.scoring_budget,
             strict=self.identity.strict,
             run_config=self.to_run_config(),
+            receipts=self.identity.receipts,
         )
 
     def validate(self) -> None:

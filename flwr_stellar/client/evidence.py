@@ -23,14 +23,15 @@ from flwr_stellar.protocol.terms import SignedTerms
 
 
 def accept_terms(
-    journal: Journal, record: object, challenge: Challenge, run_id: int, issuer: str | None
+    journal: Journal | None, record: object, challenge: Challenge, run_id: int, issuer: str | None
 ) -> SignedTerms:
     """The run's terms, verified and journaled on first sight; RecordError to refuse.
 
     Parameters
     ----------
-    journal : Journal
-        The node's journal (holds the terms already accepted for this run, if any).
+    journal : Journal or None
+        The node's journal (holds the terms already accepted for this run, if any); without
+        one the terms are verified but a change between processes cannot be seen.
     record : object
         The instruction's terms record.
     challenge : Challenge
@@ -48,6 +49,8 @@ def accept_terms(
         raise RecordError("terms do not hash to what the challenge announced")
     if issuer is not None and terms.asset_issuer != issuer:
         raise RecordError(f"terms pay an asset of issuer {terms.asset_issuer}, pinned {issuer}")
+    if journal is None:
+        return signed
     accepted = journal.terms(run_id)
     if accepted is not None and accepted.digest != signed.digest:
         raise RecordError(

@@ -12,6 +12,7 @@ the app's run config, so the client wrapper works in any Flower App:
 ``dev-keystore``     ``true``/``false``: allow a development keystore when ``keystore`` is unset
 ``dev-keystore-dir`` where development keystores go
 ``require-challenge`` ``true``: refuse any train/evaluate instruction without a server nonce
+``journal``          ``false``: keep no journal (default ``true``: beside the keystore)
 ==================== ===================================================================
 
 Development keystores: with no ``keystore`` in a simulation (whose node config holds only
@@ -84,6 +85,8 @@ class NodeSettings:
         Where development keystores live.
     require_challenge : bool
         Refuse train/evaluate instructions that carry no server nonce.
+    keep_journal : bool
+        Keep the node's journal (its evidence) beside the keystore.
     """
 
     label: str
@@ -95,6 +98,7 @@ class NodeSettings:
     dev_keystore: bool = False
     dev_keystore_dir: Path = Path()
     require_challenge: bool = False
+    keep_journal: bool = True
 
     def __post_init__(self) -> None:
         if not self.federation:
@@ -127,6 +131,7 @@ class NodeSettings:
             if dev_dir
             else default_home() / "dev-keystores",
             require_challenge=_flag(node_config, "require-challenge", False),
+            keep_journal=_flag(node_config, "journal", True),
         )
 
     def master(self) -> MasterSecret:
@@ -160,8 +165,11 @@ class NodeSettings:
         """
         return derive_pseudonym(self.master(), run_id, self.federation)
 
-    def journal(self) -> Journal:
-        """The node's journal, beside its keystore (a development one included)."""
+    def journal(self) -> Journal | None:
+        """The node's journal, beside its keystore (a development one included); None when
+        the node config says ``journal=false``."""
+        if not self.keep_journal:
+            return None
         if self.keystore is not None:
             return Journal.beside(self.keystore)
         if self.dev_keystore:

@@ -106,7 +106,7 @@ def signing_mod(msg: Message, context: Context, call_next: ClientAppCallable) ->
     try:
         if challenge.terms:
             accept_terms(journal, msg.content[TERMS_RECORD], challenge, run_id, settings.dlc_issuer)
-        if RECEIPTS_RECORD in msg.content:
+        if RECEIPTS_RECORD in msg.content and journal is not None:
             _, refused = accept_receipts(journal, msg.content[RECEIPTS_RECORD], run_id)
             _log_refused(refused)
     except RecordError as err:
@@ -126,7 +126,7 @@ def signing_mod(msg: Message, context: Context, call_next: ClientAppCallable) ->
         terms=challenge.terms,
     )
     digest, signature = sign_reply(reply.content, binding, pseudonym)
-    if msg.metadata.message_type == MessageType.TRAIN:
+    if msg.metadata.message_type == MessageType.TRAIN and journal is not None:
         entry = sent_entry(
             run_id=run_id,
             server_round=challenge.server_round,
@@ -147,8 +147,11 @@ def signing_mod(msg: Message, context: Context, call_next: ClientAppCallable) ->
 def _delivery(msg: Message, settings: NodeSettings, run_id: int) -> Message:
     """Answer the server's end-of-run delivery of receipts: journal them, acknowledge."""
     try:
-        count, refused = accept_receipts(
-            settings.journal(), msg.content.get(RECEIPTS_RECORD), run_id
+        journal = settings.journal()
+        count, refused = (
+            accept_receipts(journal, msg.content.get(RECEIPTS_RECORD), run_id)
+            if journal is not None
+            else (0, [])
         )
         _log_refused(refused)
     except RecordError as err:
