@@ -6,7 +6,11 @@ A round is one value (:class:`strategies.round.RoundState`) passed through stage
     verify -> intake -> screen -> bound (each update at the round's median norm)
     -> inner.aggregate_train -> score -> weigh (by each node's trust so far)
     -> settle (onboard, split, manifest) -> anchor and pay (flwr_stellar.payments, in a
-    background worker)
+    background worker) -> receipts (one signed per reply, carried by the node's next
+    instruction; the last ones delivered after the final round)
+
+The run's terms are signed by the distributor at the first instruction and go out with every
+one (:mod:`flwr_stellar.protocol.terms`).
 
 ``start()`` opens the ledger, the treasury, the outbox and the anchoring worker before round 1
 and, after the last round, waits until every round is anchored and paid, reads the balances

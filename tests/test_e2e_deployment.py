@@ -27,6 +27,7 @@ from deploy_helpers import (
     wait_for,
 )
 
+from flwr_stellar.audit.cli import run_audit_for
 from flwr_stellar.deploy import processes
 from flwr_stellar.deploy.node_auth import make_node_auth_key
 from flwr_stellar.deploy.stack import Deployment, DeploySettings
@@ -88,6 +89,30 @@ def test_secure_deployment_pays_honest_nodes_and_refuses_unregistered_keys(
         for m in manifests_of(out):
             assert m.round_paid + m.total_held == m.budget  # half held until the last round
             assert any(r.reason == "non-finite" for r in m.rejections)
+        # each SuperNode's journal, beside its keystore: the audit with the nodes' evidence
+        # passes, and every node's receipts agree with the ledger through the Horizon API
+        (report,) = run_audit_for(out, url=state.ledger_url, evidence=folder / "nodes")
+        assert report.passed, report.render()
+        for i in range(3):
+            node = deployment.node_dir(i)
+            done = subprocess.run(
+                [
+                    *CLI,
+                    "node",
+                    "check",
+                    str(node / "keystore.json"),
+                    "--ledger",
+                    state.ledger_url,
+                    "--passphrase-file",
+                    str(node / "passphrase"),
+                    "--run-id",
+                    str(run_id),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
     finally:
         deployment.down()
     assert all_stopped(deployment) == []

@@ -20,8 +20,9 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +66,14 @@ class Journal:
     def scan(self) -> tuple[list[dict[str, Any]], int]:
         """(every sound entry in order, first occurrence only; lines skipped as damaged)."""
         try:
-            data = self.path.read_bytes()
+            fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return [], 0
-        return _parse(data)
+        try:
+            parsed, _ = _refresh(self.path, fd)
+            return list(parsed.entries), parsed.damaged
+        finally:
+            os.close(fd)
 
     def entries(self, run_id: int | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         """The sound entries, optionally of one run and kind."""
@@ -96,9 +101,8 @@ class Journal:
         """Append the entries not already in the journal; return how many were written."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked() as fd:
-            data = _read_all(fd)
-            present, _ = _parse(data)
-            keys = {_key(e) for e in present}
+            parsed, torn = _refresh(self.path, fd)  # torn: a write a crash cut short
+            keys = set(parsed.keys)
             lines = []
             for entry in entries:
                 doc = dict(entry)
@@ -110,7 +114,6 @@ class Journal:
                 lines.append(b'{"entry":' + body + b',"sha256":"' + digest.encode() + b'"}\n')
             if not lines:
                 return 0
-            torn = bool(data) and not data.endswith(b"\n")  # a write a crash cut short
             os.write(fd, (b"\n" if torn else b"") + b"".join(lines))
             os.fsync(fd)
             return len(lines)
@@ -126,28 +129,54 @@ class Journal:
             os.close(fd)  # releases the lock
 
 
-def _read_all(fd: int) -> bytes:
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks = []
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
-    return b"".join(chunks)
+@dataclass
+class _Parsed:
+    """What one process has read of a journal so far (journals only grow: each read parses
+    only the lines appended since, so a node's instruction costs the same in its 1,000th run)."""
+
+    identity: tuple[int, int]  # (device, inode): a replaced file is read afresh
+    offset: int = 0  # bytes of complete lines consumed
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    keys: set[tuple[object, ...]] = field(default_factory=set)
+    damaged: int = 0
 
 
-def _parse(data: bytes) -> tuple[list[dict[str, Any]], int]:
-    found: list[dict[str, Any]] = []
-    seen: set[tuple[object, ...]] = set()
-    damaged = 0
-    for line in data.split(b"\n"):
-        if not line:
-            continue
-        entry = _sound(line)
-        if entry is None:
-            damaged += 1
-        elif _key(entry) not in seen:
-            seen.add(_key(entry))
-            found.append(entry)
-    return found, damaged
+_PARSED: dict[str, _Parsed] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def _refresh(path: Path, fd: int) -> tuple[_Parsed, bool]:
+    """The journal's entries, reading only what was appended since the last call; and whether
+    the file ends in a line a crash cut short (left unread until the next append ends it)."""
+    st = os.fstat(fd)
+    identity = (st.st_dev, st.st_ino)
+    key = str(path.resolve())
+    with _PARSED_LOCK:
+        parsed = _PARSED.get(key)
+        if parsed is None or parsed.identity != identity or st.st_size < parsed.offset:
+            parsed = _Parsed(identity)
+        chunks = []
+        at = parsed.offset
+        while at < st.st_size:
+            chunk = os.pread(fd, min(1 << 20, st.st_size - at), at)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            at += len(chunk)
+        data = b"".join(chunks)
+        end = data.rfind(b"\n") + 1
+        for line in data[:end].split(b"\n"):
+            if not line:
+                continue
+            entry = _sound(line)
+            if entry is None:
+                parsed.damaged += 1
+            elif _key(entry) not in parsed.keys:
+                parsed.keys.add(_key(entry))
+                parsed.entries.append(entry)
+        parsed.offset += end
+        _PARSED[key] = parsed
+        return parsed, end < len(data)
 
 
 def _sound(line: bytes) -> dict[str, Any] | None:
