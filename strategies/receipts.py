@@ -27,6 +27,7 @@ from flwr_stellar.payments.manifest import RoundManifest
 from flwr_stellar.protocol.receipts import (
     ACCEPTED,
     DELIVERY_RECORD,
+    REASON_LIMIT,
     RECEIPTS_LIMIT,
     RECEIPTS_RECORD,
     REJECTED,
@@ -73,9 +74,12 @@ class ReceiptBook:
             self._carried[(server_round, kind, node)] = tuple(k for k, _ in waiting)
 
     def acknowledged(self, replies: Iterable[Message], server_round: int, kind: str) -> None:
-        """Drop the receipts an answered instruction carried: a node that answers (even with
-        a refusal, so that a receipt it refuses is not sent forever) has seen them."""
+        """Drop the receipts an answered instruction carried: a node whose Mod answered it
+        (not with an error: a refusal may come before the receipts were journaled) has
+        journaled them, or refused them one by one, which sending them again does not change."""
         for reply in replies:
+            if reply.has_error():
+                continue
             node = reply.metadata.src_node_id
             for key in self._carried.pop((server_round, kind, node), ()):
                 self.pending.get(node, {}).pop(key, None)
@@ -112,15 +116,17 @@ class ReceiptBook:
                     ACCEPTED,
                     "",
                     (row.score, row.payout, row.held) if row is not None else (0, 0, 0),
+                    max(0, c.num_examples),
                 )
             )
         for r in state.rejected:
             if r.reason == Reason.ERROR_REPLY:
                 continue
             claimed = state.digests.get(r.node, ("", ""))[0]
-            made.append((r.node, r.pseudonym or claimed, REJECTED, str(r.reason), (0, 0, 0)))
+            reason = str(r.reason)[:REASON_LIMIT]
+            made.append((r.node, r.pseudonym or claimed, REJECTED, reason, (0, 0, 0), 0))
         out = []
-        for node, pseudonym, status, reason, (score, payout, held) in made:
+        for node, pseudonym, status, reason, (score, payout, held), claim in made:
             receipt = Receipt(
                 run_id=manifest.run_id,
                 server_round=manifest.server_round,
@@ -129,6 +135,7 @@ class ReceiptBook:
                 reply_digest=state.digests.get(node, ("", ""))[1],
                 status=status,
                 reason=reason,
+                num_examples=claim,
                 score=score,
                 payout=payout,
                 held=held,

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
 from flwr.serverapp.strategy import FedAvg
+from helpers import RUN_ID
 from test_ledger_strategy import GLOBAL, INTAKE, SCREENING, FakeGrid
 
 from flwr_stellar import LedgerConfig, LedgerStrategy, RewardSettings
@@ -23,7 +25,9 @@ from flwr_stellar.audit.cli import run_audit_for
 from flwr_stellar.cli import main
 from flwr_stellar.client.identity import DEV_PASSPHRASE
 from flwr_stellar.client.journal import Journal
+from flwr_stellar.payments.amounts import split_budget
 from flwr_stellar.payments.manifest import Contribution, Rejection, RoundManifest
+from flwr_stellar.protocol.canonical import canonical_json
 from flwr_stellar.reasons import Rejected
 from strategies.receipts import ReceiptBook
 
@@ -153,6 +157,36 @@ class NeverAnchorsTheLastRound(Cheat):
         return None if manifest.server_round == ROUNDS else manifest
 
 
+class CitesNoTerms(Cheat):
+    """(5) manifests that cite no terms, with a tenth of the budget: the signed terms ignored."""
+
+    def tamper(self, manifest):
+        rows = [
+            replace(c, payout=c.payout // 10, held=c.held // 10) for c in manifest.contributions
+        ]
+        return replace(manifest, terms="", budget=manifest.budget // 10, contributions=tuple(rows))
+
+
+class ShrinksAClaim(Cheat):
+    """(6) cuts one node's claimed examples to 1 in round 2 and recomputes the split."""
+
+    def tamper(self, manifest):
+        if manifest.server_round != 2:
+            return manifest
+        victim, _ = _victim_and_other(manifest)
+        self.victim = victim.pseudonym
+        rows = [
+            replace(c, num_examples=1, score=c.reputation_ppm) if c is victim else c
+            for c in manifest.contributions
+        ]
+        payable = {c.pseudonym: c.score for c in rows}
+        held_budget = manifest.total_held
+        pay = split_budget(manifest.budget - held_budget, payable)
+        held = split_budget(held_budget, payable)
+        rows = [replace(c, payout=pay[c.pseudonym], held=held[c.pseudonym]) for c in rows]
+        return replace(manifest, contributions=tuple(rows))
+
+
 def play(tmp: Path, strategy_cls=LedgerStrategy, grid_cls=FakeGrid) -> tuple[Path, LedgerStrategy]:
     out = tmp / "out"
     config = LedgerConfig(
@@ -245,6 +279,43 @@ def test_an_operator_who_never_anchors_a_round_is_caught(tmp_path, capsys) -> No
         capsys.readouterr()
         assert node_check(keystore, out) == 1
         assert f"round {ROUNDS}: manifest" in capsys.readouterr().out
+
+
+def test_manifests_that_ignore_the_signed_terms_are_caught(tmp_path) -> None:
+    out, _ = play(tmp_path, CitesNoTerms)
+    found = audit_failures(out, tmp_path / "keystores")
+    assert any("cites no signed terms" in f for f in found), found
+    assert any("under other terms than the manifest cites" in f for f in found), found
+    for keystore in keystores(tmp_path).values():
+        assert node_check(keystore, out) == 1  # paid a tenth of what the receipts say
+
+
+def test_a_claim_cut_down_by_the_operator_is_caught(tmp_path) -> None:
+    out, strategy = play(tmp_path, ShrinksAClaim)
+    victim = strategy.victim
+    found = audit_failures(out, tmp_path / "keystores")
+    assert any(
+        f.startswith(f"round 2 evidence: node {victim}") and "num_examples" in f for f in found
+    ), found
+    assert node_check(keystores(tmp_path)[victim], out) == 1
+
+
+def test_a_hostile_journal_is_a_finding_not_a_crash(tmp_path) -> None:
+    out, _ = play(tmp_path)
+    evidence = tmp_path / "keystores"
+    good = Journal.beside(evidence / "node-0.json")
+    lines = good.path.read_bytes().splitlines()
+    hostile = evidence / "hostile.journal"
+    entry = {"kind": "sent", "run_id": RUN_ID, "server_round": [1], "digest": {"x": 1}}
+    body = canonical_json(entry)
+    forged = b'{"entry":' + body + b',"sha256":"' + sha256(body).hexdigest().encode() + b'"}'
+    hostile.write_bytes(b"\n".join([*lines[:2], forged, b"\xff" * 50, b'{"entry":']) + b"\n")
+    found = audit_failures(out, evidence)
+    # the hand-made lines are skipped; what is left is node 0's terms and first reply without
+    # its receipt: a copied reply the server never got from this journal's node shows as
+    # unacknowledged (the documented limit: the evidence shows a disagreement, not a liar)
+    assert len(found) == 1 and "(hostile.journal)" in found[0], found
+    assert found[0].startswith("round 1 evidence") and "unacknowledged" in found[0]
 
 
 def test_a_serverapp_that_drops_one_nodes_replies_is_caught(tmp_path, capsys) -> None:

@@ -144,6 +144,7 @@ def _receipt(sent: dict, signed: SignedTerms, **changes) -> Receipt:
         reply_digest=sent["digest"],
         status="accepted",
         reason="",
+        num_examples=5,
         score=5,
         payout=100,
         held=100,
@@ -203,6 +204,7 @@ from flwr_stellar.client.journal import Journal
 journal = Journal(__import__("pathlib").Path(sys.argv[1]))
 for i in range(int(sys.argv[2])):
     journal.append({"kind": "sent", "run_id": 1, "server_round": i, "digest": f"{i:064x}",
+                    "pseudonym": "G", "signature": "00",
                     "pad": "x" * (i * 37 % 5000)})
 """
 
@@ -230,16 +232,19 @@ def test_the_journal_survives_sigkill_mid_write(tmp_path) -> None:
     assert len(lines) == entries + damaged  # torn lines stay skipped, never duplicated
 
 
+SENT = {"kind": "sent", "run_id": 1, "pseudonym": "G", "signature": "00"}
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.binary(max_size=600), st.integers(0, 3))
 def test_garbage_in_a_journal_never_breaks_reading_or_appending(tmp_path_factory, junk, n):
     path = tmp_path_factory.mktemp("j") / "node.journal"
     journal = Journal(path)
-    journal.append({"kind": "sent", "run_id": 1, "server_round": 0, "digest": "0" * 64})
+    journal.append({**SENT, "server_round": 0, "digest": "0" * 64})
     with path.open("ab") as f:
         f.write(junk)
     for i in range(n):
-        journal.append({"kind": "sent", "run_id": 1, "server_round": i + 1, "digest": "1" * 64})
+        journal.append({**SENT, "server_round": i + 1, "digest": "1" * 64})
     rounds = [e["server_round"] for e in journal.entries(1, "sent")]
     assert rounds == [0, *range(1, n + 1)]
 
@@ -249,7 +254,7 @@ def test_garbage_in_a_journal_never_breaks_reading_or_appending(tmp_path_factory
     st.integers(0, 2**63),
     st.integers(0, 2**40),
     st.sampled_from(["accepted", "rejected"]),
-    st.text(max_size=40),
+    st.text(alphabet=st.characters(max_codepoint=126), max_size=40),
 )
 def test_receipts_round_trip_and_any_change_breaks_the_signature(run_id, amount, status, reason):
     reason = (reason or "x") if status == "rejected" else ""
@@ -261,6 +266,7 @@ def test_receipts_round_trip_and_any_change_breaks_the_signature(run_id, amount,
         "f" * 64,
         status,
         reason,
+        5,
         amount,
         amount,
         0,

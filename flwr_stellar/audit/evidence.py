@@ -92,6 +92,7 @@ class SentReply:
     pseudonym: str
     digest: str
     signature: str
+    num_examples: int = 0
 
     @property
     def who(self) -> str:
@@ -119,15 +120,19 @@ class RunEvidence:
     receipts: list[Receipt]
     unverifiable: int = 0  # receipts in the journal not signed by the terms' distributor
 
+    def receipts_for(self, sent: SentReply) -> list[Receipt]:
+        """Every receipt about ``sent`` (two that differ: the server said two things)."""
+        return [
+            r
+            for r in self.receipts
+            if r.server_round == sent.server_round
+            and r.pseudonym == sent.pseudonym
+            and r.reply_digest in (sent.digest, "")
+        ]
+
     def receipt_for(self, sent: SentReply) -> Receipt | None:
-        for receipt in self.receipts:
-            if (
-                receipt.server_round == sent.server_round
-                and receipt.pseudonym == sent.pseudonym
-                and receipt.reply_digest in (sent.digest, "")
-            ):
-                return receipt
-        return None
+        found = self.receipts_for(sent)
+        return found[0] if found else None
 
 
 def journals_under(directory: Path) -> list[Path]:
@@ -153,23 +158,41 @@ def run_evidence(path: Path, run_id: int) -> RunEvidence:
             str(e.get("pseudonym", "")),
             str(e.get("digest", "")),
             str(e.get("signature", "")),
+            e["num_examples"] if type(e.get("num_examples")) is int else 0,
         )
         for e in journal.entries(run_id, SENT)
         if e.get("message_type") == "train"
     ]
+    if terms is not None and terms.terms.run_id != run_id:
+        terms = None  # another run's terms, moved into this one
     receipts, unverifiable = [], 0
     for signed in journal.receipts(run_id):
         try:
             if terms is None:
                 raise RecordError("no terms")
-            receipts.append(SignedReceipt.verify(signed, terms.terms.distributor).receipt)
+            receipt = SignedReceipt.verify(signed, terms.terms.distributor).receipt
+            if receipt.run_id != run_id or receipt.terms != terms.digest:
+                raise RecordError("another run's receipt, or under other terms")
+            receipts.append(receipt)
         except RecordError:
             unverifiable += 1
     return RunEvidence(path, terms, sent, receipts, unverifiable)
 
 
-def contradictions(receipt: Receipt, manifest: RoundManifest | None, sent: SentReply) -> list[str]:
-    """How a receipt disagrees with the run's manifest of its round (``[]``: it agrees)."""
+def contradictions(
+    receipt: Receipt,
+    manifest: RoundManifest | None,
+    sent: SentReply,
+    rejections: Counter[tuple[str, str]] | None = None,
+) -> list[str]:
+    """How a receipt disagrees with the run's manifest of its round (``[]``: it agrees).
+
+    Parameters
+    ----------
+    rejections : Counter, optional
+        The round's manifest rejections as (reason, pseudonym) not yet claimed by another
+        receipt: each rejected receipt takes one, so two receipts cannot point at one row.
+    """
     if manifest is None:
         return [f"its receipt names manifest {receipt.manifest}, and the run has no such round"]
     if manifest.hash() != receipt.manifest:
@@ -178,6 +201,8 @@ def contradictions(receipt: Receipt, manifest: RoundManifest | None, sent: SentR
             f"{receipt.server_round} is {manifest.hash()[:16]}…"
         ]
     problems = []
+    if receipt.terms != manifest.terms:
+        problems.append("its receipt is under other terms than the manifest cites")
     if receipt.status == ACCEPTED:
         rows = [c for c in manifest.contributions if c.pseudonym == sent.pseudonym]
         if not rows:
@@ -185,14 +210,23 @@ def contradictions(receipt: Receipt, manifest: RoundManifest | None, sent: SentR
         else:
             row = rows[0]
             said: dict[str, Any] = {"score": receipt.score, "payout": receipt.payout}
-            said["held"] = receipt.held
+            said |= {"held": receipt.held, "num_examples": receipt.num_examples}
             shown = {"score": row.score, "payout": row.payout, "held": row.held}
+            shown["num_examples"] = row.num_examples
             problems += [
                 f"receipt {k} {said[k]}, manifest {shown[k]}" for k in said if said[k] != shown[k]
             ]
     else:
-        reasons = [r.reason for r in manifest.rejections if r.pseudonym in (sent.pseudonym, "")]
-        if receipt.reason not in reasons:
+        pool = (
+            rejections
+            if rejections is not None
+            else Counter((r.reason, r.pseudonym) for r in manifest.rejections)
+        )
+        for key in ((receipt.reason, sent.pseudonym), (receipt.reason, "")):
+            if pool[key] > 0:
+                pool[key] -= 1
+                break
+        else:
             problems.append(f"rejected ({receipt.reason}) by its receipt, not in the manifest")
     return problems + receipt_disputes(receipt, sent)
 
@@ -202,11 +236,22 @@ def receipt_disputes(receipt: Receipt, sent: SentReply) -> list[str]:
     ``bad-signature`` although the node's signature over the very digest the receipt cites
     verifies, or a receipt citing another digest than the node sent."""
     problems = []
-    if receipt.reason == Reason.BAD_SIGNATURE and sent.signature_verifies():
+    cites_sent = receipt.reply_digest == sent.digest
+    if receipt.reason == Reason.BAD_SIGNATURE and cites_sent and sent.signature_verifies():
         problems.append(
             "called bad-signature, but the node's signature over the digest the receipt cites "
             "verifies"
         )
-    if receipt.reply_digest and receipt.reply_digest != sent.digest:
-        problems.append("the receipt cites another digest than the node sent")
+    if not cites_sent:
+        problems.append(
+            "the receipt cites another digest than the node sent"
+            if receipt.reply_digest
+            else "the receipt cites no digest for a reply the node signed"
+        )
+    cut = sent.num_examples and receipt.num_examples != sent.num_examples
+    if cut and receipt.status == ACCEPTED:
+        problems.append(
+            f"the node claimed {sent.num_examples} examples, the receipt says "
+            f"{receipt.num_examples}"
+        )
     return problems

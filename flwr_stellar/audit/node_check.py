@@ -148,9 +148,15 @@ def _check_run(
         if receipt is None:
             report.add(run_id, r, False, f"sent reply {sent.digest[:16]}… has no receipt")
             continue
+        if len({x.status + x.reason for x in found.receipts_for(sent)}) > 1:
+            problems.append("the distributor signed receipts that disagree")
         if not anchors.transactions.get(receipt.manifest):
             problems.append(
                 f"manifest {receipt.manifest[:16]}… is not anchored by {terms.distributor}"
+            )
+        elif anchors.foreign.get(receipt.manifest):
+            problems.append(
+                "also under the manifest's memo: " + "; ".join(anchors.foreign[receipt.manifest])
             )
         else:
             paid = anchors.paid_to(receipt.manifest, sent.pseudonym, asset)

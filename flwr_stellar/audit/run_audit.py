@@ -61,6 +61,7 @@ from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import Ledger
 from flwr_stellar.payments.amounts import split_budget
 from flwr_stellar.payments.manifest import (
+    FORMAT,
     MANIFEST_DIR,
     Contribution,
     RoundManifest,
@@ -212,8 +213,11 @@ def _check_terms(
 ) -> SignedTerms | None:
     """The ``terms`` check; the verified terms when the manifests cite sound ones."""
     cited = {m.terms for m in manifests}
-    if cited == {""}:
+    if cited == {""} and all(m.format != FORMAT for m in manifests):
         report.add("terms", None, True, "manifests before format v5 cite no signed terms")
+        return None
+    if "" in cited:
+        report.add("terms", None, False, f"a format-{FORMAT[-2:]} manifest cites no signed terms")
         return None
     if len(cited) != 1:
         report.add("terms", None, False, f"manifests cite {len(cited)} different terms")
@@ -249,6 +253,7 @@ def _check_terms(
                 ("budget", m.budget, t.budget_stroops),
                 ("asset", m.asset, asset),
                 ("settings", m.config_hash, t.settings_hash),
+                ("scorer", m.scoring.get("name", t.scorer), t.scorer),
             )
             if got != want
         ]
@@ -281,6 +286,8 @@ def _check_split(
                         f"{want[0]} and {want[1]}"
                     )
         count = COUNTING.get(str(m.scoring.get("name", "")))
+        if "failed" in m.scoring and any(c.score or c.payout for c in m.contributions):
+            problems.append("a failed scorer pays nobody, yet scores or payouts are not 0")
         if count is not None and "failed" not in m.scoring:
             problems += [
                 f"{c.pseudonym} scored {c.score}, its claim gives {count(c) * c.reputation_ppm}"
@@ -330,8 +337,13 @@ def _check_evidence(
         return
     assert report.run_id is not None
     nodes = 0
+    pools = {r: Counter((x.reason, x.pseudonym) for x in m.rejections) for r, m in chosen.items()}
     for path in journals:
-        found = run_evidence(path, report.run_id)
+        try:
+            found = run_evidence(path, report.run_id)
+        except Exception as err:  # a journal is the node's file: unreadable is its finding
+            report.add("evidence", None, False, f"{path.name}: unreadable journal: {err!r}"[:300])
+            continue
         if found.terms is None and not found.sent:
             continue  # this node was not in the run
         nodes += 1
@@ -353,7 +365,9 @@ def _check_evidence(
                     f"{sent.who}: reply {sent.digest[:16]}… unacknowledged (no receipt)",
                 )
                 continue
-            problems = contradictions(receipt, chosen.get(r), sent)
+            problems = contradictions(receipt, chosen.get(r), sent, pools.get(r))
+            if len({x.status + x.reason for x in found.receipts_for(sent)}) > 1:
+                problems.append("the distributor signed receipts that disagree")
             agreed = f"receipt {receipt.status}, as manifested"
             report.add("evidence", r, not problems, f"{sent.who}: {'; '.join(problems) or agreed}")
     report.add("evidence", None, True, f"{nodes} node journal(s) of this run read")

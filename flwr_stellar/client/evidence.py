@@ -21,6 +21,10 @@ from flwr_stellar.protocol.errors import RecordError
 from flwr_stellar.protocol.receipts import Receipt, SignedReceipt, read_receipts_record
 from flwr_stellar.protocol.terms import SignedTerms
 
+# receipts kept per reply: one, and a second that contradicts it is the proof of equivocation;
+# more would only let a hostile server grow the node's journal
+RECEIPTS_PER_REPLY = 2
+
 
 def accept_terms(
     journal: Journal | None, record: object, challenge: Challenge, run_id: int, issuer: str | None
@@ -88,6 +92,10 @@ def accept_receipts(journal: Journal, record: object, run_id: int) -> tuple[int,
         return 0, [f"{len(documents)} receipt(s) of run {run_id}, whose terms it never accepted"]
     distributor = SignedTerms.from_signed(terms).terms.distributor
     sent = journal.entries(run_id, SENT)
+    kept: dict[tuple[int, str], int] = {}
+    for entry in journal.entries(run_id, RECEIPT):
+        where_ = (int(entry.get("server_round", -1)), str(entry.get("pseudonym", "")))
+        kept[where_] = kept.get(where_, 0) + 1
     entries, refused = [], []
     for signed in documents:
         try:
@@ -105,8 +113,20 @@ def accept_receipts(journal: Journal, record: object, run_id: int) -> tuple[int,
                 f"{where} cites digest {receipt.reply_digest[:16] or '(none)'}… of "
                 f"{receipt.pseudonym[:8] or '(no pseudonym)'}…, not a reply this node sent"
             )
+        elif kept.get((receipt.server_round, receipt.pseudonym), 0) >= RECEIPTS_PER_REPLY:
+            refused.append(f"{where} is one too many for one reply (kept {RECEIPTS_PER_REPLY})")
         else:
-            entries.append(signed_entry(RECEIPT, run_id, signed, server_round=receipt.server_round))
+            where_ = (receipt.server_round, receipt.pseudonym)
+            kept[where_] = kept.get(where_, 0) + 1
+            entries.append(
+                signed_entry(
+                    RECEIPT,
+                    run_id,
+                    signed,
+                    server_round=receipt.server_round,
+                    pseudonym=receipt.pseudonym,
+                )
+            )
     return journal.append(*entries), refused
 
 
@@ -129,6 +149,7 @@ def sent_entry(
     digest: bytes,
     signature: bytes,
     terms: bytes,
+    num_examples: int = 0,
 ) -> dict[str, Any]:
     """The journal entry of a signed training reply, written before it leaves the node."""
     return {
@@ -142,6 +163,7 @@ def sent_entry(
         "digest": digest.hex(),
         "signature": signature.hex(),
         "terms": terms.hex(),
+        "num_examples": num_examples,
     }
 
 

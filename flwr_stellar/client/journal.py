@@ -192,6 +192,13 @@ def _sound(line: bytes) -> dict[str, Any] | None:
         return None
     if entry.get("kind") not in (TERMS, SENT, RECEIPT) or type(entry.get("run_id")) is not int:
         return None
+    if not all(type(v) in (str, int, bool) for v in entry.values()):
+        return None  # fields are scalars: a hand-made entry must not break the readers
+    texts = ("pseudonym", "digest", "signature") if entry["kind"] == SENT else ("document",)
+    if not all(isinstance(entry.get(k), str) for k in (*texts, "signature")):
+        return None
+    if entry["kind"] == SENT and type(entry.get("server_round")) is not int:
+        return None
     return entry
 
 

@@ -106,6 +106,8 @@ def signing_mod(msg: Message, context: Context, call_next: ClientAppCallable) ->
     try:
         if challenge.terms:
             accept_terms(journal, msg.content[TERMS_RECORD], challenge, run_id, settings.dlc_issuer)
+        elif journal is not None and journal.terms(run_id) is not None:
+            return refuse(msg, f"run {run_id} has signed terms; this instruction names none")
         if RECEIPTS_RECORD in msg.content and journal is not None:
             _, refused = accept_receipts(journal, msg.content[RECEIPTS_RECORD], run_id)
             _log_refused(refused)
@@ -136,6 +138,7 @@ def signing_mod(msg: Message, context: Context, call_next: ClientAppCallable) ->
             digest=digest,
             signature=signature,
             terms=challenge.terms,
+            num_examples=_claim(reply),
         )
         try:
             journal.append(entry)  # before the reply leaves: what was sent is never unrecorded
@@ -165,3 +168,13 @@ def _delivery(msg: Message, settings: NodeSettings, run_id: int) -> Message:
 def _log_refused(refused: list[str]) -> None:
     for reason in refused:
         log(WARNING, "flwr-stellar: %s", printable_note(reason, REASON_LIMIT))
+
+
+def _claim(reply: Message) -> int:
+    """The ``num-examples`` the reply claims (0 when it names none): journaled, so a node can
+    see whether the server cut its claim down."""
+    for record in reply.content.metric_records.values():
+        value = record.get("num-examples")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return int(value) if float(value).is_integer() else 0
+    return 0

@@ -26,7 +26,11 @@ def save_terms(run_dir: Path, signed: SignedTerms) -> Path:
 
 def load_terms(run_dir: Path, digest: str) -> SignedTerms:
     """The signed terms a run's manifests name, verified; RecordError saying what is wrong."""
-    if len(digest) != 64 or not set(digest) <= set("0123456789abcdef"):
+    if (
+        not isinstance(digest, str)
+        or len(digest) != 64
+        or not set(digest) <= set("0123456789abcdef")
+    ):
         raise RecordError(f"manifests name terms {digest!r}, not a SHA-256")
     path = run_dir / TERMS_DIR / f"{digest}.json"
     try:

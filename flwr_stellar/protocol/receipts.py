@@ -31,6 +31,7 @@ FORMAT = "flwr-stellar/receipt/v1"
 DOMAIN = b"flwr-stellar/receipt/v1"
 RECEIPTS_LIMIT = 256  # receipts one record may carry
 ACCEPTED, REJECTED = "accepted", "rejected"
+REASON_LIMIT = 64  # characters of a rejection reason (the manifests' words are short)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class Receipt:
         ``accepted`` or ``rejected``.
     reason : str
         The rejection reason (the manifests' word), ``""`` when accepted.
+    num_examples : int
+        The claim the server read from the reply (0 when it could not read one), so a node can
+        see its claim was not cut down.
     score, payout, held : int
         The manifest's score, the stroops paid this round and the stroops held back.
     manifest : str
@@ -67,6 +71,7 @@ class Receipt:
     reply_digest: str
     status: str
     reason: str
+    num_examples: int
     score: int
     payout: int
     held: int
@@ -78,8 +83,12 @@ class Receipt:
             raise RecordError(f"receipt status {shown(self.status)}")
         if (self.status == ACCEPTED) == bool(self.reason):
             raise RecordError("a receipt gives a reason exactly when it rejects")
-        if min(self.score, self.payout, self.held) < 0:
+        if min(self.score, self.payout, self.held, self.num_examples) < 0:
             raise RecordError("receipt amounts must be >= 0")
+        if len(self.reason) > REASON_LIMIT or not self.reason.isascii():
+            raise RecordError(f"receipt reason must be ASCII of at most {REASON_LIMIT} characters")
+        if len(self.pseudonym) > 56 or not self.pseudonym.isascii():
+            raise RecordError("receipt pseudonym is not a Stellar account id")
         hex64(self.reply_digest, "receipt reply_digest", empty=True)
         hex64(self.manifest, "receipt manifest")
         hex64(self.terms, "receipt terms")
@@ -95,7 +104,7 @@ class Receipt:
         keys = set(cls.__dataclass_fields__) | {"format"}
         if set(doc) != keys:
             raise RecordError(f"receipt fields are {sorted(doc)}, expected {sorted(keys)}")
-        ints = ("run_id", "server_round", "node_id", "score", "payout", "held")
+        ints = ("run_id", "server_round", "node_id", "num_examples", "score", "payout", "held")
         values = {k: field_of(doc, k, int, "receipt") for k in ints}
         values |= {k: field_of(doc, k, str, "receipt") for k in keys - set(ints) - {"format"}}
         return cls(**values)

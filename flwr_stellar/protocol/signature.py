@@ -118,8 +118,9 @@ class Verdict:
     detail : str
         Human-readable particulars for the log.
     digest : str
-        The reply's digest (hex) under the expected binding, when it was computed (the
-        signature was checked): what the server's receipt for the reply cites.
+        The reply's digest (hex) under the binding its signature record names (the expected
+        one, unless a ``wrong-*`` reason says which field differs), whenever the record could
+        be read: what the server's receipt for the reply cites.
     """
 
     pseudonym: str | None
@@ -189,7 +190,10 @@ def verify_content(content: RecordDict, expected: Binding) -> Verdict:
     for reason, key, value, want in checks:
         if value != want:
             # the node's value, bounded: a 1 MB instruction id must not become a 1 MB log line
-            return Verdict(address, reason, f"{key} is {shown(value)}, expected {shown(want)}")
+            detail = f"{key} is {shown(value)}, expected {shown(want)}"
+            # the digest under the binding the node claims: what it signed, if it is honest,
+            # so a receipt for the rejection cites the very reply the node journaled
+            return Verdict(address, reason, detail, reply_digest(content, got).hex())
     digest = reply_digest(content, expected)
     try:
         public.verify(digest, record.signature)

@@ -25,7 +25,7 @@ from typing import Any
 
 from flwr.app import ConfigRecord
 
-from flwr_stellar.protocol.canonical import SignedDocument, field_of, hex64
+from flwr_stellar.protocol.canonical import DOCUMENT_LIMIT, SignedDocument, field_of, hex64
 from flwr_stellar.protocol.errors import RecordError
 from flwr_stellar.protocol.text import shown
 
@@ -169,6 +169,8 @@ class SignedTerms:
     def from_signed(cls, signed: SignedDocument) -> SignedTerms:
         """Verify a signed terms document: canonical, well formed, signed by the distributor
         it names; RecordError otherwise."""
+        if not isinstance(signed.data, bytes) or len(signed.data) > DOCUMENT_LIMIT:
+            raise RecordError(f"terms document is not bytes of at most {DOCUMENT_LIMIT}")
         try:
             named = json.loads(signed.data).get("distributor") if signed.data else None
         except (ValueError, AttributeError, RecursionError):
