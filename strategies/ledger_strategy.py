@@ -33,6 +33,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
+from flwr_stellar.client.journal import RECEIPT, Journal, signed_entry
 from flwr_stellar.ledger.amounts import format_amount, stroops_to_units
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.amounts import split_budget
@@ -43,6 +44,7 @@ from flwr_stellar.payments.settings import RewardSettings
 from flwr_stellar.payments.terms_store import save_terms
 from flwr_stellar.protocol.digest import array_record_hash
 from flwr_stellar.protocol.onboarding import Terms
+from flwr_stellar.protocol.receipts import SignedReceipt
 from flwr_stellar.protocol.terms import TERMS_RECORD, RewardTerms, SignedTerms
 from strategies.bounding import Bound, NormBound
 from strategies.intake import IntakeSettings
@@ -55,6 +57,8 @@ from strategies.screening import Screen, Screening, ScreeningHistory
 from strategies.verified import Verify
 
 __all__ = ["TERMS_RECORD", "LedgerConfig", "LedgerStrategy", "RoundOutcome"]
+
+RECEIPTS_FILE = "receipts.jsonl"  # every receipt the run's distributor signed, one a line
 
 
 @dataclass(frozen=True)
@@ -485,7 +489,8 @@ class LedgerStrategy(PipelineStrategy):
         digest = self.anchor(manifest)
         self._previous = digest
         if self.config.receipts:
-            self.receipts.issue(state, manifest, digest, self.session.treasury.distributor)
+            issued = self.receipts.issue(state, manifest, digest, self.session.treasury.distributor)
+            self.keep_receipts(issued)
         merged = self.record(state, metrics)
         merged["dlc_paid"] = stroops_to_units(manifest.total_paid)
         self.outcomes[server_round] = RoundOutcome(
@@ -509,6 +514,17 @@ class LedgerStrategy(PipelineStrategy):
             digest[:12],
         )
         return arrays, merged
+
+    def keep_receipts(self, issued: Iterable[SignedReceipt]) -> None:
+        """Append the round's receipts to ``output_dir/receipts.jsonl``: the operator's copy
+        of what it signed, to answer a node whose journal lacks one it was sent."""
+        rows = [
+            signed_entry(RECEIPT, r.receipt.run_id, r.signed, server_round=r.receipt.server_round)
+            for r in issued
+        ]
+        if rows:
+            out = Path(self.config.output_dir).expanduser().resolve()
+            Journal(out / RECEIPTS_FILE).append(*rows)
 
     def anchor(self, manifest: RoundManifest) -> str:
         """Store the manifest, journal its payments and hand it to the anchoring worker;

@@ -239,6 +239,8 @@ def test_an_honest_run_passes_the_audit_with_evidence_and_every_node_check(tmp_p
         receipts = Journal.beside(keystore).entries(kind="receipt")
         assert len(receipts) == ROUNDS  # the last one delivered after the run
     assert not any(strategy.receipts.pending.values())
+    kept = Journal(out / "receipts.jsonl").entries(kind="receipt")  # the operator's copies
+    assert len(kept) == NODES * ROUNDS
 
 
 @pytest.mark.parametrize(
