@@ -79,6 +79,13 @@ def validation_hash(validations: list[ServerValidation]) -> str:
     return digest.hexdigest()
 
 
+def honest_journals(cfg: AppConfig, out: Path) -> list[Path]:
+    """The journals of this run's simulated honest nodes (``keystores/node-<i>.journal``)."""
+    attackers = cfg.attack.partitions() if cfg.attack.kinds() != ["none"] else frozenset()
+    found = sorted((out / "keystores").glob("node-*.journal"))
+    return [p for p in found if p.stem.removeprefix("node-") not in {str(a) for a in attackers}]
+
+
 def _scalar(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float)
 
@@ -122,7 +129,10 @@ def main(grid: Grid, context: Context) -> None:
     log(INFO, "%s", render_summary(round_log.rounds, out))
     audit = None
     if (out / "ledger.db").is_file():  # the embedded ledger: audit the run as a third party would
-        audit = run_audit_for(out)
+        # simulated nodes keep their journals beside their dev keystores: the honest nodes'
+        # evidence too (an attacker that meddles with its replies after signing them has a
+        # journal that disagrees with what the server received, by its own doing)
+        audit = run_audit_for(out, evidence=honest_journals(cfg, out) or None)
         for finding in audit:
             log(INFO, "%s", finding.render())
     log(INFO, "report: %s", write_run_report(out, audit=audit, run_audit=False))

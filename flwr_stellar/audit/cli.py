@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from flwr_stellar.audit.run_audit import AuditReport, audit_run
@@ -20,7 +21,7 @@ def run_audit_for(
     url: str | None = None,
     network_passphrase: str = "",
     model: Path | None = None,
-    evidence: Path | None = None,
+    evidence: Path | Sequence[Path] | None = None,
 ) -> list[AuditReport]:
     """Audit ``run_dir`` against its ledger; defaults: ``run_dir/ledger.db`` and
     ``run_dir/model.pt`` when they exist.
@@ -35,8 +36,8 @@ def run_audit_for(
         The network's passphrase (Horizon) or an override (file).
     model : Path, optional
         The final model file.
-    evidence : Path, optional
-        A folder of node journals to hold against the manifests.
+    evidence : Path or sequence of Path, optional
+        A folder of node journals (or the journal files) to hold against the manifests.
     """
     if db is None and url is None:
         db = run_dir / "ledger.db"

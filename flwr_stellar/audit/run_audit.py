@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,10 +328,10 @@ def _check_evidence(
     report: AuditReport,
     chosen: dict[int, RoundManifest],
     terms: SignedTerms | None,
-    evidence: Path,
+    evidence: Path | Sequence[Path],
 ) -> None:
     """The ``evidence`` check: every node journal under ``evidence`` against the manifests."""
-    journals = journals_under(evidence)
+    journals = journals_under(evidence) if isinstance(evidence, Path) else sorted(evidence)
     if not journals:
         report.add("evidence", None, False, f"no node journal (*.journal) under {evidence}")
         return
@@ -379,7 +379,7 @@ def _check_run(
     ledger: Ledger,
     model_hash: str | None,
     run_dir: Path | None = None,
-    evidence: Path | None = None,
+    evidence: Path | Sequence[Path] | None = None,
 ) -> None:
     terms = _check_terms(report, run_dir, manifests) if run_dir is not None else None
     by_round: dict[int, list[RoundManifest]] = defaultdict(list)
@@ -523,7 +523,7 @@ def audit_run(
     *,
     model_file: Path | None = None,
     verify_chain: Callable[[], int] | None = None,
-    evidence: Path | None = None,
+    evidence: Path | Sequence[Path] | None = None,
 ) -> list[AuditReport]:
     """Audit every run whose manifests are in ``run_dir/manifests``.
 
@@ -537,9 +537,9 @@ def audit_run(
         The final model (``torch.save`` of a state dict); checked against the last manifest.
     verify_chain : callable, optional
         The embedded ledger's header-chain verification (raises when broken).
-    evidence : Path, optional
-        A folder of node journals (``*.journal``, searched recursively): the ``evidence``
-        check holds each against the manifests.
+    evidence : Path or sequence of Path, optional
+        A folder of node journals (``*.journal``, searched recursively), or the journal files
+        themselves: the ``evidence`` check holds each against the manifests.
 
     Returns
     -------
