@@ -63,6 +63,37 @@ def test_keys_lifecycle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         capsys, "keys", "verify-proof", str(proof), "--pseudonym", p3, "--challenge", challenge
     )
     assert code == 0 and json.loads(out)["valid"] is True
+    # the proof is signed by the owner key, never by the master key (SEP-5 account 0 of the
+    # mnemonic: the default account of a wallet the words are restored into)
+    _, out, _ = run(capsys, "keys", "owner", store)
+    owner = json.loads(out)["owner"]
+    assert owner != public and public not in proof.read_text()
+    code, _, _ = run(
+        capsys,
+        "keys",
+        "verify-proof",
+        str(proof),
+        "--pseudonym",
+        p3,
+        "--challenge",
+        challenge,
+        "--owner",
+        owner,
+    )
+    assert code == 0
+    code, _, err = run(
+        capsys,
+        "keys",
+        "verify-proof",
+        str(proof),
+        "--pseudonym",
+        p3,
+        "--challenge",
+        challenge,
+        "--owner",
+        public,
+    )
+    assert code == 2 and "different owner" in err
     code, _, err = run(
         capsys, "keys", "verify-proof", str(proof), "--pseudonym", p3, "--challenge", "cd" * 16
     )

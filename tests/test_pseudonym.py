@@ -9,6 +9,7 @@ from flwr_stellar.identity import (
     OwnershipError,
     OwnershipProof,
     derive_pseudonym,
+    owner_keypair,
     prove_ownership,
     verify_ownership,
 )
@@ -42,27 +43,35 @@ def test_ownership_proof_verifies_and_rejects_foreign_keys() -> None:
     proof = OwnershipProof.from_json(prove_ownership(owner, pseudonym, challenge).to_json())
     verify_ownership(proof, pseudonym=pseudonym.public_key, challenge=challenge)
     verify_ownership(
-        proof, pseudonym=pseudonym.public_key, challenge=challenge, master=owner.public_key
+        proof,
+        pseudonym=pseudonym.public_key,
+        challenge=challenge,
+        owner=owner_keypair(owner).public_key,
     )
+    # the proof never names the master key: SEP-5 account 0, a restored wallet's default account
+    assert proof.owner != owner.public_key and owner.public_key not in proof.to_json()
 
-    with pytest.raises(OwnershipError, match="different master"):
+    with pytest.raises(OwnershipError, match="different owner"):
         verify_ownership(
-            proof, pseudonym=pseudonym.public_key, challenge=challenge, master=stranger.public_key
+            proof,
+            pseudonym=pseudonym.public_key,
+            challenge=challenge,
+            owner=owner_keypair(stranger).public_key,
         )
     with pytest.raises(OwnershipError, match="different challenge"):
         verify_ownership(proof, pseudonym=pseudonym.public_key, challenge=b"x" * 32)
     # A stranger claiming the pseudonym cannot produce the pseudonym's signature.
     forged = prove_ownership(stranger, derive_pseudonym(stranger, 99), challenge)
     forged = OwnershipProof(
-        stranger.public_key,
+        owner_keypair(stranger).public_key,
         pseudonym.public_key,
         challenge,
-        forged.master_signature,
+        forged.owner_signature,
         forged.pseudonym_signature,
     )
     with pytest.raises(OwnershipError, match="signature does not verify"):
         verify_ownership(forged, pseudonym=pseudonym.public_key, challenge=challenge)
     with pytest.raises(OwnershipError, match="malformed"):
-        OwnershipProof.from_json('{"master": 1}')
+        OwnershipProof.from_json('{"owner": 1}')
     with pytest.raises(ValueError, match="at least 16"):
         prove_ownership(owner, pseudonym, b"short")

@@ -14,6 +14,7 @@ from flwr_stellar.identity.pseudonym import (
     OwnershipError,
     OwnershipProof,
     derive_pseudonym,
+    owner_keypair,
     prove_ownership,
     verify_ownership,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "UnsupportedVersionError",
     "WrongPassphraseError",
     "derive_pseudonym",
+    "owner_keypair",
     "prove_ownership",
     "verify_ownership",
 ]

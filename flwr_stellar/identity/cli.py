@@ -19,6 +19,7 @@ from flwr_stellar.identity.pseudonym import (
     OwnershipError,
     OwnershipProof,
     derive_pseudonym,
+    owner_keypair,
     prove_ownership,
     verify_ownership,
 )
@@ -117,6 +118,11 @@ def cmd_derive(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_owner(args: argparse.Namespace) -> int:
+    print(json.dumps({"owner": owner_keypair(_unlock(args)).public_key}))
+    return 0
+
+
 def cmd_prove(args: argparse.Namespace) -> int:
     master = _unlock(args)
     proof = prove_ownership(
@@ -131,9 +137,9 @@ def cmd_prove(args: argparse.Namespace) -> int:
 def cmd_verify_proof(args: argparse.Namespace) -> int:
     proof = OwnershipProof.from_json(Path(args.proof).read_text())
     verify_ownership(
-        proof, pseudonym=args.pseudonym, challenge=bytes.fromhex(args.challenge), master=args.master
+        proof, pseudonym=args.pseudonym, challenge=bytes.fromhex(args.challenge), owner=args.owner
     )
-    print(json.dumps({"valid": True, "master": proof.master, "pseudonym": proof.pseudonym}))
+    print(json.dumps({"valid": True, "owner": proof.owner, "pseudonym": proof.pseudonym}))
     return 0
 
 
@@ -184,6 +190,7 @@ def add_keys_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         else:
             p.add_argument("--mnemonic-file", type=Path, default=None)
     cmd("show", cmd_show, "print the public key and KDF parameters (no passphrase)", unlock=False)
+    cmd("owner", cmd_owner, "print the owner key that signs this node's ownership proofs")
     cmd(
         "export-mnemonic", cmd_export_mnemonic, "print the recovery mnemonic (a secret!)"
     ).add_argument("--yes", action="store_true", help="confirm printing the secret")
@@ -200,7 +207,9 @@ def add_keys_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     verify.add_argument("proof", type=Path, help="proof JSON from `keys prove`")
     verify.add_argument("--pseudonym", required=True)
     verify.add_argument("--challenge", required=True, help="hex")
-    verify.add_argument("--master", default=None, help="expected master account (optional)")
+    verify.add_argument(
+        "--owner", default=None, help="expected owner key, from `keys owner` (optional)"
+    )
     verify.set_defaults(func=cmd_verify_proof)
 
 

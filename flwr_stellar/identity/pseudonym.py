@@ -4,8 +4,13 @@ Each (federation, run id) gets its own ed25519 account, HKDF-SHA256(master seed,
 info = federation + run id). The same node gets the same pseudonym if a run restarts; without
 the master seed, pseudonyms of different runs look like independent random accounts, so the
 ledger cannot link them. When the node chooses to (to claim or move rewards), it proves
-ownership with a signature chain over a verifier's challenge: the master key signs the
+ownership with a signature chain over a verifier's challenge: the node's **owner key** signs the
 statement naming the pseudonym, and the pseudonym signs the same statement.
+
+The owner key is derived from the master seed for proofs alone (HKDF, its own salt). It is not
+the master key itself, which is SEP-5 account 0 of the mnemonic: the default account of any
+wallet the provider restores the words into, so a proof naming it would tie the provider's
+runs to that wallet's public history.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from stellar_sdk.exceptions import BadSignatureError, Ed25519PublicKeyInvalidErr
 from flwr_stellar.identity.keystore import MasterSecret
 
 DERIVATION_SALT = b"flwr-stellar/pseudonym/v1"
-PROOF_DOMAIN = b"flwr-stellar/ownership-proof/v1\x00"
+PROOF_DOMAIN = b"flwr-stellar/ownership-proof/v2\x00"  # v2: signed by the owner key
+OWNER_SALT = b"flwr-stellar/owner/v1"
 
 
 class OwnershipError(ValueError):
@@ -42,24 +48,29 @@ def derive_pseudonym(master: MasterSecret, run_id: int, federation: str = "defau
     return derive_keypair(master, DERIVATION_SALT, info)
 
 
+def owner_keypair(master: MasterSecret) -> Keypair:
+    """The node's owner key: what signs its ownership proofs (never the SEP-5 account 0)."""
+    return derive_keypair(master, OWNER_SALT, b"ownership proofs")
+
+
 @dataclass(frozen=True)
 class OwnershipProof:
-    master: str
+    owner: str
     pseudonym: str
     challenge: bytes
-    master_signature: bytes
+    owner_signature: bytes
     pseudonym_signature: bytes
 
     def statement(self) -> bytes:
-        return _statement(self.master, self.pseudonym, self.challenge)
+        return _statement(self.owner, self.pseudonym, self.challenge)
 
     def to_json(self) -> str:
         return json.dumps(
             {
-                "master": self.master,
+                "owner": self.owner,
                 "pseudonym": self.pseudonym,
                 "challenge": base64.b64encode(self.challenge).decode(),
-                "master_signature": base64.b64encode(self.master_signature).decode(),
+                "owner_signature": base64.b64encode(self.owner_signature).decode(),
                 "pseudonym_signature": base64.b64encode(self.pseudonym_signature).decode(),
             },
             sort_keys=True,
@@ -70,30 +81,30 @@ class OwnershipProof:
         try:
             d = json.loads(text)
             return cls(
-                master=str(d["master"]),
+                owner=str(d["owner"]),
                 pseudonym=str(d["pseudonym"]),
                 challenge=base64.b64decode(d["challenge"], validate=True),
-                master_signature=base64.b64decode(d["master_signature"], validate=True),
+                owner_signature=base64.b64decode(d["owner_signature"], validate=True),
                 pseudonym_signature=base64.b64decode(d["pseudonym_signature"], validate=True),
             )
         except (ValueError, KeyError, TypeError) as err:
             raise OwnershipError(f"malformed ownership proof: {type(err).__name__}") from None
 
 
-def _statement(master: str, pseudonym: str, challenge: bytes) -> bytes:
-    return PROOF_DOMAIN + master.encode() + b"\x00" + pseudonym.encode() + b"\x00" + challenge
+def _statement(owner: str, pseudonym: str, challenge: bytes) -> bytes:
+    return PROOF_DOMAIN + owner.encode() + b"\x00" + pseudonym.encode() + b"\x00" + challenge
 
 
 def prove_ownership(master: MasterSecret, pseudonym: Keypair, challenge: bytes) -> OwnershipProof:
     if len(challenge) < 16:
         raise ValueError("a challenge must be at least 16 random bytes")
-    master_kp = master.keypair()
-    statement = _statement(master_kp.public_key, pseudonym.public_key, challenge)
+    owner = owner_keypair(master)
+    statement = _statement(owner.public_key, pseudonym.public_key, challenge)
     return OwnershipProof(
-        master=master_kp.public_key,
+        owner=owner.public_key,
         pseudonym=pseudonym.public_key,
         challenge=challenge,
-        master_signature=master_kp.sign(statement),
+        owner_signature=owner.sign(statement),
         pseudonym_signature=pseudonym.sign(statement),
     )
 
@@ -103,18 +114,18 @@ def verify_ownership(
     *,
     pseudonym: str,
     challenge: bytes,
-    master: str | None = None,
+    owner: str | None = None,
 ) -> None:
-    """Raise OwnershipError unless ``proof`` binds ``pseudonym`` to its master for ``challenge``."""
+    """Raise OwnershipError unless ``proof`` binds ``pseudonym`` to its owner for ``challenge``."""
     if proof.pseudonym != pseudonym:
         raise OwnershipError("proof is for a different pseudonym")
     if proof.challenge != challenge:
         raise OwnershipError("proof answers a different challenge")
-    if master is not None and proof.master != master:
-        raise OwnershipError("proof is signed by a different master key")
+    if owner is not None and proof.owner != owner:
+        raise OwnershipError("proof is signed by a different owner key")
     statement = proof.statement()
     for who, address, signature in (
-        ("master", proof.master, proof.master_signature),
+        ("owner", proof.owner, proof.owner_signature),
         ("pseudonym", proof.pseudonym, proof.pseudonym_signature),
     ):
         try:
