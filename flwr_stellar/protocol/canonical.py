@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from stellar_sdk import Keypair
 from stellar_sdk.exceptions import BadSignatureError, Ed25519PublicKeyInvalidError
 
 from flwr_stellar.protocol.errors import RecordError
+from flwr_stellar.protocol.text import shown
 
 SIGNATURE_BYTES = 64
 DOCUMENT_LIMIT = 64 * 1024  # bytes of one signed document read from the other side
@@ -115,3 +116,13 @@ def hex64(value: str, what: str, *, empty: bool = False) -> str:
     if len(value) != 64 or not set(value) <= set("0123456789abcdef"):
         raise RecordError(f"{what} is not a SHA-256 in hex")
     return value
+
+
+def check_document(doc: Mapping[str, Any], fmt: str, fields: Iterable[str], what: str) -> None:
+    """RecordError unless ``doc`` is of format ``fmt`` with exactly ``fields`` and ``format``:
+    a signed document with a field more or less is not the document its reader knows."""
+    if doc.get("format") != fmt:
+        raise RecordError(f"unknown {what} format {shown(doc.get('format'))}")
+    keys = {*fields, "format"}
+    if set(doc) != keys:
+        raise RecordError(f"{what} fields are {sorted(doc)}, expected {sorted(keys)}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from flwr.app import ConfigRecord
 
 from flwr_stellar.protocol.digest import DIGEST_VERSION
-from flwr_stellar.protocol.errors import RecordError
+from flwr_stellar.protocol.errors import RecordError, require_version
 from flwr_stellar.protocol.text import parse_decimal, shown
 
 CHALLENGE_RECORD = "flwr-stellar.challenge"  # the instruction's ConfigRecord with the nonce
@@ -87,9 +87,7 @@ class Challenge:
         """
         if not isinstance(record, ConfigRecord):
             raise RecordError("challenge record is not a ConfigRecord")
-        version = record.get("version")
-        if type(version) is not int or version != DIGEST_VERSION:
-            raise RecordError(f"unknown challenge version {shown(version)}")
+        require_version(record, DIGEST_VERSION, "challenge")
         nonce, server_round = record.get("nonce"), record.get("server-round")
         run_id, strict = (
             parse_decimal(record.get("run-id"), RUN_ID_BOUND),

@@ -20,8 +20,8 @@ from typing import Any
 
 from flwr.app import ConfigRecord
 
-from flwr_stellar.protocol.canonical import SignedDocument, field_of, hex64
-from flwr_stellar.protocol.errors import RecordError
+from flwr_stellar.protocol.canonical import SignedDocument, check_document, field_of, hex64
+from flwr_stellar.protocol.errors import RecordError, require_version
 from flwr_stellar.protocol.text import shown
 
 RECEIPTS_RECORD = "flwr-stellar.receipts"  # an instruction's ConfigRecord with receipts
@@ -99,14 +99,11 @@ class Receipt:
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> Receipt:
         """Read a receipt document; RecordError naming the first bad field."""
-        if doc.get("format") != FORMAT:
-            raise RecordError(f"unknown receipt format {shown(doc.get('format'))}")
-        keys = set(cls.__dataclass_fields__) | {"format"}
-        if set(doc) != keys:
-            raise RecordError(f"receipt fields are {sorted(doc)}, expected {sorted(keys)}")
+        check_document(doc, FORMAT, cls.__dataclass_fields__, "receipt")
         ints = ("run_id", "server_round", "node_id", "num_examples", "score", "payout", "held")
         values = {k: field_of(doc, k, int, "receipt") for k in ints}
-        values |= {k: field_of(doc, k, str, "receipt") for k in keys - set(ints) - {"format"}}
+        texts = set(cls.__dataclass_fields__) - set(ints)
+        values |= {k: field_of(doc, k, str, "receipt") for k in texts}
         return cls(**values)
 
     def sign(self, distributor: Any) -> SignedReceipt:
@@ -143,9 +140,7 @@ def read_receipts_record(record: object) -> list[SignedDocument]:
     distributor); RecordError when the record is malformed."""
     if not isinstance(record, ConfigRecord):
         raise RecordError("receipts record is not a ConfigRecord")
-    version = record.get("version")
-    if type(version) is not int or version != VERSION:
-        raise RecordError(f"unknown receipts version {shown(version)}")
+    require_version(record, VERSION, "receipts")
     documents, signatures = record.get("documents", []), record.get("signatures", [])
     if not isinstance(documents, list) or not isinstance(signatures, list):
         raise RecordError("receipts record: documents and signatures must be lists")

@@ -25,9 +25,14 @@ from typing import Any
 
 from flwr.app import ConfigRecord
 
-from flwr_stellar.protocol.canonical import DOCUMENT_LIMIT, SignedDocument, field_of, hex64
-from flwr_stellar.protocol.errors import RecordError
-from flwr_stellar.protocol.text import shown
+from flwr_stellar.protocol.canonical import (
+    DOCUMENT_LIMIT,
+    SignedDocument,
+    check_document,
+    field_of,
+    hex64,
+)
+from flwr_stellar.protocol.errors import RecordError, require_version
 
 TERMS_RECORD = "flwr-stellar.terms"  # the instruction's ConfigRecord with the signed terms
 VERSION = 2  # v2: signed by the distributor, for the whole run
@@ -109,11 +114,7 @@ class RewardTerms:
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> RewardTerms:
         """Read a terms document; RecordError naming the first bad field."""
-        if doc.get("format") != FORMAT:
-            raise RecordError(f"unknown terms format {shown(doc.get('format'))}")
-        keys = set(cls.__dataclass_fields__) | {"format"}
-        if set(doc) != keys:
-            raise RecordError(f"terms fields are {sorted(doc)}, expected {sorted(keys)}")
+        check_document(doc, FORMAT, cls.__dataclass_fields__, "terms")
         scoring = doc.get("scoring")
         if not isinstance(scoring, dict):
             raise RecordError("terms field 'scoring' is not an object")
@@ -184,9 +185,7 @@ class SignedTerms:
         """Read and verify a terms record; RecordError naming the problem."""
         if not isinstance(record, ConfigRecord):
             raise RecordError("terms record is not a ConfigRecord")
-        version = record.get("version")
-        if type(version) is not int or version != VERSION:
-            raise RecordError(f"unknown terms version {shown(version)}")
+        require_version(record, VERSION, "terms")
         data, signature = record.get("document"), record.get("signature")
         if not isinstance(data, bytes) or not isinstance(signature, bytes):
             raise RecordError("terms record: document and signature must be bytes")
