@@ -93,6 +93,7 @@ class SentReply:
     digest: str
     signature: str
     num_examples: int = 0
+    federation: str = "default"  # the label its pseudonym was derived under
 
     @property
     def who(self) -> str:
@@ -159,6 +160,7 @@ def run_evidence(path: Path, run_id: int) -> RunEvidence:
             str(e.get("digest", "")),
             str(e.get("signature", "")),
             e["num_examples"] if type(e.get("num_examples")) is int else 0,
+            str(e.get("federation") or "default"),
         )
         for e in journal.entries(run_id, SENT)
         if e.get("message_type") == "train"

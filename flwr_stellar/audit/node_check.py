@@ -134,16 +134,12 @@ def _check_run(
     asset = f"{terms.asset_code}:{terms.asset_issuer}"
     memos = {r.manifest for r in found.receipts}
     anchors = read_anchors(ledger, terms.distributor, memos)
-    federation_of = {
-        e.get("digest"): e.get("federation") for e in Journal(found.journal).entries(run_id)
-    }
     for sent in found.sent:
         r = sent.server_round
         problems = []
-        if master is not None:
-            federation = str(federation_of.get(sent.digest) or "default")
-            if derive_pseudonym(master, run_id, federation).public_key != sent.pseudonym:
-                problems.append(f"pseudonym {sent.pseudonym} is not this keystore's")
+        derived = derive_pseudonym(master, run_id, sent.federation) if master else None
+        if derived is not None and derived.public_key != sent.pseudonym:
+            problems.append(f"pseudonym {sent.pseudonym} is not this keystore's")
         receipt = found.receipt_for(sent)
         if receipt is None:
             report.add(run_id, r, False, f"sent reply {sent.digest[:16]}… has no receipt")
