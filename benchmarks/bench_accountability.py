@@ -8,20 +8,12 @@ Target: <= 1.01x seconds per round. Writes benchmarks/results/accountability.jso
 
 from __future__ import annotations
 
-import argparse
-
-from demo_runner import compare_abba, parse_overrides
+from demo_runner import abba_on_the_demo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    args = parser.parse_args()
-    base = parse_overrides(args.overrides) | {"num_rounds": args.rounds, "attack.kind": "none"}
     sides = (("without", {"identity.receipts": False}), ("with", {}))
-    compare_abba("accountability", base, sides, args.nodes)
+    abba_on_the_demo(__doc__, "accountability", sides)
 
 
 if __name__ == "__main__":

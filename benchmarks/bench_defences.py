@@ -8,9 +8,7 @@ benchmarks/results/defences.json.
 
 from __future__ import annotations
 
-import argparse
-
-from demo_runner import compare_abba, parse_overrides
+from demo_runner import abba_on_the_demo
 
 # issue 20's defences, off: no norm bound, no reputation or holdback, no copy, claim or lone
 # step check, the norm-outlier factor it had (3)
@@ -27,13 +25,7 @@ BEFORE = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    args = parser.parse_args()
-    base = parse_overrides(args.overrides) | {"num_rounds": args.rounds, "attack.kind": "none"}
-    compare_abba("defences", base, (("before", BEFORE), ("after", {})), args.nodes)
+    abba_on_the_demo(__doc__, "defences", (("before", BEFORE), ("after", {})))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
@@ -130,3 +131,18 @@ def compare_abba(
         f"{result[f'{a_label}_vs_{b_label}_accuracy_spread']} -> {path}"
     )
     return result
+
+
+Sides = tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]
+
+
+def abba_on_the_demo(doc: str, name: str, sides: Sides, rounds: int = 15) -> dict[str, Any]:
+    """The command line of a benchmark that compares two settings of the demo, no attackers:
+    ``[--nodes N] [--rounds N] [KEY=VALUE ...]``, then :func:`compare_abba`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    args = parser.parse_args()
+    base = parse_overrides(args.overrides) | {"num_rounds": args.rounds, "attack.kind": "none"}
+    return compare_abba(name, base, sides, args.nodes)
