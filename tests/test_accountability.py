@@ -77,36 +77,33 @@ def _victim_and_other(manifest: RoundManifest) -> tuple[Contribution, Contributi
 class DropsAndGivesAway(Cheat):
     """(1) silently drops an accepted update of round 2 and gives its share to another node."""
 
+    with_held = False  # whether the victim's held-back share goes to the other node too
+
     def tamper(self, manifest):
         if manifest.server_round != 2:
             return manifest
         victim, other = _victim_and_other(manifest)
         self.victim = victim.pseudonym
+        held = victim.held if self.with_held else 0
         rows = [
-            replace(c, payout=c.payout + victim.payout) if c is other else c
+            replace(c, payout=c.payout + victim.payout, held=c.held + held) if c is other else c
             for c in manifest.contributions
             if c is not victim
         ]
         return replace(manifest, contributions=tuple(rows))
 
 
-class RelabelsBadSignature(Cheat):
+class RelabelsBadSignature(DropsAndGivesAway):
     """(2) relabels an honest node of round 2 as ``bad-signature`` and shares out its payout."""
 
+    with_held = True
+
     def tamper(self, manifest):
+        dropped = super().tamper(manifest)
         if manifest.server_round != 2:
-            return manifest
-        victim, other = _victim_and_other(manifest)
-        self.victim = victim.pseudonym
-        rows = [
-            replace(c, payout=c.payout + victim.payout, held=c.held + victim.held)
-            if c is other
-            else c
-            for c in manifest.contributions
-            if c is not victim
-        ]
+            return dropped
         rejections = (*manifest.rejections, Rejection("bad-signature", ""))
-        return replace(manifest, contributions=tuple(rows), rejections=rejections)
+        return replace(dropped, rejections=rejections)
 
 
 class LyingReceipts(ReceiptBook):

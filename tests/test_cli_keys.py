@@ -68,31 +68,10 @@ def test_keys_lifecycle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     _, out, _ = run(capsys, "keys", "owner", store)
     owner = json.loads(out)["owner"]
     assert owner != public and public not in proof.read_text()
-    code, _, _ = run(
-        capsys,
-        "keys",
-        "verify-proof",
-        str(proof),
-        "--pseudonym",
-        p3,
-        "--challenge",
-        challenge,
-        "--owner",
-        owner,
-    )
+    verify = ("keys", "verify-proof", str(proof), "--pseudonym", p3, "--challenge", challenge)
+    code, _, _ = run(capsys, *verify, "--owner", owner)
     assert code == 0
-    code, _, err = run(
-        capsys,
-        "keys",
-        "verify-proof",
-        str(proof),
-        "--pseudonym",
-        p3,
-        "--challenge",
-        challenge,
-        "--owner",
-        public,
-    )
+    code, _, err = run(capsys, *verify, "--owner", public)
     assert code == 2 and "different owner" in err
     code, _, err = run(
         capsys, "keys", "verify-proof", str(proof), "--pseudonym", p3, "--challenge", "cd" * 16
