@@ -162,21 +162,13 @@ class ReceiptBook:
         those acknowledged; return how many receipts remain undelivered (logged)."""
         nodes = [n for n, waiting in self.pending.items() if waiting]
         while nodes:
-            messages = []
-            for node in nodes:
-                waiting = list(self.pending[node].items())[:RECEIPTS_LIMIT]
-                content = RecordDict(
-                    {
-                        RECEIPTS_RECORD: receipts_record(r for _, r in waiting),
-                        DELIVERY_RECORD: ConfigRecord({"version": 1}),
-                    }
-                )
-                message = Message(content, dst_node_id=node, message_type=MessageType.TRAIN)
-                messages.append(message)
-                self._carried[(0, "delivery", node)] = tuple(k for k, _ in waiting)
+            marker = RecordDict({DELIVERY_RECORD: ConfigRecord({"version": 1})})
+            messages = [
+                Message(marker, dst_node_id=node, message_type=MessageType.TRAIN) for node in nodes
+            ]
+            self.attach(messages, 0, "delivery")  # each node's receipts, as on an instruction
             replies = list(grid.send_and_receive(messages, timeout=timeout))
-            answered = [r for r in replies if not r.has_error()]
-            self.acknowledged(answered, 0, "delivery")
+            self.acknowledged(replies, 0, "delivery")
             for reply in replies:
                 if reply.has_error():
                     log(
@@ -186,7 +178,7 @@ class ReceiptBook:
                         (reply.error.reason or "")[:200],
                     )
             self._carried = {k: v for k, v in self._carried.items() if k[1] != "delivery"}
-            progressed = {r.metadata.src_node_id for r in answered}
+            progressed = {r.metadata.src_node_id for r in replies if not r.has_error()}
             nodes = [n for n in nodes if n in progressed and self.pending.get(n)]
         left = sum(len(w) for w in self.pending.values())
         if left:
