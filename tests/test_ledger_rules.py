@@ -272,23 +272,6 @@ def test_history_queries(chain: Chain) -> None:
         chain.ledger.account_transactions(a.public_key, limit=0)
 
 
-def test_envelope_v0_and_fee_bump_not_supported(chain: Chain) -> None:
-    a, b = chain.funded(), chain.funded()
-    inner = TransactionBuilder(
-        SdkAccount(a.public_key, chain.ledger.load_account(a.public_key).sequence),
-        chain.ledger.network_passphrase,
-        base_fee=100,
-    )
-    inner = inner.append_payment_op(b.public_key, Asset.native(), "1").set_timeout(60).build()
-    inner.sign(a)
-    bump = TransactionBuilder.build_fee_bump_transaction(
-        b.public_key, 200, inner, chain.ledger.network_passphrase
-    )
-    bump.sign(b)
-    with pytest.raises(LedgerError, match="fee bump"):
-        chain.ledger.submit(bump.to_xdr())
-
-
 def test_transaction_set_in_one_ledger(chain: Chain) -> None:
     a, b = chain.funded(), chain.funded()
     seq = chain.ledger.load_account(a.public_key).sequence

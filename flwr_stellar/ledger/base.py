@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from flwr_stellar.ledger.amounts import STROOPS_PER_UNIT as STROOPS_PER_UNIT  # re-export
 
@@ -70,6 +70,7 @@ class SubmitResult:
     op_codes: tuple[str, ...] = ()  # e.g. ("op_success", "op_underfunded")
     envelope_xdr: str = ""
     result_xdr: str = ""
+    inner_tx_code: str = ""  # a fee bump's inner transaction, e.g. "tx_success", "tx_bad_seq"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,13 @@ class TxRecord:
     tx_code: str = "tx_success"
     op_codes: tuple[str, ...] = ()
     paging_token: str = ""  # Horizon's cursor for this transaction
+    fee_account: str = ""  # who paid the fee, when not the source (a fee bump)
+    inner_hash: str = ""  # a fee bump's inner transaction hash
+    inner_tx_code: str = ""  # a fee bump's inner result, e.g. "tx_success"
+
+    @property
+    def fee_payer(self) -> str:
+        return self.fee_account or self.source
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,41 @@ class PaymentRecord:
     destination: str
     asset: str
     amount: int
+
+
+def predicate_holds(predicate: Any, close_time: int) -> bool:
+    """Whether a claim predicate is true in a ledger closing at ``close_time`` (unix s).
+
+    Predicates are plain JSON values: ``{"unconditional": True}``, ``{"abs_before": unix}``,
+    ``{"not": p}``, ``{"and": [p, q]}``, ``{"or": [p, q]}`` (relative times were made
+    absolute when the balance was created, as stellar-core does).
+    """
+    if "unconditional" in predicate:
+        return True
+    if "abs_before" in predicate:
+        return bool(close_time < int(predicate["abs_before"]))
+    if "not" in predicate:
+        return not predicate_holds(predicate["not"], close_time)
+    if "and" in predicate:
+        return all(predicate_holds(p, close_time) for p in predicate["and"])
+    return any(predicate_holds(p, close_time) for p in predicate["or"])
+
+
+@dataclass(frozen=True)
+class ClaimableBalanceRecord:
+    """A claimable balance waiting on the ledger (Horizon's ``/claimable_balances``)."""
+
+    id: str  # Horizon's hex: "00000000" + sha256 of the creating operation's id
+    asset: str
+    amount: int  # stroops
+    sponsor: str  # who pays its reserves, and gets them back when it is claimed
+    claimants: tuple[tuple[str, Any], ...]  # (account, predicate)
+    last_modified_ledger: int = 0
+    paging_token: str = ""
+
+    def claimable_by(self, account: str, close_time: int) -> bool:
+        """Whether ``account`` may claim it in a ledger closing at ``close_time``."""
+        return any(a == account and predicate_holds(p, close_time) for a, p in self.claimants)
 
 
 T = TypeVar("T")
@@ -248,6 +291,27 @@ class Ledger(Protocol):
             ``CODE:ISSUER``.
         cursor : str, optional
             The last account id already seen.
+        limit : int
+            Records per page.
+        """
+        ...
+
+    def claimable_balances(
+        self,
+        *,
+        claimant: str | None = None,
+        sponsor: str | None = None,
+        cursor: str | None = None,
+        limit: int = 10,
+    ) -> Page[ClaimableBalanceRecord]:
+        """One page of the claimable balances one account may claim, or one sponsors.
+
+        Parameters
+        ----------
+        claimant, sponsor : str, optional
+            ``G...`` strkeys; at least one is given.
+        cursor : str, optional
+            Paging token of the last record already seen.
         limit : int
             Records per page.
         """

@@ -25,6 +25,7 @@ from stellar_sdk.exceptions import NotFoundError as SdkNotFound
 
 from flwr_stellar.ledger.base import (
     AccountInfo,
+    ClaimableBalanceRecord,
     LedgerError,
     LedgerUnavailableError,
     NotFoundError,
@@ -35,6 +36,7 @@ from flwr_stellar.ledger.base import (
 )
 from flwr_stellar.ledger.horizon_json import (
     account_from_json,
+    claimable_balance_from_json,
     payment_from_json,
     tx_from_json,
 )
@@ -177,13 +179,18 @@ class HorizonLedger:
             if not codes:
                 raise LedgerError(_detail(err), status=err.status) from None
             tx_code = codes.get("transaction", "tx_failed")
+            inner = str(codes.get("inner_transaction", ""))
+            failed_in_ledger = tx_code == "tx_failed" or (
+                tx_code == "tx_fee_bump_inner_failed" and inner == "tx_failed"
+            )
             return SubmitResult(
                 hash=str(extras.get("hash", "")),
                 successful=False,
                 applied=bool(
-                    extras.get("applied", tx_code == "tx_failed")
+                    extras.get("applied", failed_in_ledger)
                     and "op_bad_auth" not in codes.get("operations", ())
                 ),
+                inner_tx_code=inner,
                 ledger=None,
                 fee_charged=int(extras.get("fee_charged", 0) or 0),
                 tx_code=tx_code,
@@ -197,7 +204,8 @@ class HorizonLedger:
             applied=True,
             ledger=int(resp["ledger"]),
             fee_charged=int(resp.get("fee_charged", 0)),
-            tx_code="tx_success",
+            tx_code="tx_fee_bump_inner_success" if "inner_transaction" in resp else "tx_success",
+            inner_tx_code="tx_success" if "inner_transaction" in resp else "",
             op_codes=(),
             envelope_xdr=envelope_xdr,
             result_xdr=resp.get("result_xdr", ""),
@@ -247,6 +255,25 @@ class HorizonLedger:
         records, _ = self._paged(builder, cursor, limit, "asc")
         accounts = tuple(account_from_json(r) for r in records)
         return Page(accounts, accounts[-1].account_id if accounts else cursor)
+
+    @_transport
+    def claimable_balances(
+        self,
+        *,
+        claimant: str | None = None,
+        sponsor: str | None = None,
+        cursor: str | None = None,
+        limit: int = 10,
+    ) -> Page[ClaimableBalanceRecord]:
+        if claimant is None and sponsor is None:
+            raise LedgerError("claimable balances are listed by claimant or sponsor")
+        builder = self.server.claimable_balances()
+        if claimant is not None:
+            builder = builder.for_claimant(claimant)
+        if sponsor is not None:
+            builder = builder.for_sponsor(sponsor)
+        records, nxt = self._paged(builder, cursor, limit, "asc")
+        return Page(tuple(claimable_balance_from_json(r) for r in records), nxt)
 
     @_transport
     def fund(self, account_id: str) -> SubmitResult:

@@ -19,6 +19,7 @@ from flwr_stellar.ledger.base import (
     NATIVE,
     AccountInfo,
     Balance,
+    ClaimableBalanceRecord,
     PaymentRecord,
     TxRecord,
 )
@@ -196,7 +197,7 @@ def tx_to_json(t: TxRecord, base_url: str = "", result_xdr: str = "") -> dict[st
         "ledger": t.ledger,
         "created_at": iso_time(t.created_at),
         "source_account": t.source,
-        "fee_account": t.source,
+        "fee_account": t.fee_payer,
         "fee_charged": str(t.fee_charged),
         "operation_count": t.operation_count,
         "envelope_xdr": t.envelope_xdr,
@@ -204,6 +205,8 @@ def tx_to_json(t: TxRecord, base_url: str = "", result_xdr: str = "") -> dict[st
         "result_codes": {"transaction": t.tx_code, "operations": list(t.op_codes)},
         "memo_type": t.memo_type,
     }
+    if t.inner_hash:
+        out |= _fee_bump_fields(t)
     if t.memo is not None:
         out["memo"] = t.memo
     return out
@@ -225,6 +228,110 @@ def tx_from_json(d: dict[str, Any]) -> TxRecord:
         tx_code=codes.get("transaction", "tx_success" if d["successful"] else "tx_failed"),
         op_codes=tuple(codes.get("operations", ())),
         paging_token=str(d.get("paging_token", "")),
+        fee_account=d["fee_account"]
+        if d.get("fee_account", d["source_account"]) != d["source_account"]
+        else "",
+        inner_hash=str((d.get("inner_transaction") or {}).get("hash", "")),
+        inner_tx_code=str(codes.get("inner_transaction", "")),
+    )
+
+
+def _fee_bump_fields(t: TxRecord) -> dict[str, Any]:
+    """Horizon's fields of a fee bump: its own hash and signatures, its inner transaction's,
+    the fee bids of both, and the inner result code."""
+    from stellar_sdk import xdr
+
+    envelope = xdr.TransactionEnvelope.from_xdr(t.envelope_xdr)
+    assert envelope.fee_bump is not None and envelope.fee_bump.tx.inner_tx.v1 is not None
+    bump, inner = envelope.fee_bump, envelope.fee_bump.tx.inner_tx.v1
+
+    def signatures(sigs: list[Any]) -> list[str]:
+        return [base64.b64encode(s.signature.signature).decode() for s in sigs]
+
+    return {
+        "max_fee": str(bump.tx.fee.int64),
+        "signatures": signatures(bump.signatures),
+        "fee_bump_transaction": {"hash": t.hash, "signatures": signatures(bump.signatures)},
+        "inner_transaction": {
+            "hash": t.inner_hash,
+            "signatures": signatures(inner.signatures),
+            "max_fee": str(inner.tx.fee.uint32),
+        },
+        "result_codes": {
+            "transaction": t.tx_code,
+            "inner_transaction": t.inner_tx_code,
+            "operations": list(t.op_codes),
+        },
+    }
+
+
+# ---------------------------------------------------------------------------- claimable balances
+def predicate_to_json(predicate: Any) -> dict[str, Any]:
+    """Horizon's JSON of a stored claim predicate (absolute times as ISO and epoch)."""
+    if "abs_before" in predicate:
+        at = int(predicate["abs_before"])
+        try:
+            iso = iso_time(at)
+        except (OverflowError, OSError, ValueError):  # beyond year 9999: Horizon caps it too
+            iso = "9999-12-31T23:59:59Z"
+        return {"abs_before": iso, "abs_before_epoch": str(at)}
+    if "not" in predicate:
+        return {"not": predicate_to_json(predicate["not"])}
+    for name in ("and", "or"):
+        if name in predicate:
+            return {name: [predicate_to_json(p) for p in predicate[name]]}
+    return {"unconditional": True}
+
+
+def predicate_from_json(d: dict[str, Any]) -> Any:
+    """A stored claim predicate from Horizon's JSON; a relative time (which Horizon sends only
+    for a balance it has not made absolute) cannot be evaluated and is refused."""
+    if d.get("unconditional"):
+        return {"unconditional": True}
+    if "abs_before" in d:
+        epoch = d.get("abs_before_epoch")
+        return {"abs_before": int(epoch) if epoch is not None else unix_time(d["abs_before"])}
+    if "not" in d:
+        return {"not": predicate_from_json(d["not"])}
+    for name in ("and", "or"):
+        if name in d:
+            return {name: [predicate_from_json(p) for p in d[name]]}
+    raise ValueError(f"unsupported claim predicate {sorted(d)}")
+
+
+def claimable_balance_to_json(b: ClaimableBalanceRecord, base_url: str = "") -> dict[str, Any]:
+    me = f"{base_url}/claimable_balances/{b.id}"
+    return {
+        "_links": {
+            "self": _link(me),
+            "transactions": _link(f"{me}/transactions{PAGE_TEMPLATE}", True),
+            "operations": _link(f"{me}/operations{PAGE_TEMPLATE}", True),
+        },
+        "id": b.id,
+        "asset": "native" if b.asset == NATIVE else b.asset,
+        "amount": format_stroops(b.amount),
+        "sponsor": b.sponsor,
+        "last_modified_ledger": b.last_modified_ledger,
+        "claimants": [
+            {"destination": account, "predicate": predicate_to_json(p)}
+            for account, p in b.claimants
+        ],
+        "flags": {"clawback_enabled": False},
+        "paging_token": b.paging_token or b.id,
+    }
+
+
+def claimable_balance_from_json(d: dict[str, Any]) -> ClaimableBalanceRecord:
+    return ClaimableBalanceRecord(
+        id=d["id"],
+        asset=NATIVE if d["asset"] == "native" else d["asset"],
+        amount=parse_stroops(d["amount"]),
+        sponsor=d.get("sponsor", ""),
+        claimants=tuple(
+            (c["destination"], predicate_from_json(c["predicate"])) for c in d["claimants"]
+        ),
+        last_modified_ledger=int(d.get("last_modified_ledger", 0)),
+        paging_token=str(d.get("paging_token", d["id"])),
     )
 
 
@@ -261,6 +368,8 @@ OPERATION_NAMES = {
     "REVOKE_SPONSORSHIP": "revoke_sponsorship",
     "CLAWBACK": "clawback",
     "SET_TRUST_LINE_FLAGS": "set_trust_line_flags",
+    "CREATE_CLAIMABLE_BALANCE": "create_claimable_balance",
+    "CLAIM_CLAIMABLE_BALANCE": "claim_claimable_balance",
 }
 
 
@@ -323,6 +432,25 @@ def _op_fields(body: Any, source: str) -> dict[str, Any]:
             "set_flags": [b for b in (1, 2, 4) if op.set_flags.uint32 & b],
             "clear_flags": [b for b in (1, 2, 4) if op.clear_flags.uint32 & b],
         }
+    if name == "CREATE_CLAIMABLE_BALANCE":
+        op = body.create_claimable_balance_op
+        claimants = [
+            {
+                "destination": account_id(c.v0.destination),
+                "predicate": _xdr_predicate_json(c.v0.predicate),
+            }
+            for c in op.claimants
+        ]
+        text = asset_string(op.asset)
+        return {
+            "asset": "native" if text == NATIVE else text,
+            "amount": format_stroops(op.amount.int64),
+            "sponsor": source,
+            "claimants": claimants,
+        }
+    if name == "CLAIM_CLAIMABLE_BALANCE":
+        op = body.claim_claimable_balance_op
+        return {"balance_id": op.balance_id.to_xdr_bytes().hex(), "claimant": source}
     if name == "ALLOW_TRUST":
         op = body.allow_trust_op
         return {
@@ -331,6 +459,22 @@ def _op_fields(body: Any, source: str) -> dict[str, Any]:
             "authorize": bool(op.authorize.uint32),
         }
     return {}
+
+
+def _xdr_predicate_json(p: Any) -> dict[str, Any]:
+    """An operation's predicate as Horizon shows it: relative times stay relative."""
+    name = p.type.name.removeprefix("CLAIM_PREDICATE_")
+    if name == "UNCONDITIONAL":
+        return {"unconditional": True}
+    if name == "AND":
+        return {"and": [_xdr_predicate_json(c) for c in p.and_predicates or ()]}
+    if name == "OR":
+        return {"or": [_xdr_predicate_json(c) for c in p.or_predicates or ()]}
+    if name == "NOT":
+        return {"not": _xdr_predicate_json(p.not_predicate)} if p.not_predicate else {}
+    if name == "BEFORE_RELATIVE_TIME":
+        return {"rel_before": str(p.rel_before.int64)}
+    return predicate_to_json({"abs_before": p.abs_before.int64})
 
 
 def operation_to_json(t: TxRecord, index: int, base_url: str = "") -> dict[str, Any]:
@@ -347,11 +491,11 @@ def operation_to_json(t: TxRecord, index: int, base_url: str = "") -> dict[str, 
     """
     from stellar_sdk import xdr
 
-    from flwr_stellar.ledger.embedded.ops.xdr_util import muxed_id
+    from flwr_stellar.ledger.embedded.ops.xdr_util import muxed_id, transaction_of
 
     envelope = xdr.TransactionEnvelope.from_xdr(t.envelope_xdr)
-    assert envelope.v1 is not None
-    tx = envelope.v1.tx
+    tx = transaction_of(envelope)
+    assert tx is not None  # the ledger stores v1 transactions and fee bumps of them
     op = tx.operations[index - 1]
     source = muxed_id(op.source_account) if op.source_account else muxed_id(tx.source_account)
     op_id = str(int(t.paging_token) | index)

@@ -93,6 +93,18 @@ _RESULTS: dict[xdr.OperationType, tuple[Any, Any, str, str]] = {
         "SET_TRUST_LINE_FLAGS_",
         "set_trust_line_flags_result",
     ),
+    xdr.OperationType.CREATE_CLAIMABLE_BALANCE: (
+        xdr.CreateClaimableBalanceResult,
+        xdr.CreateClaimableBalanceResultCode,
+        "CREATE_CLAIMABLE_BALANCE_",
+        "create_claimable_balance_result",
+    ),
+    xdr.OperationType.CLAIM_CLAIMABLE_BALANCE: (
+        xdr.ClaimClaimableBalanceResult,
+        xdr.ClaimClaimableBalanceResultCode,
+        "CLAIM_CLAIMABLE_BALANCE_",
+        "claim_claimable_balance_result",
+    ),
 }
 # codes of the operation as a whole (OperationResultCode), not of its type
 _OUTER = {
@@ -110,7 +122,9 @@ class ResultCodeError(ValueError):
     """A stored result code has no XDR counterpart for its operation type."""
 
 
-def _inner(op_type: xdr.OperationType, code: str, merged: int | None) -> xdr.OperationResult:
+def _inner(
+    op_type: xdr.OperationType, code: str, merged: int | None, balance_id: str = ""
+) -> xdr.OperationResult:
     if op_type not in _RESULTS:
         raise ResultCodeError(f"no result encoding for operation type {op_type.name}")
     result_cls, code_enum, prefix, field = _RESULTS[op_type]
@@ -127,6 +141,8 @@ def _inner(op_type: xdr.OperationType, code: str, merged: int | None) -> xdr.Ope
         raise ResultCodeError(f"{code!r} is not a result of {op_type.name}")
     if op_type == xdr.OperationType.ACCOUNT_MERGE and member.name.endswith("SUCCESS"):
         value = result_cls(member, xdr.Int64(merged or 0))
+    elif op_type == xdr.OperationType.CREATE_CLAIMABLE_BALANCE and member.name.endswith("SUCCESS"):
+        value = result_cls(member, xdr.ClaimableBalanceID.from_xdr_bytes(bytes.fromhex(balance_id)))
     else:
         value = result_cls(member)
     tr = xdr.OperationResultTr(type=op_type, **{field: value})
@@ -139,6 +155,9 @@ def build_result_xdr(
     tx_code: str,
     op_codes: tuple[str, ...] | list[str],
     merged_balance: Callable[[int], int | None] = lambda _: None,
+    *,
+    inner_hash: str = "",
+    inner_code: str = "",
 ) -> str:
     """Base64 ``TransactionResult`` of a stored transaction.
 
@@ -149,42 +168,86 @@ def build_result_xdr(
     fee_charged : int
         Stroops charged (0 for a rejected transaction).
     tx_code : str
-        Horizon's transaction code, e.g. ``tx_success``, ``tx_failed``, ``tx_bad_seq``.
+        Horizon's transaction code, e.g. ``tx_success``, ``tx_failed``, ``tx_bad_seq``,
+        ``tx_fee_bump_inner_success``.
     op_codes : sequence of str
         One Horizon code per operation (applied transactions).
     merged_balance : callable, optional
         Operation index (1-based) -> the balance an AccountMerge moved.
+    inner_hash, inner_code : str
+        A fee bump's inner transaction: its hash (hex) and its own code (``tx_success``...).
 
     Raises
     ------
     ResultCodeError
         A code that has no XDR counterpart.
     """
-    name = "tx" + tx_code.removeprefix("tx_").upper()
-    try:
-        code = xdr.TransactionResultCode[name]
-    except KeyError:
-        raise ResultCodeError(f"unknown transaction code {tx_code!r}") from None
-    results: list[xdr.OperationResult] | None = None
-    if code in (xdr.TransactionResultCode.txSUCCESS, xdr.TransactionResultCode.txFAILED):
-        envelope = xdr.TransactionEnvelope.from_xdr(envelope_xdr)
+    code = _tx_code(tx_code)
+    envelope = xdr.TransactionEnvelope.from_xdr(envelope_xdr)
+    if code in (
+        xdr.TransactionResultCode.txFEE_BUMP_INNER_SUCCESS,
+        xdr.TransactionResultCode.txFEE_BUMP_INNER_FAILED,
+    ):
+        if envelope.fee_bump is None or len(inner_hash) != 64:
+            raise ResultCodeError(f"{tx_code} needs a fee bump envelope and its inner hash")
+        inner = envelope.fee_bump.tx.inner_tx.v1
+        assert inner is not None
+        inner_tx_code = _tx_code(inner_code or "tx_failed")
+        inner_result = xdr.InnerTransactionResult(
+            fee_charged=xdr.Int64(0),  # the fee bump pays
+            result=xdr.InnerTransactionResultResult(
+                code=inner_tx_code,
+                results=_op_results(inner.tx, inner_tx_code, op_codes, merged_balance),
+            ),
+            ext=xdr.InnerTransactionResultExt(0),
+        )
+        outer = xdr.TransactionResultResult(
+            code=code,
+            inner_result_pair=xdr.InnerTransactionResultPair(
+                xdr.Hash(bytes.fromhex(inner_hash)), inner_result
+            ),
+        )
+    else:
         if envelope.v1 is None:
-            raise ResultCodeError("only v1 transaction envelopes are supported")
-        ops = envelope.v1.tx.operations
-        if len(op_codes) != len(ops):
-            raise ResultCodeError(f"{len(op_codes)} operation codes for {len(ops)} operations")
-        results = []
-        for i, (op, op_code) in enumerate(zip(ops, op_codes, strict=True), start=1):
-            if op_code in _OUTER:
-                results.append(xdr.OperationResult(code=_OUTER[op_code]))
-            else:
-                merged = (
-                    merged_balance(i) if op.body.type == xdr.OperationType.ACCOUNT_MERGE else None
-                )
-                results.append(_inner(op.body.type, op_code, merged))
+            raise ResultCodeError("only v1 and fee bump transaction envelopes are supported")
+        results = _op_results(envelope.v1.tx, code, op_codes, merged_balance)
+        outer = xdr.TransactionResultResult(code=code, results=results)
     result = xdr.TransactionResult(
-        fee_charged=xdr.Int64(fee_charged),
-        result=xdr.TransactionResultResult(code=code, results=results),
-        ext=xdr.TransactionResultExt(0),
+        fee_charged=xdr.Int64(fee_charged), result=outer, ext=xdr.TransactionResultExt(0)
     )
     return str(result.to_xdr())
+
+
+def _tx_code(tx_code: str) -> xdr.TransactionResultCode:
+    try:
+        return xdr.TransactionResultCode["tx" + tx_code.removeprefix("tx_").upper()]
+    except KeyError:
+        raise ResultCodeError(f"unknown transaction code {tx_code!r}") from None
+
+
+def _op_results(
+    tx: xdr.Transaction,
+    code: xdr.TransactionResultCode,
+    op_codes: tuple[str, ...] | list[str],
+    merged_balance: Callable[[int], int | None],
+) -> list[xdr.OperationResult] | None:
+    """The per-operation results of a transaction that applied (success or failed)."""
+    if code not in (xdr.TransactionResultCode.txSUCCESS, xdr.TransactionResultCode.txFAILED):
+        return None
+    from flwr_stellar.ledger.embedded.ops.create_claimable_balance import balance_id
+    from flwr_stellar.ledger.embedded.ops.xdr_util import muxed_id
+
+    ops = tx.operations
+    if len(op_codes) != len(ops):
+        raise ResultCodeError(f"{len(op_codes)} operation codes for {len(ops)} operations")
+    results = []
+    for i, (op, op_code) in enumerate(zip(ops, op_codes, strict=True), start=1):
+        if op_code in _OUTER:
+            results.append(xdr.OperationResult(code=_OUTER[op_code]))
+            continue
+        merged = merged_balance(i) if op.body.type == xdr.OperationType.ACCOUNT_MERGE else None
+        made = ""
+        if op.body.type == xdr.OperationType.CREATE_CLAIMABLE_BALANCE:
+            made = balance_id(muxed_id(tx.source_account), tx.seq_num.sequence_number.int64, i - 1)
+        results.append(_inner(op.body.type, op_code, merged, made))
+    return results

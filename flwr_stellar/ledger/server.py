@@ -23,6 +23,7 @@ from flwr_stellar.ledger.base import LedgerCongestedError, LedgerError, NotFound
 from flwr_stellar.ledger.embedded import Congestion, EmbeddedLedger
 from flwr_stellar.ledger.horizon_json import (
     account_to_json,
+    claimable_balance_to_json,
     iso_time,
     ledger_to_json,
     operation_to_json,
@@ -75,6 +76,8 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
                 t.tx_code,
                 t.op_codes,
                 lambda i: ledger.moved_amount(int(t.paging_token) | i),
+                inner_hash=t.inner_hash,
+                inner_code=t.inner_tx_code,
             )
         except ResultCodeError:
             return ""
@@ -272,7 +275,14 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
         else:
             record = None
             try:
-                xdr_result = build_result_xdr(envelope, 0, result.tx_code, ())
+                xdr_result = build_result_xdr(
+                    envelope,
+                    0,
+                    result.tx_code,
+                    result.op_codes,
+                    inner_hash=ledger.inner_hash(envelope) if result.inner_tx_code else "",
+                    inner_code=result.inner_tx_code,
+                )
             except ResultCodeError:
                 xdr_result = ""
         if result.successful and record is not None:
@@ -288,11 +298,41 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
                 "result_xdr": xdr_result,
                 "result_codes": {
                     "transaction": result.tx_code,
+                    **({"inner_transaction": result.inner_tx_code} if result.inner_tx_code else {}),
                     "operations": list(result.op_codes),
                 },
                 "applied": result.applied,
                 "fee_charged": str(result.fee_charged),
             },
+        )
+
+    async def claimable_balances(request: Request) -> JSONResponse:
+        q = request.query_params
+        if not (q.get("claimant") or q.get("sponsor")):
+            raise LedgerError(
+                "list claimable balances by claimant or sponsor: "
+                "/claimable_balances?claimant=G... or ?sponsor=G..."
+            )
+        if q.get("asset"):
+            raise LedgerError("filtering claimable balances by asset is not supported here")
+        cursor, limit, order = _query(request)
+        if order != "asc":
+            raise LedgerError("claimable balances are listed in ascending id order only")
+        page = ledger.claimable_balances(
+            claimant=q.get("claimant") or None,
+            sponsor=q.get("sponsor") or None,
+            cursor=cursor,
+            limit=limit,
+        )
+        records = [claimable_balance_to_json(b, _base(request)) for b in page.records]
+        return JSONResponse(page_json(_url(request), dict(q), records, "asc"))
+
+    async def claimable_balance(request: Request) -> JSONResponse:
+        balance_id = request.path_params["balance_id"].lower()
+        if len(balance_id) != 72 or any(c not in "0123456789abcdef" for c in balance_id):
+            raise LedgerError(f"invalid claimable balance id {balance_id!r}")
+        return JSONResponse(
+            claimable_balance_to_json(ledger.claimable_balance(balance_id), _base(request))
         )
 
     async def ledgers(request: Request) -> JSONResponse:
@@ -398,6 +438,8 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
             Route("/ledgers/{sequence}", ledger_one),
             Route("/ledgers/{sequence}/transactions", ledger_transactions),
             Route("/ledgers/{sequence}/operations", ledger_operations),
+            Route("/claimable_balances", claimable_balances),
+            Route("/claimable_balances/{balance_id}", claimable_balance),
             Route("/fee_stats", fee_stats),
             Route("/friendbot", friendbot),
         ],

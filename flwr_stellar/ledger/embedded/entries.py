@@ -69,7 +69,25 @@ class DataEntry:
     sponsor: str | None = None
 
 
-Entry = Account | TrustLine | DataEntry
+@dataclass(frozen=True)
+class ClaimableBalance:
+    """A CreateClaimableBalance's coins, waiting for one of its claimants.
+
+    ``balance_id`` is Horizon's hex of the ClaimableBalanceID XDR (``00000000`` + sha256);
+    each claimant is (account, predicate) with predicates as plain JSON values whose relative
+    times were made absolute when the balance was created (see ``ops.predicates``). The entry
+    costs one base reserve per claimant, paid by ``sponsor``.
+    """
+
+    balance_id: str
+    asset: str
+    amount: int
+    claimants: tuple[tuple[str, Any], ...]
+    sponsor: str
+    created_ledger: int = 0
+
+
+Entry = Account | TrustLine | DataEntry | ClaimableBalance
 
 
 def entry_key(entry: Entry) -> tuple[str, ...]:
@@ -77,6 +95,8 @@ def entry_key(entry: Entry) -> tuple[str, ...]:
         return ("acct", entry.account_id)
     if isinstance(entry, TrustLine):
         return ("tl", entry.account_id, entry.asset)
+    if isinstance(entry, ClaimableBalance):
+        return ("cb", entry.balance_id)
     return ("data", entry.account_id, entry.name)
 
 
@@ -94,5 +114,8 @@ def decode(kind: str, text: str) -> Entry:
         return Account(**d)
     if kind == "tl":
         return TrustLine(**d)
+    if kind == "cb":
+        d["claimants"] = tuple((c[0], c[1]) for c in d["claimants"])
+        return ClaimableBalance(**d)
     d["value"] = bytes.fromhex(d["value"])
     return DataEntry(**d)

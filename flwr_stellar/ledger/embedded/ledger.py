@@ -34,10 +34,12 @@ from nacl.signing import VerifyKey
 from stellar_sdk import Account as SdkAccount
 from stellar_sdk import Keypair, StrKey, TransactionBuilder
 from stellar_sdk.xdr import (
+    DecoratedSignature,
     EnvelopeType,
     MemoType,
     OperationType,
     PreconditionType,
+    Transaction,
     TransactionEnvelope,
 )
 
@@ -47,6 +49,7 @@ from flwr_stellar.ledger.base import (
     STROOPS_PER_UNIT,
     AccountInfo,
     Balance,
+    ClaimableBalanceRecord,
     LedgerCongestedError,
     LedgerError,
     NotFoundError,
@@ -59,6 +62,7 @@ from flwr_stellar.ledger.embedded.entries import (
     BASE_FEE,
     BASE_RESERVE,
     Account,
+    ClaimableBalance,
     DataEntry,
     TrustLine,
 )
@@ -104,6 +108,8 @@ FRIENDBOT_STARTING_BALANCE = 10_000 * STROOPS_PER_UNIT
 MAX_ENVELOPE_BYTES = 256 * 1024
 ZERO_HASH = "0" * 64
 _TX_TYPE = struct.pack(">i", EnvelopeType.ENVELOPE_TYPE_TX.value)
+_FEE_BUMP_TYPE = struct.pack(">i", EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP.value)
+_FEE_BUMP_B64 = base64.b64encode(_FEE_BUMP_TYPE).decode()[:5]  # "AAAAB": the first 30 bits
 
 
 class ChainError(Exception):
@@ -111,14 +117,54 @@ class ChainError(Exception):
 
 
 class _Rejected(Exception):
-    def __init__(self, tx_code: str, op_codes: tuple[str, ...] = ()) -> None:
+    def __init__(self, tx_code: str, op_codes: tuple[str, ...] = (), inner_code: str = "") -> None:
         super().__init__(tx_code)
-        self.tx_code, self.op_codes = tx_code, op_codes
+        self.tx_code, self.op_codes, self.inner_code = tx_code, op_codes, inner_code
 
 
-def _op_count(env: TransactionEnvelope) -> int:
-    assert env.v1 is not None  # _decode admits v1 envelopes only
-    return len(env.v1.tx.operations)
+@dataclass(frozen=True)
+class Decoded:
+    """A received envelope, decoded once: a v1 transaction or a fee bump wrapping one."""
+
+    envelope: str  # base64, as received
+    raw: bytes
+    env: TransactionEnvelope
+    tx: Transaction  # the transaction (a fee bump's inner one)
+    signatures: list[DecoratedSignature]  # the transaction's own signatures
+    hash: bytes  # what the ledger files it under (a fee bump's own hash)
+    inner_hash: bytes  # the transaction's hash: what its signatures sign
+
+    @property
+    def op_count(self) -> int:
+        return len(self.tx.operations)
+
+
+def _signatures_len(signatures: list[DecoratedSignature]) -> int:
+    """Bytes of an XDR signature array: count, then hint + length + padded signature each."""
+    return 4 + sum(8 + _pad4(len(s.signature.signature)) for s in signatures)
+
+
+def _signed_by(
+    candidates: set[str], signatures: list[DecoratedSignature], tx_hash: bytes
+) -> dict[str, int]:
+    """The candidate keys whose valid signature over ``tx_hash`` is among ``signatures``,
+    each with the index of the (first) signature it made."""
+    signed_by: dict[str, int] = {}
+    for index, dsig in enumerate(signatures):
+        hint, sig = dsig.hint.signature_hint, dsig.signature.signature
+        for key in candidates:
+            if key in signed_by:
+                continue
+            raw_key = StrKey.decode_ed25519_public_key(key)
+            if raw_key[-4:] != hint:
+                continue
+            try:
+                VerifyKey(raw_key).verify(tx_hash, sig)
+            except (BadSignatureError, ValueError):
+                continue
+            signed_by[key] = index
+            break
+    return signed_by
 
 
 def _pad4(n: int) -> int:
@@ -228,15 +274,12 @@ class EmbeddedLedger:
         decoded = []
         for index, envelope in enumerate(envelopes):
             try:
-                raw, env, tx_bytes = self._decode(envelope)
+                decoded.append(self._decode(envelope))
             except LedgerError as err:
                 raise LedgerError(f"envelope {index}: {err.message}") from None
-            decoded.append(
-                (envelope, raw, env, hashlib.sha256(self.network_id + _TX_TYPE + tx_bytes).digest())
-            )
         with self._lock:
             if self.congestion is not None:
-                self._admit([env for _, _, env, _ in decoded])
+                self._admit(decoded)
             self.store.begin()
             try:
                 results = self._close_ledger(decoded)
@@ -245,21 +288,19 @@ class EmbeddedLedger:
                 raise
             if self.congestion is not None:
                 applied = sum(
-                    _op_count(env)
-                    for (_, _, env, _), r in zip(decoded, results, strict=True)
-                    if r.applied
+                    d.op_count for d, r in zip(decoded, results, strict=True) if r.applied
                 )
                 self._recent_ops.append((time.monotonic(), applied))
         return results
 
-    def _admit(self, envelopes: list[TransactionEnvelope]) -> None:
+    def _admit(self, envelopes: list[Decoded]) -> None:
         """Congestion emulation: refuse (apply nothing) what would put more operations into
         the last ``ledger_close_s`` seconds than ``ops_per_ledger``."""
         assert self.congestion is not None
         now = time.monotonic()
         while self._recent_ops and self._recent_ops[0][0] <= now - self.congestion.ledger_close_s:
             self._recent_ops.popleft()
-        wanted = sum(_op_count(env) for env in envelopes)
+        wanted = sum(d.op_count for d in envelopes)
         used = sum(ops for _, ops in self._recent_ops)
         if used + wanted > self.congestion.ops_per_ledger:
             self.congestion_refusals += 1
@@ -269,9 +310,7 @@ class EmbeddedLedger:
                 "try again later"
             )
 
-    def _close_ledger(
-        self, decoded: list[tuple[str, bytes, TransactionEnvelope, bytes]]
-    ) -> list[SubmitResult]:
+    def _close_ledger(self, decoded: list[Decoded]) -> list[SubmitResult]:
         last = self.store.last_header()
         assert last is not None
         ledger_seq, close_time = last["seq"] + 1, max(last["close_time"], int(time.time()))
@@ -280,33 +319,33 @@ class EmbeddedLedger:
         rows: list[Any] = []
         tx_hashes: list[bytes] = []
         fees, ops = 0, 0
-        for envelope, raw, env, tx_hash in decoded:
+        for d in decoded:
             try:
-                result, row = self._apply(
-                    view, env, raw, tx_hash, ledger_seq, close_time, len(rows) + 1
-                )
+                result, row = self._apply(view, d, ledger_seq, close_time, len(rows) + 1)
             except _Rejected as rej:
-                original = self._already_applied(tx_hash) if rej.tx_code == "tx_bad_seq" else None
+                stale = "tx_bad_seq" in (rej.tx_code, rej.inner_code)
+                original = self._already_applied(d.hash) if stale else None
                 if original is not None:  # Horizon's safe resubmission: the first outcome again
-                    results.append(replace(original, envelope_xdr=envelope))
+                    results.append(replace(original, envelope_xdr=d.envelope))
                     continue
                 results.append(
                     SubmitResult(
-                        hash=tx_hash.hex(),
+                        hash=d.hash.hex(),
                         successful=False,
                         applied=False,
                         ledger=None,
                         fee_charged=0,
                         tx_code=rej.tx_code,
                         op_codes=rej.op_codes,
-                        envelope_xdr=envelope,
+                        envelope_xdr=d.envelope,
+                        inner_tx_code=rej.inner_code,
                     )
                 )
                 continue
-            results.append(replace(result, envelope_xdr=envelope))
+            results.append(replace(result, envelope_xdr=d.envelope))
             rows.append(row)
             fees, ops = fees + result.fee_charged, ops + row[0]["op_count"]
-            tx_hashes.append(tx_hash)
+            tx_hashes.append(d.hash)
         if not rows:
             self.store.rollback()  # nothing valid: no ledger closes
             return results
@@ -327,6 +366,8 @@ class EmbeddedLedger:
         self.store.write_header(header)
         for tx_row, participants, payments in rows:
             self.store.write_tx(tx_row, participants, payments)
+            if "fee_account" in tx_row:
+                self.store.write_fee_bump(tx_row)
         self.store.commit()
         return results
 
@@ -345,10 +386,11 @@ class EmbeddedLedger:
             fee_charged=record.fee_charged,
             tx_code=record.tx_code,
             op_codes=record.op_codes,
+            inner_tx_code=record.inner_tx_code,
         )
 
-    def _decode(self, envelope_xdr: str) -> tuple[bytes, TransactionEnvelope, bytes]:
-        """Decode once; the tx hash is taken over the received bytes, not a re-encoding."""
+    def _decode(self, envelope_xdr: str) -> Decoded:
+        """Decode once; hashes are taken over the received bytes, not a re-encoding."""
         if not isinstance(envelope_xdr, str) or len(envelope_xdr) > MAX_ENVELOPE_BYTES * 4 // 3:
             raise LedgerError("transaction envelope missing or too large")
         try:
@@ -358,26 +400,42 @@ class EmbeddedLedger:
             raise LedgerError(f"malformed transaction envelope: {type(err).__name__}") from None
         except Exception as err:  # the XDR unpacker raises assorted types on garbage
             raise LedgerError(f"malformed transaction envelope: {type(err).__name__}") from None
-        if env.type != EnvelopeType.ENVELOPE_TYPE_TX or env.v1 is None:
-            raise LedgerError("only v1 transaction envelopes are supported (no v0, no fee bump)")
-        sig_len = 4 + sum(8 + _pad4(len(s.signature.signature)) for s in env.v1.signatures)
-        return raw, env, raw[4 : len(raw) - sig_len]
+        if env.type == EnvelopeType.ENVELOPE_TYPE_TX and env.v1 is not None:
+            tx_bytes = raw[4 : len(raw) - _signatures_len(env.v1.signatures)]
+            tx_hash = hashlib.sha256(self.network_id + _TX_TYPE + tx_bytes).digest()
+            return Decoded(envelope_xdr, raw, env, env.v1.tx, env.v1.signatures, tx_hash, tx_hash)
+        if env.type == EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP and env.fee_bump is not None:
+            fee_bump = env.fee_bump
+            inner = fee_bump.tx.inner_tx.v1
+            if inner is None:
+                raise LedgerError("a fee bump must wrap a v1 transaction envelope")
+            bump_bytes = raw[4 : len(raw) - _signatures_len(fee_bump.signatures)]
+            # fee source (muxed account), fee (int64), the inner envelope's type, then the
+            # inner envelope: its transaction, its signatures; the fee bump's ext (4 bytes)
+            start = len(fee_bump.tx.fee_source.to_xdr_bytes()) + 8 + 4
+            tx_bytes = bump_bytes[start : len(bump_bytes) - 4 - _signatures_len(inner.signatures)]
+            return Decoded(
+                envelope_xdr,
+                raw,
+                env,
+                inner.tx,
+                inner.signatures,
+                hashlib.sha256(self.network_id + _FEE_BUMP_TYPE + bump_bytes).digest(),
+                hashlib.sha256(self.network_id + _TX_TYPE + tx_bytes).digest(),
+            )
+        raise LedgerError("only v1 and fee bump transaction envelopes are supported (no v0)")
 
-    def _apply(
-        self,
-        root: Overlay,
-        env: TransactionEnvelope,
-        raw: bytes,
-        tx_hash: bytes,
-        ledger_seq: int,
-        close_time: int,
-        idx: int,
-    ) -> tuple[SubmitResult, tuple[dict[str, Any], set[str], list[tuple[Any, ...]]]]:
-        """Check and apply one transaction on ``root``; raise _Rejected if it is invalid."""
-        assert env.v1 is not None
-        tx, signatures = env.v1.tx, env.v1.signatures
-        source = muxed_id(tx.source_account)
-        src = root.account(source)
+    def inner_hash(self, envelope_xdr: str) -> str:
+        """The hash (hex) of the transaction an envelope carries: a fee bump's inner one."""
+        return self._decode(envelope_xdr).inner_hash.hex()
+
+    def _valid_transaction(
+        self, root: Overlay, d: Decoded, close_time: int, min_fee: int | None
+    ) -> Account:
+        """The source of a transaction that may apply (``min_fee`` None: a fee bump's inner
+        transaction, whose own fee is not charged); raise _Rejected otherwise."""
+        tx = d.tx
+        src = root.account(muxed_id(tx.source_account))
         if src is None:
             raise _Rejected("tx_no_source_account")
         ops = tx.operations
@@ -389,24 +447,71 @@ class EmbeddedLedger:
         if "op_not_supported" in unsupported:
             raise _Rejected("tx_failed", unsupported)
         self._check_time_bounds(tx.cond, close_time)
-        per_op = BASE_FEE if self.congestion is None else self.congestion.fee_per_op
-        bid, min_fee = tx.fee.uint32, per_op * len(ops)
-        if bid < min_fee:
+        if min_fee is not None and tx.fee.uint32 < min_fee:
             raise _Rejected("tx_insufficient_fee")
         if tx.seq_num.sequence_number.int64 != src.seq_num + 1:
             raise _Rejected("tx_bad_seq")
-        self._check_signatures(root, src, ops, signatures, tx_hash)
+        self._check_signatures(root, src, ops, d.signatures, d.inner_hash)
+        return src
+
+    def _apply(
+        self,
+        root: Overlay,
+        d: Decoded,
+        ledger_seq: int,
+        close_time: int,
+        idx: int,
+    ) -> tuple[SubmitResult, tuple[dict[str, Any], set[str], list[tuple[Any, ...]]]]:
+        """Check and apply one transaction on ``root``; raise _Rejected if it is invalid."""
+        tx = d.tx
+        source = muxed_id(tx.source_account)
+        ops = tx.operations
+        per_op = BASE_FEE if self.congestion is None else self.congestion.fee_per_op
+        fee_bump = d.env.fee_bump
+        if fee_bump is None:
+            payer, bid, min_fee = source, tx.fee.uint32, per_op * len(ops)
+            self._valid_transaction(root, d, close_time, min_fee)
+        else:
+            # CAP-15: the fee source's checks first, then the inner transaction's without its
+            # fee; an invalid inner transaction rejects the whole, nothing charged
+            payer = muxed_id(fee_bump.tx.fee_source)
+            fee_source = root.account(payer)
+            if fee_source is None:
+                raise _Rejected("tx_no_source_account")
+            bid, min_fee = fee_bump.tx.fee.int64, per_op * (len(ops) + 1)
+            # the fee rate may not drop below the inner one: fee / (ops + 1) >= inner fee / ops
+            if bid < min_fee or bid * len(ops) < tx.fee.uint32 * (len(ops) + 1):
+                raise _Rejected("tx_insufficient_fee")
+            candidates = {payer, *(k for k, _ in fee_source.signers)}
+            signed_by = _signed_by(candidates, fee_bump.signatures, d.hash)
+            if sum(fee_source.weight_of(k) for k in signed_by) < max(1, fee_source.low):
+                raise _Rejected("tx_bad_auth")
+            if len(signed_by) != len(fee_bump.signatures):
+                raise _Rejected("tx_bad_auth_extra")
+            try:
+                self._valid_transaction(root, d, close_time, None)
+            except _Rejected as rej:
+                raise _Rejected("tx_fee_bump_inner_failed", rej.op_codes, rej.tx_code) from None
         fee = min(bid, min_fee)
-        if src.available(BASE_RESERVE) < fee:
+        paying = root.account(payer)
+        assert paying is not None
+        if paying.available(BASE_RESERVE) < fee:
             raise _Rejected("tx_insufficient_balance")
 
         # Applied from here on: the fee and the sequence number are taken whatever happens.
         charged = Overlay(root)
-        charged.put(
-            replace(src, balance=src.balance - fee, seq_num=tx.seq_num.sequence_number.int64)
+        charged.update_account(payer, lambda a: replace(a, balance=a.balance - fee))
+        charged.update_account(
+            source, lambda a: replace(a, seq_num=tx.seq_num.sequence_number.int64)
         )
         ops_state = Overlay(charged)
-        ctx = ApplyContext(ledger_seq=ledger_seq, base_reserve=BASE_RESERVE)
+        ctx = ApplyContext(
+            ledger_seq=ledger_seq,
+            base_reserve=BASE_RESERVE,
+            close_time=close_time,
+            tx_source=source,
+            tx_seq=tx.seq_num.sequence_number.int64,
+        )
         codes = []
         for op_index, op in enumerate(ops, start=1):
             ctx.op_index = op_index
@@ -425,13 +530,21 @@ class EmbeddedLedger:
                 else "tx_failed"
             )
         )
+        inner_code = ""
+        if fee_bump is not None:
+            inner_code = tx_code
+            tx_code = "tx_fee_bump_inner_success" if successful else "tx_fee_bump_inner_failed"
         if successful:
             ops_state.merge_into(charged)
         charged.merge_into(root)
 
-        tx_hex = tx_hash.hex()
+        tx_hex = d.hash.hex()
         memo_type, memo = _memo(tx.memo)
-        participants = {source} | {muxed_id(op.source_account) for op in ops if op.source_account}
+        participants = {source, payer} | {
+            muxed_id(op.source_account) for op in ops if op.source_account
+        }
+        if successful:
+            participants |= ctx.participants
         payments = []
         if successful:
             for i, kind, frm, to, asset, amount in ctx.payments:
@@ -453,9 +566,15 @@ class EmbeddedLedger:
             "memo_type": memo_type,
             "memo": memo,
             "op_count": len(ops),
-            "envelope": base64.b64encode(raw).decode(),
+            "envelope": base64.b64encode(d.raw).decode(),
             "created_at": close_time,
         }
+        if fee_bump is not None:
+            row |= {
+                "fee_account": payer,
+                "inner_hash": d.inner_hash.hex(),
+                "inner_code": inner_code,
+            }
         result = SubmitResult(
             hash=tx_hex,
             successful=successful,
@@ -464,6 +583,7 @@ class EmbeddedLedger:
             fee_charged=fee,
             tx_code=tx_code,
             op_codes=tuple(codes),
+            inner_tx_code=inner_code,
         )
         return result, (row, participants, payments)
 
@@ -511,21 +631,7 @@ class EmbeddedLedger:
         for account in accounts.values():
             candidates.add(account.account_id)
             candidates.update(s for s, _ in account.signers)
-        signed_by: dict[str, int] = {}  # key -> index of the signature it made
-        for index, dsig in enumerate(signatures):
-            hint, sig = dsig.hint.signature_hint, dsig.signature.signature
-            for key in candidates:
-                if key in signed_by:
-                    continue
-                raw_key = StrKey.decode_ed25519_public_key(key)
-                if raw_key[-4:] != hint:
-                    continue
-                try:
-                    VerifyKey(raw_key).verify(tx_hash, sig)
-                except (BadSignatureError, ValueError):
-                    continue
-                signed_by[key] = index
-                break
+        signed_by = _signed_by(candidates, signatures, tx_hash)
         used: set[int] = set()
 
         def authorized(account: Account, level: str) -> bool:
@@ -589,12 +695,16 @@ class EmbeddedLedger:
         return header
 
     def transaction(self, tx_hash: str) -> TxRecord:
-        row = self.store.db.execute(
-            f"SELECT {_TX_COLS} FROM txs WHERE hash = ?", (tx_hash.lower(),)
-        ).fetchone()
+        """A transaction by its hash, or a fee bump by its inner transaction's (as Horizon)."""
+        wanted = tx_hash.lower()
+        row = self.store.db.execute(f"SELECT {_TX_COLS} FROM txs WHERE hash = ?", (wanted,))
+        row = row.fetchone()
+        if row is None and (outer := self.store.outer_hash(wanted)) is not None:
+            row = self.store.db.execute(f"SELECT {_TX_COLS} FROM txs WHERE hash = ?", (outer,))
+            row = row.fetchone()
         if row is None:
             raise NotFoundError(f"transaction {tx_hash} not found")
-        return _tx_record(row)
+        return _tx_record(row, self.store)
 
     def header(self, seq: int) -> dict[str, Any]:
         """One ledger header by sequence number (Horizon's ``/ledgers/{seq}``)."""
@@ -620,7 +730,7 @@ class EmbeddedLedger:
             f"ORDER BY ledger {direction}, idx {direction} LIMIT ?",
             (*args, _limit(limit)),
         ).fetchall()
-        records = tuple(_tx_record(r) for r in rows)
+        records = tuple(_tx_record(r, self.store) for r in rows)
         return Page(records, records[-1].paging_token if records else cursor)
 
     def operations(
@@ -683,7 +793,7 @@ class EmbeddedLedger:
             f"ORDER BY a.ledger {direction}, a.idx {direction} LIMIT ?",
             (account_id, *args, _limit(limit)),
         ).fetchall()
-        records = tuple(_tx_record(r) for r in rows)
+        records = tuple(_tx_record(r, self.store) for r in rows)
         token = records[-1].paging_token if records else cursor
         return Page(records, token)
 
@@ -721,6 +831,41 @@ class EmbeddedLedger:
             accounts = [a for a in accounts if a > cursor]
         records = tuple(self.load_account(a) for a in accounts[: _limit(limit)])
         return Page(records, records[-1].account_id if records else cursor)
+
+    def claimable_balances(
+        self,
+        *,
+        claimant: str | None = None,
+        sponsor: str | None = None,
+        cursor: str | None = None,
+        limit: int = 10,
+    ) -> Page[ClaimableBalanceRecord]:
+        """Claimable balances naming ``claimant`` and/or sponsored by ``sponsor``, by id."""
+        if claimant is None and sponsor is None:
+            raise LedgerError("claimable balances are listed by claimant or sponsor")
+        for name, value in (("claimant", claimant), ("sponsor", sponsor)):
+            if value is not None and not StrKey.is_valid_ed25519_public_key(value):
+                raise LedgerError(f"invalid {name} {value!r}")
+        if cursor and not (len(cursor) == 72 and all(c in "0123456789abcdef" for c in cursor)):
+            raise LedgerError(f"invalid cursor {cursor!r}: a claimable balance id")
+        _limit(limit)
+        found = [
+            _balance_record(e)
+            for e in self.store.entries_of_kind("cb")
+            if isinstance(e, ClaimableBalance)
+            and (claimant is None or any(c == claimant for c, _ in e.claimants))
+            and (sponsor is None or e.sponsor == sponsor)
+            and (not cursor or e.balance_id > cursor)
+        ]
+        records = tuple(found[:limit])
+        return Page(records, records[-1].id if records else cursor)
+
+    def claimable_balance(self, balance_id: str) -> ClaimableBalanceRecord:
+        """One claimable balance by its hex id; NotFoundError once claimed (or never made)."""
+        entry = self.store.get(("cb", balance_id.lower()))
+        if not isinstance(entry, ClaimableBalance):
+            raise NotFoundError(f"claimable balance {balance_id} not found")
+        return _balance_record(entry)
 
     # ------------------------------------------------------------------ friendbot
     def fund(self, account_id: str, amount: int = FRIENDBOT_STARTING_BALANCE) -> SubmitResult:
@@ -760,10 +905,7 @@ class EmbeddedLedger:
                     "SELECT envelope, hash FROM txs WHERE ledger = ? ORDER BY idx", (seq,)
                 )
             ]
-            hashes = b""
-            for envelope in envelopes:
-                _, _, tx_bytes = self._decode(envelope)
-                hashes += hashlib.sha256(self.network_id + _TX_TYPE + tx_bytes).digest()
+            hashes = b"".join(self._decode(envelope).hash for envelope in envelopes)
             stored = [
                 r[0]
                 for r in self.store.db.execute(
@@ -786,7 +928,7 @@ _TX_COLS = (
 )
 
 
-def _tx_record(row: tuple[Any, ...]) -> TxRecord:
+def _tx_record(row: tuple[Any, ...], store: Store) -> TxRecord:
     (
         h,
         ledger,
@@ -802,6 +944,8 @@ def _tx_record(row: tuple[Any, ...]) -> TxRecord:
         op_codes,
         idx,
     ) = row
+    bump = store.fee_bump(h) if envelope.startswith(_FEE_BUMP_B64) else None
+    inner_hash, fee_account, inner_code = bump or ("", "", "")
     return TxRecord(
         hash=h,
         ledger=ledger,
@@ -816,6 +960,21 @@ def _tx_record(row: tuple[Any, ...]) -> TxRecord:
         tx_code=code,
         op_codes=tuple(json.loads(op_codes)),
         paging_token=str(toid(ledger, idx)),
+        fee_account=fee_account,
+        inner_hash=inner_hash,
+        inner_tx_code=inner_code,
+    )
+
+
+def _balance_record(e: ClaimableBalance) -> ClaimableBalanceRecord:
+    return ClaimableBalanceRecord(
+        id=e.balance_id,
+        asset=e.asset,
+        amount=e.amount,
+        sponsor=e.sponsor,
+        claimants=e.claimants,
+        last_modified_ledger=e.created_ledger,
+        paging_token=e.balance_id,
     )
 
 

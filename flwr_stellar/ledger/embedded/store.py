@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS payments(
     destination TEXT NOT NULL, asset TEXT NOT NULL, amount INTEGER NOT NULL,
     PRIMARY KEY(account, id));
 CREATE INDEX IF NOT EXISTS payments_account ON payments(account, ledger, idx, op_index);
+CREATE TABLE IF NOT EXISTS fee_bumps(
+    hash TEXT PRIMARY KEY, inner_hash TEXT NOT NULL, fee_account TEXT NOT NULL,
+    inner_code TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS fee_bumps_inner ON fee_bumps(inner_hash);
 """
 
 CACHE_ENTRIES = 100_000  # decoded entries kept in memory (bounded: memory stays flat)
@@ -169,6 +173,34 @@ class Store:
             )
         if deletes:
             self.db.executemany("DELETE FROM entries WHERE key = ?", deletes)
+
+    def write_fee_bump(self, row: dict[str, Any]) -> None:
+        """A fee bump's own fields (its fee account, its inner transaction)."""
+        self.db.execute(
+            "INSERT INTO fee_bumps(hash, inner_hash, fee_account, inner_code) VALUES (?, ?, ?, ?)",
+            (row["hash"], row["inner_hash"], row["fee_account"], row["inner_code"]),
+        )
+
+    def fee_bump(self, tx_hash: str) -> tuple[str, str, str] | None:
+        """(inner hash, fee account, inner code) of a fee bump, None for a plain transaction."""
+        row = self.db.execute(
+            "SELECT inner_hash, fee_account, inner_code FROM fee_bumps WHERE hash = ?", (tx_hash,)
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def outer_hash(self, inner_hash: str) -> str | None:
+        """The fee bump that carried the transaction ``inner_hash``, if one did."""
+        row = self.db.execute(
+            "SELECT hash FROM fee_bumps WHERE inner_hash = ? LIMIT 1", (inner_hash,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def entries_of_kind(self, kind: str) -> list[Entry]:
+        """Every entry of one kind (claimable balances: few, and never keyed by account)."""
+        rows = self.db.execute(
+            "SELECT kind, value FROM entries WHERE kind = ? ORDER BY key", (kind,)
+        ).fetchall()
+        return [decode(k, v) for k, v in rows]
 
     def write_header(self, header: dict[str, Any]) -> None:
         self.db.execute(

@@ -19,8 +19,10 @@ from flwr_stellar.ledger.embedded.ops import (
     begin_sponsoring,
     bump_sequence,
     change_trust,
+    claim_claimable_balance,
     clawback,
     create_account,
+    create_claimable_balance,
     end_sponsoring,
     manage_data,
     payment,
@@ -37,6 +39,10 @@ class ApplyContext:
     payments: list[tuple[int, str, str, str, str, int]] = field(default_factory=list)
     # (operation index, type, source, destination, asset, amount) for the payments history
     op_index: int = 0  # 1-based index of the operation being applied
+    close_time: int = 0  # the ledger's close time (claim predicates)
+    tx_source: str | None = None  # the transaction's source and sequence number: they name
+    tx_seq: int = 0  # the claimable balances it creates
+    participants: set[str] = field(default_factory=set)  # accounts named besides op sources
 
     def record_payment(
         self, kind: str, source: str, destination: str, asset: str, amount: int
@@ -61,4 +67,6 @@ OPERATIONS: dict[OperationType, ModuleType] = {
     OperationType.REVOKE_SPONSORSHIP: revoke_sponsorship,
     OperationType.CLAWBACK: clawback,
     OperationType.SET_TRUST_LINE_FLAGS: set_trust_line_flags,
+    OperationType.CREATE_CLAIMABLE_BALANCE: create_claimable_balance,
+    OperationType.CLAIM_CLAIMABLE_BALANCE: claim_claimable_balance,
 }

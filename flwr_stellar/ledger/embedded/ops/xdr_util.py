@@ -5,7 +5,14 @@ from __future__ import annotations
 from functools import lru_cache
 
 from stellar_sdk import StrKey
-from stellar_sdk.xdr import AccountID, Asset, AssetType, MuxedAccount
+from stellar_sdk.xdr import (
+    AccountID,
+    Asset,
+    AssetType,
+    MuxedAccount,
+    Transaction,
+    TransactionEnvelope,
+)
 
 from flwr_stellar.ledger.base import NATIVE
 
@@ -52,3 +59,13 @@ def issuer_of(asset: str) -> str:
 def valid_code(asset: str) -> bool:
     code = asset.split(":", 1)[0]
     return 1 <= len(code) <= 12 and code.isascii() and code.isalnum()
+
+
+def transaction_of(envelope: TransactionEnvelope) -> Transaction | None:
+    """The transaction an envelope carries: its own (v1) or a fee bump's inner one; None for
+    anything else (v0)."""
+    if envelope.v1 is not None:
+        return envelope.v1.tx
+    if envelope.fee_bump is not None and envelope.fee_bump.tx.inner_tx.v1 is not None:
+        return envelope.fee_bump.tx.inner_tx.v1.tx
+    return None
