@@ -447,6 +447,11 @@ class LedgerStrategy(PipelineStrategy):
             scoring={"scoring_budget": self.config.scoring_budget},
             settings_hash=self.config_hash,
             validation_hash=self.config.validation_hash,
+            payout=self.config.reward.payout,
+            quantum_stroops=self.config.reward.quantum_stroops,
+            reclaim_after_s=self.config.reward.reclaim_after_s
+            if self.config.reward.payout == "claimable"
+            else 0,
         ).sign(treasury.distributor)
         save_terms(Path(self.config.output_dir).expanduser().resolve(), signed)
         return signed
@@ -566,21 +571,23 @@ class LedgerStrategy(PipelineStrategy):
         assert self.session is not None and self.onboarder is not None
         assert self._grid is not None or not state.candidates
         accepted = state.candidates
+        claimable = self.config.reward.payout == "claimable"  # payable without an account
         notes = (
             self.onboarder.onboard(
                 self._grid, state.server_round, {c.pseudonym: c.node for c in accepted}
             )
-            if accepted and self._grid is not None
+            if accepted and self._grid is not None and not claimable
             else {}
         )
         payable = {
             c.pseudonym: state.scores.get(c.pseudonym, 0)
             for c in accepted
-            if c.pseudonym in self.onboarder.onboarded
+            if claimable or c.pseudonym in self.onboarder.onboarded
         }
         held_budget = self.config.reputation.held_of(self.budget) if any(payable.values()) else 0
-        payouts = split_budget(self.budget - held_budget, payable)
-        held = split_budget(held_budget, payable)
+        quantum = self.config.reward.quantum_stroops
+        payouts = split_budget(self.budget - held_budget, payable, quantum)
+        held = split_budget(held_budget, payable, quantum)
         for c in accepted:
             self._nodes[c.pseudonym] = c.node
             self.held[c.pseudonym] = self.held.get(c.pseudonym, 0) + held.get(c.pseudonym, 0)
@@ -625,7 +632,7 @@ class LedgerStrategy(PipelineStrategy):
         weights = {p: amount * trust[p] for p, amount in self.held.items() if amount > 0}
         if not pool or not any(weights.values()):
             return ()
-        amounts = split_budget(pool, weights)
+        amounts = split_budget(pool, weights, self.config.reward.quantum_stroops)
         self.held = {}
         return tuple(Release(p, amounts[p], trust[p]) for p in sorted(weights))
 

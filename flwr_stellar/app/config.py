@@ -172,6 +172,9 @@ class RewardSection:
     auth_revocable: bool
     clawback: bool
     treasury_keystore: str
+    payout: str
+    quantum: str
+    reclaim_after_days: int
 
 
 def _check_section(check: type) -> type:

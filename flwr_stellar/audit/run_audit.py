@@ -266,6 +266,7 @@ def _check_split(
 ) -> None:
     """The ``split`` check: payouts, held shares and releases re-derived from the scores."""
     held_total: dict[str, int] = defaultdict(int)
+    quantum = terms.terms.quantum_stroops if terms is not None else 1
     for r, m in sorted(chosen.items()):
         payable = {c.pseudonym: c.score for c in m.contributions if not c.note}
         if terms is not None:
@@ -276,8 +277,8 @@ def _check_split(
         if held_budget > m.budget or any(s < 0 for s in payable.values()):
             problems.append("held share or scores out of range")
         else:
-            payouts = split_budget(m.budget - held_budget, payable)
-            held = split_budget(held_budget, payable)
+            payouts = split_budget(m.budget - held_budget, payable, quantum)
+            held = split_budget(held_budget, payable, quantum)
             for c in m.contributions:
                 want = (payouts.get(c.pseudonym, 0), held.get(c.pseudonym, 0))
                 if (c.payout, c.held) != want:
@@ -297,7 +298,7 @@ def _check_split(
         for c in m.contributions:
             held_total[c.pseudonym] += c.held
         if m.releases or (terms is not None and r == terms.terms.num_rounds):
-            problems += _release_problems(m, held_total)
+            problems += _release_problems(m, held_total, quantum)
         report.add(
             "split",
             r,
@@ -308,7 +309,7 @@ def _check_split(
         )
 
 
-def _release_problems(m: RoundManifest, held_total: dict[str, int]) -> list[str]:
+def _release_problems(m: RoundManifest, held_total: dict[str, int], quantum: int = 1) -> list[str]:
     pool = sum(held_total.values())
     owed = {p for p, amount in held_total.items() if amount > 0}
     released = {x.pseudonym: x for x in m.releases}
@@ -316,7 +317,9 @@ def _release_problems(m: RoundManifest, held_total: dict[str, int]) -> list[str]
         return [f"{format_amount(pool)} held back, never released"] if pool else []
     if set(released) != owed:
         return [f"releases name {sorted(released)}, held shares belong to {sorted(owed)}"]
-    want = split_budget(pool, {p: held_total[p] * x.reputation_ppm for p, x in released.items()})
+    want = split_budget(
+        pool, {p: held_total[p] * x.reputation_ppm for p, x in released.items()}, quantum
+    )
     return [
         f"release to {p} is {x.amount}, held x trust gives {want[p]}"
         for p, x in released.items()

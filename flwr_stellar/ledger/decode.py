@@ -9,8 +9,13 @@ from typing import TypeVar
 
 from stellar_sdk import xdr as stellar_xdr
 
-from flwr_stellar.ledger.base import Ledger, Page, TxRecord
-from flwr_stellar.ledger.embedded.ops.xdr_util import asset_string, muxed_id
+from flwr_stellar.ledger.base import ClaimableBalanceRecord, Ledger, Page, TxRecord
+from flwr_stellar.ledger.embedded.ops.xdr_util import (
+    account_id,
+    asset_string,
+    muxed_id,
+    transaction_of,
+)
 
 PAGE = 200
 
@@ -45,15 +50,38 @@ def iter_transactions(ledger: Ledger, account: str) -> Iterator[TxRecord]:
     )
 
 
+def claimable_for(
+    ledger: Ledger, claimant: str, asset: str | None = None
+) -> list[ClaimableBalanceRecord]:
+    """Every claimable balance ``claimant`` is named in (of ``asset`` when given), by id.
+
+    Parameters
+    ----------
+    ledger : Ledger
+        Any backend.
+    claimant : str
+        ``G...`` strkey; it need not be an account yet.
+    asset : str, optional
+        ``CODE:ISSUER``.
+    """
+    found = iter_pages(
+        lambda cursor: ledger.claimable_balances(claimant=claimant, cursor=cursor, limit=PAGE)
+    )
+    return [b for b in found if asset is None or b.asset == asset]
+
+
 PaymentOp = tuple[str, str, int]  # destination, asset, stroops
 
 
 def decode_envelope(record: TxRecord) -> tuple[str, list[PaymentOp], list[str]]:
     """(transaction source, payments made by it, other operations) of a stored envelope.
 
-    Payments come back as (destination, ``CODE:ISSUER`` or ``native``, stroops); a no-op
-    BumpSequence by the source (how a round without payouts is anchored) is skipped; anything
-    else is described in the third list.
+    Payments come back as (destination, ``CODE:ISSUER`` or ``native``, stroops); so does a
+    claimable balance its destination may claim at any time (first claimant, unconditional;
+    a second claimant may only be the source itself, under ``not(before ...)``: it takes back
+    what is never claimed). A no-op BumpSequence by the source (how a round without payouts
+    is anchored) is skipped; anything else, including a claimable balance its destination
+    might be unable to claim, is described in the third list.
 
     Parameters
     ----------
@@ -61,7 +89,7 @@ def decode_envelope(record: TxRecord) -> tuple[str, list[PaymentOp], list[str]]:
         A transaction as the ledger returns it.
     """
     envelope = stellar_xdr.TransactionEnvelope.from_xdr(record.envelope_xdr)
-    tx = envelope.v1.tx if envelope.v1 is not None else None
+    tx = transaction_of(envelope)
     if tx is None:
         return record.source, [], ["not a v1 transaction envelope"]
     source = muxed_id(tx.source_account)
@@ -76,6 +104,43 @@ def decode_envelope(record: TxRecord) -> tuple[str, list[PaymentOp], list[str]]:
             payments.append((muxed_id(p.destination), asset_string(p.asset), int(p.amount.int64)))
         elif body.type == stellar_xdr.OperationType.BUMP_SEQUENCE and op_source == source:
             continue  # the no-op that anchors a round without payouts
+        elif (
+            body.type == stellar_xdr.OperationType.CREATE_CLAIMABLE_BALANCE
+            and op_source == source
+            and (claim := _claimable_payout(body.create_claimable_balance_op, source))
+        ):
+            payments.append(claim)
         else:
             others.append(f"{body.type.name} from {op_source}")
     return source, payments, others
+
+
+def _claimable_payout(
+    op: stellar_xdr.CreateClaimableBalanceOp | None, source: str
+) -> PaymentOp | None:
+    """A claimable balance as a payment to its first claimant, when that claimant can claim it
+    at any time: its predicate unconditional, and any other claimant the source itself, only
+    after a delay (``not(before_relative_time)`` or ``not(before_absolute_time)``)."""
+    if op is None:
+        return None
+    claimants = [c.v0 for c in op.claimants if c.v0 is not None]
+    if not 1 <= len(claimants) <= 2 or len(claimants) != len(op.claimants):
+        return None
+    kinds = stellar_xdr.ClaimPredicateType
+    if claimants[0].predicate.type != kinds.CLAIM_PREDICATE_UNCONDITIONAL:
+        return None
+    if len(claimants) == 2:
+        back = claimants[1]
+        later = back.predicate.not_predicate
+        if (
+            account_id(back.destination) != source
+            or back.predicate.type != kinds.CLAIM_PREDICATE_NOT
+            or later is None
+            or later.type
+            not in (
+                kinds.CLAIM_PREDICATE_BEFORE_RELATIVE_TIME,
+                kinds.CLAIM_PREDICATE_BEFORE_ABSOLUTE_TIME,
+            )
+        ):
+            return None
+    return (account_id(claimants[0].destination), asset_string(op.asset), int(op.amount.int64))

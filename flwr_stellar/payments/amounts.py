@@ -39,8 +39,17 @@ __all__ = [
 ]
 
 
-def split_budget(budget: int, weights: Mapping[str, int]) -> dict[str, int]:
-    """Largest-remainder split of ``budget`` stroops; ties go to the smaller key."""
+def split_budget(budget: int, weights: Mapping[str, int], quantum: int = 1) -> dict[str, int]:
+    """Largest-remainder split of ``budget`` stroops; ties go to the smaller key.
+
+    With ``quantum`` > 1 the budget is split in whole quanta (every share a multiple of it);
+    the ``budget % quantum`` left over is not paid.
+    """
+    if quantum < 1:
+        raise ValueError("quantum must be >= 1 stroop")
+    if quantum > 1:
+        units = split_budget(budget // quantum, weights)
+        return {k: v * quantum for k, v in units.items()}
     if budget < 0 or any(w < 0 for w in weights.values()):
         raise ValueError("budget and weights must be >= 0")
     total = sum(weights.values())

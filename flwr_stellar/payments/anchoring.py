@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from logging import ERROR, INFO, WARNING
 
 from flwr.common.logger import log
-from stellar_sdk import BumpSequence, Operation, Payment
+from stellar_sdk import (
+    BumpSequence,
+    Claimant,
+    ClaimPredicate,
+    CreateClaimableBalance,
+    Operation,
+    Payment,
+)
 
 from flwr_stellar.failpoints import failpoint
 from flwr_stellar.ledger.amounts import format_amount
@@ -116,8 +123,12 @@ class Anchorer:
         *,
         pacer: LedgerPacer | None = None,
         fee: FeeBid | None = None,
+        claimable: bool = False,
+        reclaim_after_s: int = 0,
     ) -> None:
         self._ledger_factory = ledger_factory
+        self.claimable = claimable
+        self.reclaim_after_s = reclaim_after_s
         self.pacer = pacer
         self.fee = fee or FeeBid()
         self.treasury = treasury
@@ -271,10 +282,7 @@ class Anchorer:
         account = ledger.load_account(distributor.public_key)
         operations: list[Operation]
         if entry.payments:
-            operations = [
-                Payment(dest, self.treasury.asset, format_amount(amount))
-                for dest, amount in entry.payments
-            ]
+            operations = [self._payout(dest, amount) for dest, amount in entry.payments]
         else:
             operations = [BumpSequence(0)]  # a no-op: the round is anchored by its memo
         envelope = build(
@@ -290,6 +298,19 @@ class Anchorer:
         xdr = envelope.to_xdr()
         self.outbox.mark_signed(entry.id, xdr, tx_hash, account.sequence + 1)
         return self._reload(entry)
+
+    def _payout(self, destination: str, amount: int) -> Operation:
+        """A payment, or a claimable balance only ``destination`` may claim (the distributor
+        too, after ``reclaim_after_s``: ``not(before_relative_time)``)."""
+        if not self.claimable:
+            return Payment(destination, self.treasury.asset, format_amount(amount))
+        claimants = [Claimant(destination)]
+        if self.reclaim_after_s:
+            later = ClaimPredicate.predicate_not(
+                ClaimPredicate.predicate_before_relative_time(self.reclaim_after_s)
+            )
+            claimants.append(Claimant(self.treasury.distributor.public_key, later))
+        return CreateClaimableBalance(self.treasury.asset, format_amount(amount), claimants)
 
     def _submit(self, ledger: Ledger, entry: Entry) -> SubmitResult | None:
         assert entry.envelope is not None

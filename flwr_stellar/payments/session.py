@@ -20,6 +20,7 @@ from rich.table import Table
 
 from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import Ledger, LedgerUnavailableError, NotFoundError
+from flwr_stellar.ledger.decode import claimable_for
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.anchoring import SETTLE_TIMEOUT_S, Anchorer
 from flwr_stellar.payments.manifest import MANIFEST_DIR, ManifestStore, RoundManifest
@@ -159,6 +160,8 @@ class PaymentSession:
             ManifestStore(output_dir / MANIFEST_DIR),
             pacer=ledger_settings.pacer(),
             fee=ledger_settings.fee_bid(),
+            claimable=reward.payout == "claimable",
+            reclaim_after_s=reward.reclaim_after_s,
         )
         self._owed: dict[str, int] = {}
         self._closed = False
@@ -203,9 +206,10 @@ class PaymentSession:
         for pseudonym in sorted(self._owed):
             balance: int | None
             try:
-                balance = self.ledger.load_account(pseudonym).balance(asset)
+                waiting = sum(b.amount for b in claimable_for(self.ledger, pseudonym, asset))
+                balance = waiting + self.ledger.load_account(pseudonym).balance(asset)
             except NotFoundError:
-                balance = 0
+                balance = waiting
             except LedgerUnavailableError as err:
                 balance, report.unavailable = None, str(err)
             report.rewards[pseudonym] = {

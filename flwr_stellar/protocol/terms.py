@@ -39,6 +39,8 @@ VERSION = 2  # v2: signed by the distributor, for the whole run
 FORMAT = "flwr-stellar/terms/v2"
 DOMAIN = b"flwr-stellar/terms/v2"
 SCORING_KEYS = 16  # scorer parameters a terms document may name
+PAYOUTS = ("payment", "claimable")
+OPTIONAL: dict[str, Any] = {"payout": "payment", "quantum_stroops": 1, "reclaim_after_s": 0}
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,15 @@ class RewardTerms:
     validation_hash : str
         SHA-256 committing to the server's validation data when a value scorer or check uses
         it (``""`` when the server uses none).
+    payout : {"payment", "claimable"}
+        How rounds pay: payments to onboarded pseudonyms, or claimable balances.
+    quantum_stroops : int
+        Payouts and held shares are multiples of it (1: the exact split).
+    reclaim_after_s : int
+        Claimable payouts: seconds after which the distributor may reclaim (0: never).
+
+    The last three appear in the document only when they differ from their defaults, so the
+    terms of runs that use none of them keep their bytes (and hashes).
     """
 
     run_id: int
@@ -82,8 +93,15 @@ class RewardTerms:
     settings_hash: str
     scoring: Mapping[str, int | str] = field(default_factory=dict)
     validation_hash: str = ""
+    payout: str = "payment"
+    quantum_stroops: int = 1
+    reclaim_after_s: int = 0
 
     def __post_init__(self) -> None:
+        if self.payout not in PAYOUTS:
+            raise RecordError(f"terms: payout must be one of {PAYOUTS}")
+        if self.quantum_stroops < 1 or self.reclaim_after_s < 0:
+            raise RecordError("terms: quantum_stroops must be >= 1, reclaim_after_s >= 0")
         if not 0 <= self.held_stroops <= self.budget_stroops:
             raise RecordError("terms: held_stroops must be between 0 and budget_stroops")
         if self.num_rounds < 1:
@@ -109,12 +127,13 @@ class RewardTerms:
             "scoring": dict(self.scoring),
             "settings_hash": self.settings_hash,
             "validation_hash": self.validation_hash,
-        }
+        } | {k: getattr(self, k) for k, default in OPTIONAL.items() if getattr(self, k) != default}
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> RewardTerms:
         """Read a terms document; RecordError naming the first bad field."""
-        check_document(doc, FORMAT, cls.__dataclass_fields__, "terms")
+        fields = [k for k in cls.__dataclass_fields__ if k not in OPTIONAL or k in doc]
+        check_document(doc, FORMAT, fields, "terms")
         scoring = doc.get("scoring")
         if not isinstance(scoring, dict):
             raise RecordError("terms field 'scoring' is not an object")
@@ -124,8 +143,14 @@ class RewardTerms:
         values |= {k: field_of(doc, k, str, "terms") for k in texts}
         if values["budget_stroops"] < 0:
             raise RecordError("terms: budget_stroops must be >= 0")
+        optional = {
+            k: field_of(doc, k, type(default), "terms")
+            for k, default in OPTIONAL.items()
+            if k in doc
+        }
         return cls(
             **values,
+            **optional,
             scoring=scoring,
             validation_hash=field_of(doc, "validation_hash", str, "terms"),
         )
