@@ -32,4 +32,4 @@ def test_official_js_sdk_works_unchanged(tmp_path: Path) -> None:
         )
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report[-6000:]
-    assert "# fail 0" in report and "# pass 7" in report, report[-3000:]
+    assert "# fail 0" in report and "# pass 10" in report, report[-3000:]

@@ -4,8 +4,7 @@ import time
 
 import pytest
 from ledger_helpers import Chain, pay, trust
-from stellar_sdk import Account as SdkAccount
-from stellar_sdk import Asset, Keypair, TransactionBuilder
+from stellar_sdk import Asset, Keypair
 
 from flwr_stellar.ledger.base import LedgerError
 from flwr_stellar.ledger.embedded import EmbeddedLedger

@@ -3,11 +3,12 @@ HorizonLedger) and hammered with 10,000 malformed requests."""
 
 import base64
 import random
+from datetime import UTC, datetime
 
 import pytest
 import requests
 from ledger_helpers import serve_ledger
-from stellar_sdk import Asset, Keypair, Server, TransactionBuilder
+from stellar_sdk import Asset, Claimant, ClaimPredicate, Keypair, Server, TransactionBuilder
 from stellar_sdk.exceptions import BadRequestError, NotFoundError
 
 from flwr_stellar.ledger.base import LedgerError, LedgerUnavailableError
@@ -335,3 +336,341 @@ def test_holders_through_horizon_are_exact_and_bad_assets_are_bad_requests(serve
         assert not isinstance(info.value, LedgerUnavailableError)
         resp = requests.get(f"{served}/accounts", params={"asset": bad})
         assert resp.status_code == 400 and resp.json()["status"] == 400
+
+
+# ---------------------------------------------------------------------------- fee bumps, claims
+def _friendbot(served: str, *kps: Keypair) -> None:
+    for kp in kps:
+        resp = requests.get(f"{served}/friendbot", params={"addr": kp.public_key}, timeout=10)
+        assert resp.status_code == 200, resp.text
+
+
+def _signed(sdk: Server, source: Keypair, build, *signers: Keypair):  # type: ignore[no-untyped-def]
+    builder = TransactionBuilder(sdk.load_account(source.public_key), DEFAULT_PASSPHRASE, 100)
+    tx = build(builder).set_timeout(60).build()
+    for kp in signers or (source,):
+        tx.sign(kp)
+    return tx
+
+
+def _send(sdk: Server, source: Keypair, build, *signers: Keypair) -> dict:  # type: ignore[no-untyped-def]
+    return sdk.submit_transaction(_signed(sdk, source, build, *signers))
+
+
+def _balance(sdk: Server, kp: Keypair, asset: Asset | None = None) -> str:
+    account = sdk.accounts().account_id(kp.public_key).call()
+    for b in account["balances"]:
+        if asset is None and b["asset_type"] == "native":
+            return b["balance"]
+        if asset is not None and (b.get("asset_code"), b.get("asset_issuer")) == (
+            asset.code,
+            asset.issuer,
+        ):
+            return b["balance"]
+    raise AssertionError(f"no {asset} balance on {kp.public_key}")
+
+
+def _b64_signatures(envelope) -> list[str]:  # type: ignore[no-untyped-def]
+    return [base64.b64encode(s.signature).decode() for s in envelope.signatures]
+
+
+def _problem(resp: requests.Response, status: int = 400) -> dict:
+    assert resp.status_code == status, (resp.request.url, resp.status_code, resp.text[:300])
+    body = resp.json()
+    assert body["status"] == status and body["type"].startswith(PROBLEM), body
+    assert body["detail"], body
+    return body
+
+
+def test_python_sdk_fee_bump_pays_for_a_sponsored_zero_xlm_account(served: str) -> None:
+    """A 0-XLM account (its reserves sponsored, like a node's pseudonym) cannot pay a fee; a
+    fee bump built by stellar_sdk lets it pay out, and Horizon's fee-bump fields come back."""
+    from stellar_sdk import xdr
+
+    sdk = Server(served)
+    issuer, sponsor, fee_payer, rebidder, dest = (Keypair.random() for _ in range(5))
+    _friendbot(served, issuer, sponsor, fee_payer, rebidder, dest)
+    dlc = Asset("DLC", issuer.public_key)
+    poor = Keypair.random()
+    created = _send(
+        sdk,
+        sponsor,
+        lambda b: (
+            b.append_begin_sponsoring_future_reserves_op(poor.public_key)
+            .append_create_account_op(poor.public_key, "0")
+            .append_change_trust_op(dlc, source=poor.public_key)
+            .append_end_sponsoring_future_reserves_op(source=poor.public_key)
+        ),
+        sponsor,
+        poor,
+    )
+    assert created["successful"]
+    _send(sdk, dest, lambda b: b.append_change_trust_op(dlc))
+    _send(sdk, issuer, lambda b: b.append_payment_op(poor.public_key, dlc, "10"))
+    account = sdk.accounts().account_id(poor.public_key).call()
+    # the account entry is 2 reserves, its trustline 1: all on the sponsor
+    assert (account["num_sponsored"], _balance(sdk, poor)) == (3, "0.0000000")
+    assert sdk.accounts().account_id(sponsor.public_key).call()["num_sponsoring"] == 3
+
+    with pytest.raises(BadRequestError) as info:  # on its own it cannot pay the fee
+        _send(sdk, poor, lambda b: b.append_payment_op(dest.public_key, dlc, "1"))
+    assert info.value.extras["result_codes"]["transaction"] == "tx_insufficient_balance"
+
+    inner = _signed(sdk, poor, lambda b: b.append_payment_op(dest.public_key, dlc, "4"))
+    bump = TransactionBuilder.build_fee_bump_transaction(
+        fee_payer.public_key, 300, inner, DEFAULT_PASSPHRASE
+    )
+    bump.sign(fee_payer)
+    before = _balance(sdk, fee_payer)
+    seq = int(account["sequence"])
+    response = sdk.submit_transaction(bump)  # with the SDK's SEP-29 memo check on
+    fee_bump_fields = {
+        "hash": bump.hash_hex(),
+        "successful": True,
+        "source_account": poor.public_key,
+        "fee_account": fee_payer.public_key,
+        "fee_charged": "200",  # min(bid 300 x 2, base fee 100 x (1 op + 1))
+        "max_fee": "600",
+        "operation_count": 1,
+        "signatures": _b64_signatures(bump),
+        "fee_bump_transaction": {"hash": bump.hash_hex(), "signatures": _b64_signatures(bump)},
+        "inner_transaction": {
+            "hash": inner.hash_hex(),
+            "signatures": _b64_signatures(inner),
+            "max_fee": "100",
+        },
+    }
+    assert {k: response.get(k) for k in fee_bump_fields} == fee_bump_fields
+    assert response["result_codes"] == {
+        "transaction": "tx_fee_bump_inner_success",
+        "inner_transaction": "tx_success",
+        "operations": ["op_success"],
+    }
+    record = sdk.transactions().transaction(bump.hash_hex()).call()
+    assert {k: record.get(k) for k in fee_bump_fields} == fee_bump_fields
+    assert record["envelope_xdr"] == bump.to_xdr()
+    assert record["ledger"] == response["ledger"]
+
+    # the fee account paid the fee; the 0-XLM account paid out and still holds 0 XLM
+    assert _stroops(_balance(sdk, fee_payer)) == _stroops(before) - 200
+    assert _balance(sdk, poor) == "0.0000000"
+    assert (_balance(sdk, poor, dlc), _balance(sdk, dest, dlc)) == ("6.0000000", "4.0000000")
+    assert int(sdk.accounts().account_id(poor.public_key).call()["sequence"]) == seq + 1
+    fee_payer_txs = sdk.transactions().for_account(fee_payer.public_key).call()
+    assert bump.hash_hex() in {t["hash"] for t in fee_payer_txs["_embedded"]["records"]}
+    ops = sdk.operations().for_transaction(bump.hash_hex()).call()["_embedded"]["records"]
+    assert [(o["type"], o["from"], o["to"], o["amount"]) for o in ops] == [
+        ("payment", poor.public_key, dest.public_key, "4.0000000")
+    ]
+
+    # found by the inner hash as well: the same fee bump
+    by_inner = sdk.transactions().transaction(inner.hash_hex()).call()
+    assert (by_inner["ledger"], by_inner["paging_token"]) == (
+        record["ledger"],
+        record["paging_token"],
+    )
+    assert by_inner["fee_bump_transaction"] == fee_bump_fields["fee_bump_transaction"]
+    assert by_inner["inner_transaction"] == fee_bump_fields["inner_transaction"]
+
+    # result_xdr: txFEE_BUMP_INNER_SUCCESS, naming the inner transaction and its results
+    result = xdr.TransactionResult.from_xdr(response["result_xdr"])
+    assert result.fee_charged.int64 == 200
+    assert result.result.code == xdr.TransactionResultCode.txFEE_BUMP_INNER_SUCCESS
+    pair = result.result.inner_result_pair
+    assert pair.transaction_hash.hash.hex() == inner.hash_hex()
+    assert pair.result.result.code == xdr.TransactionResultCode.txSUCCESS
+    assert [r.tr.payment_result.code.name for r in pair.result.result.results] == [
+        "PAYMENT_SUCCESS"
+    ]
+    assert record["result_xdr"] == response["result_xdr"]
+
+    # the same envelope again (a lost answer): the first outcome, not charged twice
+    again = sdk.submit_transaction(bump, skip_memo_required_check=True)
+    assert (again["hash"], again["ledger"]) == (response["hash"], response["ledger"])
+    assert _stroops(_balance(sdk, fee_payer)) == _stroops(before) - 200
+
+    # another fee bump of the same inner transaction: its sequence number is used
+    rebid = TransactionBuilder.build_fee_bump_transaction(
+        rebidder.public_key, 1000, inner, DEFAULT_PASSPHRASE
+    )
+    rebid.sign(rebidder)
+    rebidder_before = _balance(sdk, rebidder)
+    with pytest.raises(BadRequestError) as info:
+        sdk.submit_transaction(rebid, skip_memo_required_check=True)
+    codes = info.value.extras["result_codes"]
+    assert (codes["transaction"], codes["inner_transaction"], codes.get("operations", [])) == (
+        "tx_fee_bump_inner_failed",
+        "tx_bad_seq",
+        [],
+    )
+    failed = xdr.TransactionResult.from_xdr(info.value.extras["result_xdr"])
+    assert failed.fee_charged.int64 == 0
+    assert failed.result.code == xdr.TransactionResultCode.txFEE_BUMP_INNER_FAILED
+    assert failed.result.inner_result_pair.transaction_hash.hash.hex() == inner.hash_hex()
+    assert failed.result.inner_result_pair.result.result.code == (
+        xdr.TransactionResultCode.txBAD_SEQ
+    )
+    assert _balance(sdk, rebidder) == rebidder_before
+    assert _balance(sdk, dest, dlc) == "4.0000000"  # paid once
+
+
+def _stroops(amount: str) -> int:
+    whole, _, frac = amount.partition(".")
+    return int(whole) * 10_000_000 + int(frac.ljust(7, "0"))
+
+
+def test_transaction_by_inner_hash_is_named_by_that_hash(served: str) -> None:
+    sdk = Server(served)
+    source, fee_payer, dest = Keypair.random(), Keypair.random(), Keypair.random()
+    _friendbot(served, source, fee_payer, dest)
+    inner = _signed(
+        sdk, source, lambda b: b.append_payment_op(dest.public_key, Asset.native(), "1")
+    )
+    bump = TransactionBuilder.build_fee_bump_transaction(
+        fee_payer.public_key, 200, inner, DEFAULT_PASSPHRASE
+    )
+    bump.sign(fee_payer)
+    sdk.submit_transaction(bump, skip_memo_required_check=True)
+    by_inner = sdk.transactions().transaction(inner.hash_hex()).call()
+    assert by_inner["fee_bump_transaction"]["hash"] == bump.hash_hex()
+    assert (by_inner["id"], by_inner["hash"], by_inner["signatures"]) == (
+        inner.hash_hex(),
+        inner.hash_hex(),
+        _b64_signatures(inner),
+    )
+    assert by_inner["_links"]["self"]["href"] == f"{served}/transactions/{inner.hash_hex()}"
+
+
+def test_python_sdk_claimable_balances_for_a_node_without_an_account(served: str) -> None:
+    """A distributor leaves DLC for an account that does not exist yet, and a reclaim for
+    itself after a day; stellar_sdk lists them by claimant and sponsor, reads one by the id it
+    derives itself, and the claimant claims once it has an account and a trustline."""
+    sdk = Server(served)
+    issuer, distributor, funder = Keypair.random(), Keypair.random(), Keypair.random()
+    _friendbot(served, issuer, distributor, funder)
+    dlc = Asset("DLC", issuer.public_key)
+    _send(sdk, distributor, lambda b: b.append_change_trust_op(dlc))
+    _send(sdk, issuer, lambda b: b.append_payment_op(distributor.public_key, dlc, "1000"))
+    node = Keypair.random()  # no account, no trustline
+    reclaim = ClaimPredicate.predicate_not(ClaimPredicate.predicate_before_relative_time(86400))
+    tx = _signed(
+        sdk,
+        distributor,
+        lambda b: b.append_create_claimable_balance_op(
+            dlc, "12.5", [Claimant(node.public_key)]
+        ).append_create_claimable_balance_op(dlc, "7", [Claimant(distributor.public_key, reclaim)]),
+    )
+    created = sdk.submit_transaction(tx)
+    assert created["successful"]
+    to_node, to_self = (
+        tx.transaction.get_claimable_balance_id(0),
+        (tx.transaction.get_claimable_balance_id(1)),
+    )
+    closed_at = sdk.ledgers().ledger(created["ledger"]).call()["closed_at"]
+    day_later = (
+        int(datetime.strptime(closed_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
+        + 86400
+    )
+
+    def listed(builder) -> list[dict]:  # type: ignore[no-untyped-def]
+        return builder.call()["_embedded"]["records"]
+
+    (for_node,) = listed(sdk.claimable_balances().for_claimant(node.public_key))
+    assert {k: for_node[k] for k in ("id", "asset", "amount", "sponsor", "claimants")} == {
+        "id": to_node,
+        "asset": f"DLC:{issuer.public_key}",
+        "amount": "12.5000000",
+        "sponsor": distributor.public_key,
+        "claimants": [{"destination": node.public_key, "predicate": {"unconditional": True}}],
+    }
+    assert for_node["last_modified_ledger"] == created["ledger"]
+    assert for_node["_links"]["self"]["href"] == f"{served}/claimable_balances/{to_node}"
+    (for_self,) = listed(sdk.claimable_balances().for_claimant(distributor.public_key))
+    assert (for_self["id"], for_self["amount"]) == (to_self, "7.0000000")
+    assert for_self["claimants"] == [  # the relative time became absolute at creation
+        {
+            "destination": distributor.public_key,
+            "predicate": {
+                "not": {
+                    "abs_before": datetime.fromtimestamp(day_later, UTC).strftime(
+                        "%Y-%m-%dT%H:%M:%SZ"
+                    ),
+                    "abs_before_epoch": str(day_later),
+                }
+            },
+        }
+    ]
+    sponsored = listed(sdk.claimable_balances().for_sponsor(distributor.public_key))
+    assert [b["id"] for b in sponsored] == sorted([to_node, to_self])
+    assert sdk.claimable_balances().claimable_balance(to_node).call() == for_node
+    assert sdk.claimable_balances().claimable_balance(to_self.upper()).call()["id"] == to_self
+    both = listed(
+        sdk.claimable_balances().for_sponsor(distributor.public_key).for_claimant(node.public_key)
+    )
+    assert [b["id"] for b in both] == [to_node]
+    page = sdk.claimable_balances().for_sponsor(distributor.public_key).limit(1).call()
+    nxt = requests.get(page["_links"]["next"]["href"], timeout=10).json()
+    assert [b["id"] for b in page["_embedded"]["records"] + nxt["_embedded"]["records"]] == (
+        sorted([to_node, to_self])
+    )
+    distributor_now = sdk.accounts().account_id(distributor.public_key).call()
+    assert distributor_now["num_sponsoring"] == 2  # one reserve per claimant
+    assert _balance(sdk, distributor, dlc) == "980.5000000"
+    ops = sdk.operations().for_transaction(created["hash"]).call()["_embedded"]["records"]
+    assert [o["type"] for o in ops] == ["create_claimable_balance"] * 2
+    assert ops[1]["claimants"][0]["predicate"] == {"not": {"rel_before": "86400"}}
+
+    # the node gets an account and a trustline, then claims
+    _send(sdk, funder, lambda b: b.append_create_account_op(node.public_key, "5"))
+    _send(sdk, node, lambda b: b.append_change_trust_op(dlc))
+    claimed = _send(sdk, node, lambda b: b.append_claim_claimable_balance_op(to_node))
+    assert claimed["successful"]
+    assert _balance(sdk, node, dlc) == "12.5000000"
+    with pytest.raises(NotFoundError):
+        sdk.claimable_balances().claimable_balance(to_node).call()
+    assert listed(sdk.claimable_balances().for_claimant(node.public_key)) == []
+    assert sdk.accounts().account_id(distributor.public_key).call()["num_sponsoring"] == 1
+    (claim_op,) = sdk.operations().for_transaction(claimed["hash"]).call()["_embedded"]["records"]
+    assert (claim_op["type"], claim_op["balance_id"], claim_op["claimant"]) == (
+        "claim_claimable_balance",
+        to_node,
+        node.public_key,
+    )
+    with pytest.raises(BadRequestError) as info:  # claimed already
+        _send(sdk, node, lambda b: b.append_claim_claimable_balance_op(to_node))
+    assert info.value.extras["result_codes"]["operations"] == ["op_does_not_exist"]
+
+    # "not before a day": the distributor cannot take its own back yet
+    with pytest.raises(BadRequestError) as info:
+        _send(sdk, distributor, lambda b: b.append_claim_claimable_balance_op(to_self))
+    assert info.value.extras["result_codes"] == {
+        "transaction": "tx_failed",
+        "operations": ["op_cannot_claim"],
+    }
+    assert sdk.claimable_balances().claimable_balance(to_self).call()["amount"] == "7.0000000"
+
+    # bad requests are 400 problems, never 500s
+    http = requests.Session()
+    good = distributor.public_key
+    for params in (
+        {},
+        {"claimant": ""},
+        {"claimant": "GNOPE"},
+        {"claimant": "A" * 56},
+        {"sponsor": "nope"},
+        {"sponsor": good.lower()},
+        {"claimant": good, "cursor": "abc"},
+        {"claimant": good, "cursor": "-5"},
+        {"claimant": good, "cursor": to_node + "00"},
+        {"claimant": good, "limit": "0"},
+        {"claimant": good, "limit": "abc"},
+        {"claimant": good, "limit": "١٢"},
+    ):
+        _problem(http.get(f"{served}/claimable_balances", params=params, timeout=10))
+    for bad_id in ("zz", to_node[:-2], to_node + "00", "g" * 72, "0" * 71 + "%", "٠" * 72):
+        _problem(http.get(f"{served}/claimable_balances/{bad_id}", timeout=10))
+    _problem(http.get(f"{served}/claimable_balances/{'0' * 72}", timeout=10), 404)
+    with pytest.raises(BadRequestError):
+        sdk.claimable_balances().claimable_balance("zz").call()
+    with pytest.raises(BadRequestError):
+        sdk.claimable_balances().for_claimant("GNOPE").call()

@@ -30,6 +30,7 @@ from flwr_stellar.protocol.canonical import SignedDocument, canonical_json
 
 SUFFIX = ".journal"
 TERMS, SENT, RECEIPT = "terms", "sent", "receipt"
+COLLECT = "collect"  # the wallet's transactions moving a run's earnings (flwr_stellar.wallet)
 LINE_LIMIT = 256 * 1024  # a longer line is not ours
 
 
@@ -43,6 +44,8 @@ def _key(entry: Mapping[str, Any]) -> tuple[object, ...]:
     kind = entry.get("kind")
     if kind == SENT:
         return (SENT, entry.get("run_id"), entry.get("server_round"), entry.get("digest"))
+    if kind == COLLECT:
+        return (COLLECT, entry.get("run_id"), entry.get("tx_hash"), entry.get("state"))
     return (kind, entry.get("run_id"), entry.get("document"))
 
 
@@ -190,12 +193,16 @@ def _sound(line: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(entry, dict) or hashlib.sha256(body).hexdigest() != digest:
         return None
-    if entry.get("kind") not in (TERMS, SENT, RECEIPT) or type(entry.get("run_id")) is not int:
+    kind = entry.get("kind")
+    if kind not in (TERMS, SENT, RECEIPT, COLLECT) or type(entry.get("run_id")) is not int:
         return None
     if not all(type(v) in (str, int, bool) for v in entry.values()):
         return None  # fields are scalars: a hand-made entry must not break the readers
-    texts = ("pseudonym", "digest", "signature") if entry["kind"] == SENT else ("document",)
-    if not all(isinstance(entry.get(k), str) for k in (*texts, "signature")):
+    texts = {
+        SENT: ("pseudonym", "digest", "signature"),
+        COLLECT: ("pseudonym", "tx_hash", "envelope", "state", "step"),
+    }.get(kind, ("document", "signature"))
+    if not all(isinstance(entry.get(k), str) for k in texts):
         return None
     if entry["kind"] == SENT and type(entry.get("server_round")) is not int:
         return None

@@ -177,8 +177,15 @@ def account_from_json(d: dict[str, Any]) -> AccountInfo:
 
 
 # ---------------------------------------------------------------------------- transactions
-def tx_to_json(t: TxRecord, base_url: str = "", result_xdr: str = "") -> dict[str, Any]:
-    me = f"{base_url}/transactions/{t.hash}"
+def tx_to_json(
+    t: TxRecord, base_url: str = "", result_xdr: str = "", asked: str = ""
+) -> dict[str, Any]:
+    """Horizon's transaction record; ``asked`` is the hash it was looked up by: a fee bump
+    found by its inner hash is named by that hash and shows the inner signatures, as
+    Horizon's ``/transactions/{inner hash}``."""
+    by_inner = bool(t.inner_hash) and asked.lower() == t.inner_hash
+    name = t.inner_hash if by_inner else t.hash
+    me = f"{base_url}/transactions/{name}"
     out: dict[str, Any] = {
         "_links": {
             "self": _link(me),
@@ -190,8 +197,8 @@ def tx_to_json(t: TxRecord, base_url: str = "", result_xdr: str = "") -> dict[st
             "succeeds": _link(f"{base_url}/transactions?order=desc&cursor={t.paging_token}"),
             "transaction": _link(me),
         },
-        "id": t.hash,
-        "hash": t.hash,
+        "id": name,
+        "hash": name,
         "paging_token": t.paging_token,
         "successful": t.successful,
         "ledger": t.ledger,
@@ -207,6 +214,8 @@ def tx_to_json(t: TxRecord, base_url: str = "", result_xdr: str = "") -> dict[st
     }
     if t.inner_hash:
         out |= _fee_bump_fields(t)
+        if by_inner:
+            out["signatures"] = out["inner_transaction"]["signatures"]
     if t.memo is not None:
         out["memo"] = t.memo
     return out

@@ -201,7 +201,7 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
         if len(tx_hash) != 64 or any(c not in "0123456789abcdefABCDEF" for c in tx_hash):
             raise LedgerError(f"invalid transaction hash {tx_hash!r}")
         t = ledger.transaction(tx_hash)
-        return JSONResponse(tx_to_json(t, _base(request), result_xdr(t)))
+        return JSONResponse(tx_to_json(t, _base(request), result_xdr(t), asked=tx_hash))
 
     async def transaction_operations(request: Request) -> JSONResponse:
         cursor, limit, order = _query(request)

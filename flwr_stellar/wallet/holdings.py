@@ -1,0 +1,125 @@
+"""What a provider holds: one row per run of its journal, read from the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stellar_sdk import Keypair
+
+from flwr_stellar.audit.evidence import run_evidence
+from flwr_stellar.client.journal import COLLECT, Journal
+from flwr_stellar.identity.keystore import MasterSecret
+from flwr_stellar.identity.pseudonym import derive_pseudonym
+from flwr_stellar.ledger.base import ClaimableBalanceRecord, Ledger, NotFoundError
+from flwr_stellar.ledger.decode import claimable_for
+
+
+@dataclass(frozen=True)
+class Holding:
+    """One run's pseudonym and what it holds.
+
+    Parameters
+    ----------
+    run_id : int
+        The Flower run.
+    pseudonym : Keypair
+        The run's account (derived from the keystore: it signs the collection).
+    asset : str
+        ``CODE:ISSUER`` of the run's coin (from its signed terms).
+    exists : bool
+        Whether the pseudonym's account is on the ledger (a claimable-payout run never
+        creates it; a collected one was merged).
+    on_trustline : int
+        Stroops on the pseudonym's trustline.
+    claimable : tuple of ClaimableBalanceRecord
+        Balances of the coin the pseudonym may claim.
+    collected : tuple of str
+        Hashes of this wallet's collection transactions the ledger applied for the run.
+    num_rounds : int
+        Rounds the run's terms announce; ``receipts_up_to`` the last round receipted.
+    """
+
+    run_id: int
+    pseudonym: Keypair
+    asset: str
+    exists: bool
+    on_trustline: int
+    claimable: tuple[ClaimableBalanceRecord, ...] = ()
+    collected: tuple[str, ...] = ()
+    num_rounds: int = 0
+    receipts_up_to: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.on_trustline + sum(b.amount for b in self.claimable)
+
+    @property
+    def state(self) -> str:
+        """``collected`` (nothing left, and this wallet moved it), ``empty`` (nothing left,
+        nothing collected: paid nothing, or moved by other means) or ``uncollected``."""
+        if self.total or self.exists:
+            return "uncollected"
+        return "collected" if self.collected else "empty"
+
+
+def holdings(
+    journal: Journal, master: MasterSecret, ledger: Ledger, run_ids: list[int] | None = None
+) -> list[Holding]:
+    """Every run of the journal (or of ``run_ids``) with what its pseudonym holds.
+
+    Parameters
+    ----------
+    journal : Journal
+        The node's journal: its runs, their terms (the coin) and the federation label each
+        pseudonym was derived under.
+    master : MasterSecret
+        The node's unlocked keystore.
+    ledger : Ledger
+        Where the runs paid.
+    run_ids : list of int, optional
+        Only these runs (each must be in the journal).
+
+    Raises
+    ------
+    ValueError
+        A run that is not in the journal, or one without verifiable signed terms.
+    """
+    runs = journal.runs()
+    wanted = runs if run_ids is None else run_ids
+    missing = sorted(set(wanted) - set(runs))
+    if missing:
+        raise ValueError(f"run(s) {missing} are not in {journal.path}")
+    out = []
+    for run_id in wanted:
+        found = run_evidence(journal.path, run_id)
+        if found.terms is None:
+            raise ValueError(f"run {run_id}: no verifiable signed terms in {journal.path}")
+        terms = found.terms.terms
+        federation = found.sent[0].federation if found.sent else "default"
+        pseudonym = derive_pseudonym(master, run_id, federation)
+        asset = f"{terms.asset_code}:{terms.asset_issuer}"
+        done = tuple(
+            str(e["tx_hash"])
+            for e in journal.entries(run_id, COLLECT)
+            if e["state"] == "done" and e["pseudonym"] == pseudonym.public_key
+        )
+        waiting = tuple(claimable_for(ledger, pseudonym.public_key, asset))
+        receipted = max((r.server_round for r in found.receipts), default=0)
+        try:
+            account = ledger.load_account(pseudonym.public_key)
+        except NotFoundError:
+            account = None
+        out.append(
+            Holding(
+                run_id=run_id,
+                pseudonym=pseudonym,
+                asset=asset,
+                exists=account is not None,
+                on_trustline=account.balance(asset) if account is not None else 0,
+                claimable=waiting,
+                collected=done,
+                num_rounds=terms.num_rounds,
+                receipts_up_to=receipted,
+            )
+        )
+    return out
