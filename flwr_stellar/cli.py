@@ -76,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     from flwr_stellar.ledger.cli import add_ledger_parser
     from flwr_stellar.payments.cli import add_payouts_parser
     from flwr_stellar.report.cli import add_report_parser
+    from flwr_stellar.wallet.cli import add_wallet_parser
 
     add_keys_parser(sub)
     add_round_parser(add_ledger_parser(sub))  # `ledger round` reads manifests: audit's to add
     add_audit_parser(sub)
     add_node_parser(sub)
+    add_wallet_parser(sub)
     add_report_parser(sub)
     add_payouts_parser(sub)
     add_deploy_parser(sub)

@@ -21,6 +21,7 @@ ABOVE_LEDGER = (
     "flwr_stellar.report",
     "flwr_stellar.audit",
     "flwr_stellar.app",
+    "flwr_stellar.wallet",
 )
 
 

@@ -7,6 +7,6 @@ trustline and merges the pseudonym so the sponsor's reserves come back.
 """
 
 from flwr_stellar.wallet.collect import CollectError, Step, collect, plan
-from flwr_stellar.wallet.holdings import Holding, holdings
+from flwr_stellar.wallet.holdings import Holding, holdings, refreshed
 
-__all__ = ["CollectError", "Holding", "Step", "collect", "holdings", "plan"]
+__all__ = ["CollectError", "Holding", "Step", "collect", "holdings", "plan", "refreshed"]

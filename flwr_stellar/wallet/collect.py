@@ -137,6 +137,7 @@ def plan(
     ledger: Ledger,
     destination: str,
     fee_account: Keypair,
+    pseudonym: Keypair,
     *,
     fee_per_op: int = BASE_FEE,
 ) -> Step | None:
@@ -152,11 +153,14 @@ def plan(
         Where the coin (and the pseudonym's XLM, if any) goes.
     fee_account : Keypair
         Pays the fees (and, for an ``open`` step, the pseudonym's reserves until it closes).
+    pseudonym : Keypair
+        The holding's pseudonym, with its secret (``holding.signer(master)``).
     fee_per_op : int
         Stroops bid per operation.
     """
-    pseudonym, asset = holding.pseudonym, _asset(holding.asset)
-    me = pseudonym.public_key
+    if pseudonym.public_key != holding.pseudonym:
+        raise CollectError(f"run {holding.run_id}: the key given is not its pseudonym's")
+    asset, me = _asset(holding.asset), holding.pseudonym
     claims = holding.claimable[:CLAIMS_PER_TX]
     claimed = sum(b.amount for b in claims)
     if not holding.exists:
@@ -295,6 +299,7 @@ def collect(
     ledger: Ledger,
     destination: str,
     fee_account: Keypair,
+    signer: Callable[[Holding], Keypair],
     *,
     refresh: Callable[[Holding], Holding],
     dry_run: bool = False,
@@ -315,6 +320,8 @@ def collect(
         Receives the coin; it must trust it already.
     fee_account : Keypair
         Signs and pays the fee bumps.
+    signer : callable
+        A holding's pseudonym keypair (``lambda h: h.signer(master)``).
     refresh : callable
         Re-reads a holding from the ledger (after each step).
     dry_run : bool
@@ -336,7 +343,9 @@ def collect(
                 done.append(resumed)
             holding = refresh(holding)
         for _ in range(MAX_STEPS):
-            step = plan(holding, ledger, destination, fee_account, fee_per_op=fee_per_op)
+            step = plan(
+                holding, ledger, destination, fee_account, signer(holding), fee_per_op=fee_per_op
+            )
             if step is None:
                 break
             if dry_run:
@@ -350,8 +359,8 @@ def collect(
                 result = ledger.submit(step.envelope)
             except LedgerError:
                 raise  # outcome unknown: the next collect looks the journaled hash up
+            failpoint("wallet.after_submit")  # applied, its outcome not journaled yet
             _record(journal, step, result)
-            failpoint("wallet.after_submit")
             if not result.successful:
                 codes = ", ".join(
                     c for c in (result.tx_code, result.inner_tx_code, *result.op_codes) if c

@@ -22,8 +22,10 @@ class Holding:
     ----------
     run_id : int
         The Flower run.
-    pseudonym : Keypair
-        The run's account (derived from the keystore: it signs the collection).
+    pseudonym : str
+        The run's account, as the journal names it (the node signed its replies with it).
+    federation : str
+        The label it was derived under (with the run id, from the keystore).
     asset : str
         ``CODE:ISSUER`` of the run's coin (from its signed terms).
     exists : bool
@@ -40,7 +42,7 @@ class Holding:
     """
 
     run_id: int
-    pseudonym: Keypair
+    pseudonym: str
     asset: str
     exists: bool
     on_trustline: int
@@ -48,6 +50,17 @@ class Holding:
     collected: tuple[str, ...] = ()
     num_rounds: int = 0
     receipts_up_to: int = 0
+    federation: str = "default"
+
+    def signer(self, master: MasterSecret) -> Keypair:
+        """The pseudonym's keypair; ValueError if the keystore does not derive it."""
+        keypair = derive_pseudonym(master, self.run_id, self.federation)
+        if keypair.public_key != self.pseudonym:
+            raise ValueError(
+                f"run {self.run_id}: pseudonym {self.pseudonym} is not this keystore's "
+                "(a journal of another node?)"
+            )
+        return keypair
 
     @property
     def total(self) -> int:
@@ -62,18 +75,15 @@ class Holding:
         return "collected" if self.collected else "empty"
 
 
-def holdings(
-    journal: Journal, master: MasterSecret, ledger: Ledger, run_ids: list[int] | None = None
-) -> list[Holding]:
-    """Every run of the journal (or of ``run_ids``) with what its pseudonym holds.
+def holdings(journal: Journal, ledger: Ledger, run_ids: list[int] | None = None) -> list[Holding]:
+    """Every run of the journal (or of ``run_ids``) in which the node sent a reply, with what
+    its pseudonym holds; no secret is needed to read them.
 
     Parameters
     ----------
     journal : Journal
         The node's journal: its runs, their terms (the coin) and the federation label each
         pseudonym was derived under.
-    master : MasterSecret
-        The node's unlocked keystore.
     ledger : Ledger
         Where the runs paid.
     run_ids : list of int, optional
@@ -95,18 +105,19 @@ def holdings(
         if found.terms is None:
             raise ValueError(f"run {run_id}: no verifiable signed terms in {journal.path}")
         terms = found.terms.terms
-        federation = found.sent[0].federation if found.sent else "default"
-        pseudonym = derive_pseudonym(master, run_id, federation)
+        if not found.sent:
+            continue  # never trained in this run: never paid in it
+        federation, pseudonym = found.sent[0].federation, found.sent[0].pseudonym
         asset = f"{terms.asset_code}:{terms.asset_issuer}"
         done = tuple(
             str(e["tx_hash"])
             for e in journal.entries(run_id, COLLECT)
-            if e["state"] == "done" and e["pseudonym"] == pseudonym.public_key
+            if e["state"] == "done" and e["pseudonym"] == pseudonym
         )
-        waiting = tuple(claimable_for(ledger, pseudonym.public_key, asset))
+        waiting = tuple(claimable_for(ledger, pseudonym, asset))
         receipted = max((r.server_round for r in found.receipts), default=0)
         try:
-            account = ledger.load_account(pseudonym.public_key)
+            account = ledger.load_account(pseudonym)
         except NotFoundError:
             account = None
         out.append(
@@ -120,6 +131,13 @@ def holdings(
                 collected=done,
                 num_rounds=terms.num_rounds,
                 receipts_up_to=receipted,
+                federation=federation,
             )
         )
     return out
+
+
+def refreshed(holding: Holding, ledger: Ledger, journal: Journal) -> Holding:
+    """The same run read again from the ledger (after a collection step)."""
+    (again,) = holdings(journal, ledger, [holding.run_id])
+    return again
