@@ -1,8 +1,9 @@
-"""Measured tables for the README, generated from benchmarks/results/*.json (never by hand).
+"""Measured tables for the README and docs/, generated from benchmarks/results/*.json (never
+by hand).
 
-Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in README.md;
-``--write`` replaces what is there with what the results say, ``--check`` exits 1 when the
-README is out of date (tests/test_tables.py runs it).
+Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in README.md or a
+page of docs/ (``PAGES``); ``--write`` replaces what is there with what the results say,
+``--check`` exits 1 when a file is out of date (tests/test_tables.py runs it).
 
     python benchmarks/tables.py --write
 """
@@ -118,16 +119,47 @@ def sweep() -> str:
     return "\n".join(lines)
 
 
+def linkability() -> str:
+    """Issue 22's table: what an observer of the ledger alone linked across two runs."""
+    path = RESULTS / "linkability.json"
+    if not path.exists():
+        return "(no results yet: run python benchmarks/bench_linkability.py)"
+    doc = json.loads(path.read_text())
+    lines = [
+        "| payouts | pseudonyms linked by their amounts (right / wrong) | nearest amounts right "
+        "(chance) | pseudonyms with an account, and who created them |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, r in doc["configs"].items():
+        n = r["nodes_in_both"]
+        lines.append(
+            f"| {name} | {r['amounts_linked_right']} / {r['amounts_linked_wrong']} of {n} "
+            f"| {r['nearest_right']} of {n} ({r['chance_nearest']:.2f}) "
+            f"| {r['pseudonyms_with_an_account']} of {r['pseudonyms']}"
+            + (
+                f", all created by {r['creators_of_those_accounts']} sponsor"
+                if r["pseudonyms_with_an_account"]
+                else ""
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "robust_rewards": robust_rewards,
     "data_free": data_free,
     "sweep": sweep,
 }
+PAGES: dict[Path, dict[str, Callable[[], str]]] = {
+    README: TABLES,
+    ROOT / "docs" / "wallet.md": {"linkability": linkability},
+}
 
 
-def render(text: str) -> str:
+def render(text: str, tables: dict[str, Callable[[], str]] | None = None) -> str:
     """``text`` with every marked table regenerated."""
-    for name, make in TABLES.items():
+    for name, make in (TABLES if tables is None else tables).items():
         pattern = re.compile(
             rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", flags=re.DOTALL
         )
@@ -140,16 +172,18 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help="update README.md in place")
     parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
     args = parser.parse_args()
-    text = README.read_text()
-    fresh = render(text)
-    if args.write:
-        README.write_text(fresh)
-    elif args.check and fresh != text:
-        print("README.md tables are out of date: run python benchmarks/tables.py --write")
-        return 1
-    elif not args.check:
-        sys.stdout.write(fresh)
-    return 0
+    stale = 0
+    for page, tables in PAGES.items():
+        text = page.read_text()
+        fresh = render(text, tables)
+        if args.write:
+            page.write_text(fresh)
+        elif args.check and fresh != text:
+            print(f"{page.name} tables are out of date: run python benchmarks/tables.py --write")
+            stale += 1
+        elif not args.check:
+            sys.stdout.write(fresh)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ HorizonLedger) and hammered with 10,000 malformed requests."""
 
 import base64
 import random
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -674,3 +675,47 @@ def test_python_sdk_claimable_balances_for_a_node_without_an_account(served: str
         sdk.claimable_balances().claimable_balance("zz").call()
     with pytest.raises(BadRequestError):
         sdk.claimable_balances().for_claimant("GNOPE").call()
+
+
+def test_horizon_ledger_reads_claimable_balances_and_fee_bumps_back(served: str) -> None:
+    """HorizonLedger (what the wallet and the audit use on a URL) reads what the SDK made."""
+    from stellar_sdk import Claimant, ClaimPredicate
+
+    from flwr_stellar.ledger.decode import claimable_for
+
+    sdk = Server(served)
+    issuer, distributor, payer = Keypair.random(), Keypair.random(), Keypair.random()
+    _friendbot(served, issuer, distributor, payer)
+    dlc = Asset("DLC", issuer.public_key)
+    _send(sdk, distributor, lambda b: b.append_change_trust_op(dlc))
+    _send(sdk, issuer, lambda b: b.append_payment_op(distributor.public_key, dlc, "100"))
+    node = Keypair.random()
+    later = ClaimPredicate.predicate_not(ClaimPredicate.predicate_before_relative_time(3600))
+    _send(
+        sdk,
+        distributor,
+        lambda b: b.append_create_claimable_balance_op(
+            dlc, "4", [Claimant(node.public_key), Claimant(distributor.public_key, later)]
+        ),
+    )
+    ledger = HorizonLedger(served, DEFAULT_PASSPHRASE)
+    (found,) = claimable_for(ledger, node.public_key, f"DLC:{issuer.public_key}")
+    assert (found.amount, found.sponsor) == (40_000_000, distributor.public_key)
+    now = int(time.time())
+    assert found.claimable_by(node.public_key, now)
+    assert not found.claimable_by(distributor.public_key, now)  # not before an hour
+    assert found.claimable_by(distributor.public_key, now + 7200)
+    inner = _signed(sdk, distributor, lambda b: b.append_bump_sequence_op(0))
+    bump = TransactionBuilder.build_fee_bump_transaction(
+        payer.public_key, 100, inner, DEFAULT_PASSPHRASE
+    )
+    bump.sign(payer)
+    result = ledger.submit(bump.to_xdr())
+    assert (result.successful, result.tx_code) == (True, "tx_fee_bump_inner_success")
+    record = ledger.transaction(result.hash)
+    assert (record.fee_account, record.inner_hash, record.source) == (
+        payer.public_key,
+        inner.hash_hex(),
+        distributor.public_key,
+    )
+    ledger.close()

@@ -15,3 +15,8 @@ def test_readme_tables_match_the_results_files() -> None:
     for name in tables.TABLES:
         assert f"<!-- table:{name} -->" in text, f"README.md lacks the {name} table"
     assert tables.render(text) == text, "run: python benchmarks/tables.py --write"
+    for page, marked in tables.PAGES.items():
+        text = page.read_text()
+        for name in marked:
+            assert f"<!-- table:{name} -->" in text, f"{page} lacks the {name} table"
+        assert tables.render(text, marked) == text, "run: python benchmarks/tables.py --write"
