@@ -10,6 +10,14 @@ replayed on a real network, and the checks stellar-core makes, in the same two c
 - applied: the fee (min(bid, base fee x ops)) goes to the fee pool and the sequence number is
   consumed, then all operations apply or, if any fails, none does (tx_failed + op codes).
 
+Fee bump envelopes (CAP-15) too: the fee account's own checks (tx_no_source_account,
+tx_insufficient_fee for a bid below base fee x (ops + 1) or a fee rate below the inner one,
+tx_bad_auth, tx_bad_auth_extra, tx_insufficient_balance), then the inner transaction's without
+its fee (tx_fee_bump_inner_failed + the inner code, nothing charged); applied, the fee account
+pays min(bid, base fee x (ops + 1)) and the inner source's sequence number is consumed
+(tx_fee_bump_inner_success / tx_fee_bump_inner_failed). A fee bump is found by its own hash and
+by its inner transaction's.
+
 Every accepted transaction closes one ledger whose header hash chains to the previous one and
 commits to the transaction set; ``verify_chain`` re-derives all of it from the stored
 envelopes. One SQLite transaction per ledger: a crash never leaves half a ledger behind.
