@@ -329,3 +329,24 @@ def test_a_crash_at_any_step_resumes_without_paying_twice(world: World, crash: s
     again = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert "nothing to collect" in again.stdout
     assert world.dlc(world.destination.public_key) == int(OWED * UNIT)
+
+
+def test_a_lost_journal_is_recovered_from_the_keystore_and_the_coin(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal_path(world.keystore).unlink()
+    assert main(world.args("balances", "--json")) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] == []  # nothing known without it
+    runs = ["--run-id", str(PAID_RUN), "--run-id", str(CLAIMABLE_RUN)]
+    assert main(world.args("balances", *runs)) == 1
+    assert "--asset CODE:ISSUER" in capsys.readouterr().err
+    monkeypatch.setenv("FLWR_STELLAR_PASSPHRASE", PASSPHRASE)
+    recover = [*runs, "--asset", world.treasury.asset_id]
+    assert main(world.args("balances", "--json", *recover)) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["totals"] == {world.treasury.asset_id: int(OWED * UNIT)}
+    assert main(world.args("collect", *recover)) == 0
+    assert world.dlc(world.destination.public_key) == int(OWED * UNIT)
+    assert main(world.args("collect", *recover)) == 0
+    assert "nothing to collect" in capsys.readouterr().out
+    assert world.dlc(world.destination.public_key) == int(OWED * UNIT)

@@ -7,6 +7,15 @@ trustline and merges the pseudonym so the sponsor's reserves come back.
 """
 
 from flwr_stellar.wallet.collect import CollectError, Step, collect, plan
-from flwr_stellar.wallet.holdings import Holding, holdings, refreshed
+from flwr_stellar.wallet.holdings import Holding, Recovery, holdings, read_holding
 
-__all__ = ["CollectError", "Holding", "Step", "collect", "holdings", "plan", "refreshed"]
+__all__ = [
+    "CollectError",
+    "Holding",
+    "Recovery",
+    "Step",
+    "collect",
+    "holdings",
+    "plan",
+    "read_holding",
+]

@@ -19,16 +19,13 @@ from flwr_stellar.identity.passphrase import DEFAULT_ENV, read_passphrase_file, 
 from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import Ledger, LedgerError
 from flwr_stellar.wallet.collect import CollectError, collect
-from flwr_stellar.wallet.holdings import Holding, holdings, refreshed
+from flwr_stellar.wallet.holdings import Holding, Recovery, holdings, read_holding
 
 FEE_ENV = "FLWR_STELLAR_FEE_PASSPHRASE"
 
 
 def _journal(path: Path) -> Journal:
-    found = journal_path(path)
-    if not found.is_file():
-        raise CollectError(f"no journal beside {path} (expected {found}): nothing to collect")
-    return Journal(found)
+    return Journal(journal_path(path))  # a missing journal holds no runs (see --asset)
 
 
 def _ledger(args: argparse.Namespace) -> Ledger:
@@ -54,11 +51,27 @@ def balance_rows(found: list[Holding]) -> list[dict[str, Any]]:
     ]
 
 
+def _recovery(args: argparse.Namespace, master: keystore.MasterSecret | None) -> Recovery | None:
+    """For ``--run-id``s the journal lacks: the keystore derives them, ``--asset`` names the
+    coin (the only time ``balances`` needs the passphrase)."""
+    if not args.asset:
+        return None
+    from flwr_stellar.ledger.params import parse_asset
+
+    code, issuer = parse_asset(args.asset)
+    if master is None:
+        passphrase = resolve_passphrase(
+            env=args.passphrase_env, file=args.passphrase_file, prompt=True
+        )
+        master = keystore.load(args.keystore, passphrase)
+    return Recovery(master, f"{code}:{issuer}", args.federation)
+
+
 def cmd_balances(args: argparse.Namespace) -> int:
     journal = _journal(args.keystore)
     ledger = _ledger(args)
     try:
-        found = holdings(journal, ledger, args.run_id or None)
+        found = holdings(journal, ledger, args.run_id or None, _recovery(args, None))
     finally:
         ledger.close()
     rows = balance_rows(found)
@@ -112,7 +125,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     fee = _fee_keypair(args)
     ledger = _ledger(args)
     try:
-        found = holdings(journal, ledger, args.run_id or None)
+        found = holdings(journal, ledger, args.run_id or None, _recovery(args, master))
         todo = [h for h in found if h.state == "uncollected"]
         for h in todo:
             if h.receipts_up_to < h.num_rounds:
@@ -134,7 +147,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
             args.to,
             fee,
             lambda h: h.signer(master),
-            refresh=lambda h: refreshed(h, ledger, journal),
+            refresh=lambda h: read_holding(h, ledger, journal),
             dry_run=args.dry_run,
         )
     finally:
@@ -180,6 +193,20 @@ def add_wallet_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         p.add_argument(
             "--run-id", type=int, action="append", help="only this run (repeatable; default all)"
         )
+        p.add_argument(
+            "--asset",
+            metavar="CODE:ISSUER",
+            help="the coin of --run-id runs the journal lacks (found from the keystore alone)",
+        )
+        p.add_argument("--federation", default="default", help="with --asset: the node's label")
+        p.add_argument(
+            "--passphrase-file", type=Path, help="file holding the keystore's passphrase"
+        )
+        p.add_argument(
+            "--passphrase-env",
+            default=DEFAULT_ENV,
+            help=f"environment variable with the passphrase (default {DEFAULT_ENV})",
+        )
         p.set_defaults(func=_main(func))
         parser: argparse.ArgumentParser = p
         return parser
@@ -204,9 +231,3 @@ def add_wallet_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         help=f"environment variable with --fee-source's passphrase (default {FEE_ENV})",
     )
     c.add_argument("--dry-run", action="store_true", help="print the transactions, send nothing")
-    c.add_argument("--passphrase-file", type=Path, help="file holding the keystore's passphrase")
-    c.add_argument(
-        "--passphrase-env",
-        default=DEFAULT_ENV,
-        help=f"environment variable with the passphrase (default {DEFAULT_ENV})",
-    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from stellar_sdk import Keypair
 
@@ -75,9 +75,34 @@ class Holding:
         return "collected" if self.collected else "empty"
 
 
-def holdings(journal: Journal, ledger: Ledger, run_ids: list[int] | None = None) -> list[Holding]:
+@dataclass(frozen=True)
+class Recovery:
+    """How to find a run the journal does not hold (a journal lost or from another machine):
+    the keystore derives the pseudonym, the coin is named by hand.
+
+    Parameters
+    ----------
+    master : MasterSecret
+        The node's unlocked keystore.
+    asset : str
+        ``CODE:ISSUER`` of the run's coin.
+    federation : str
+        The label the pseudonym was derived under (the node config's, ``default``).
+    """
+
+    master: MasterSecret
+    asset: str
+    federation: str = "default"
+
+
+def holdings(
+    journal: Journal,
+    ledger: Ledger,
+    run_ids: list[int] | None = None,
+    recovery: Recovery | None = None,
+) -> list[Holding]:
     """Every run of the journal (or of ``run_ids``) in which the node sent a reply, with what
-    its pseudonym holds; no secret is needed to read them.
+    its pseudonym holds; no secret is needed to read the journal's runs.
 
     Parameters
     ----------
@@ -87,57 +112,72 @@ def holdings(journal: Journal, ledger: Ledger, run_ids: list[int] | None = None)
     ledger : Ledger
         Where the runs paid.
     run_ids : list of int, optional
-        Only these runs (each must be in the journal).
+        Only these runs.
+    recovery : Recovery, optional
+        For runs of ``run_ids`` the journal does not hold: derive their pseudonyms.
 
     Raises
     ------
     ValueError
-        A run that is not in the journal, or one without verifiable signed terms.
+        A run that is not in the journal (and no ``recovery``), or one without verifiable
+        signed terms.
     """
     runs = journal.runs()
     wanted = runs if run_ids is None else run_ids
     missing = sorted(set(wanted) - set(runs))
-    if missing:
-        raise ValueError(f"run(s) {missing} are not in {journal.path}")
+    if missing and recovery is None:
+        raise ValueError(
+            f"run(s) {missing} are not in {journal.path}: name the coin (--asset CODE:ISSUER) "
+            "to find them from the keystore alone"
+        )
     out = []
     for run_id in wanted:
-        found = run_evidence(journal.path, run_id)
-        if found.terms is None:
-            raise ValueError(f"run {run_id}: no verifiable signed terms in {journal.path}")
+        found = run_evidence(journal.path, run_id) if run_id not in missing else None
+        if found is None or found.terms is None or not found.sent:
+            if recovery is not None and run_ids is not None:  # asked for: derive it
+                pseudonym = derive_pseudonym(recovery.master, run_id, recovery.federation)
+                blank = Holding(
+                    run_id,
+                    pseudonym.public_key,
+                    recovery.asset,
+                    False,
+                    0,
+                    federation=recovery.federation,
+                )
+                out.append(read_holding(blank, ledger, journal))
+            elif found is not None and found.terms is None and found.sent:
+                raise ValueError(f"run {run_id}: no verifiable signed terms in {journal.path}")
+            continue  # never trained in this run (or only collected in it): nothing here
         terms = found.terms.terms
-        if not found.sent:
-            continue  # never trained in this run: never paid in it
-        federation, pseudonym = found.sent[0].federation, found.sent[0].pseudonym
-        asset = f"{terms.asset_code}:{terms.asset_issuer}"
-        done = tuple(
-            str(e["tx_hash"])
-            for e in journal.entries(run_id, COLLECT)
-            if e["state"] == "done" and e["pseudonym"] == pseudonym
+        blank = Holding(
+            run_id=run_id,
+            pseudonym=found.sent[0].pseudonym,
+            asset=f"{terms.asset_code}:{terms.asset_issuer}",
+            exists=False,
+            on_trustline=0,
+            num_rounds=terms.num_rounds,
+            receipts_up_to=max((r.server_round for r in found.receipts), default=0),
+            federation=found.sent[0].federation,
         )
-        waiting = tuple(claimable_for(ledger, pseudonym, asset))
-        receipted = max((r.server_round for r in found.receipts), default=0)
-        try:
-            account = ledger.load_account(pseudonym)
-        except NotFoundError:
-            account = None
-        out.append(
-            Holding(
-                run_id=run_id,
-                pseudonym=pseudonym,
-                asset=asset,
-                exists=account is not None,
-                on_trustline=account.balance(asset) if account is not None else 0,
-                claimable=waiting,
-                collected=done,
-                num_rounds=terms.num_rounds,
-                receipts_up_to=receipted,
-                federation=federation,
-            )
-        )
+        out.append(read_holding(blank, ledger, journal))
     return out
 
 
-def refreshed(holding: Holding, ledger: Ledger, journal: Journal) -> Holding:
-    """The same run read again from the ledger (after a collection step)."""
-    (again,) = holdings(journal, ledger, [holding.run_id])
-    return again
+def read_holding(holding: Holding, ledger: Ledger, journal: Journal) -> Holding:
+    """``holding`` with what the ledger (and the journal's collections) say now."""
+    done = tuple(
+        str(e["tx_hash"])
+        for e in journal.entries(holding.run_id, COLLECT)
+        if e["state"] == "done" and e["pseudonym"] == holding.pseudonym
+    )
+    try:
+        account = ledger.load_account(holding.pseudonym)
+    except NotFoundError:
+        account = None
+    return replace(
+        holding,
+        exists=account is not None,
+        on_trustline=account.balance(holding.asset) if account is not None else 0,
+        claimable=tuple(claimable_for(ledger, holding.pseudonym, holding.asset)),
+        collected=done,
+    )
