@@ -50,10 +50,16 @@ def iter_transactions(ledger: Ledger, account: str) -> Iterator[TxRecord]:
     )
 
 
+CLAIM_MARGIN_S = 60  # a balance counted as claimable must stay so this long (a claim takes time)
+
+
 def claimable_for(
-    ledger: Ledger, claimant: str, asset: str | None = None
+    ledger: Ledger, claimant: str, asset: str | None = None, *, now: int | None = None
 ) -> list[ClaimableBalanceRecord]:
-    """Every claimable balance ``claimant`` is named in (of ``asset`` when given), by id.
+    """Every claimable balance ``claimant`` is named in (of ``asset`` when given), by id; with
+    ``now`` (unix seconds), only those it may claim now and a minute from now: a balance it
+    cannot claim (expired, not yet, a predicate that never holds, anyone's spam) is not its
+    coin, and a claim of it would fail the whole collecting transaction.
 
     Parameters
     ----------
@@ -63,11 +69,21 @@ def claimable_for(
         ``G...`` strkey; it need not be an account yet.
     asset : str, optional
         ``CODE:ISSUER``.
+    now : int, optional
+        Keep only the balances ``claimant`` may claim at this time (and a minute later).
     """
     found = iter_pages(
         lambda cursor: ledger.claimable_balances(claimant=claimant, cursor=cursor, limit=PAGE)
     )
-    return [b for b in found if asset is None or b.asset == asset]
+    return [
+        b
+        for b in found
+        if (asset is None or b.asset == asset)
+        and (
+            now is None
+            or (b.claimable_by(claimant, now) and b.claimable_by(claimant, now + CLAIM_MARGIN_S))
+        )
+    ]
 
 
 PaymentOp = tuple[str, str, int]  # destination, asset, stroops
@@ -107,7 +123,11 @@ def decode_envelope(record: TxRecord) -> tuple[str, list[PaymentOp], list[str]]:
         elif (
             body.type == stellar_xdr.OperationType.CREATE_CLAIMABLE_BALANCE
             and op_source == source
-            and (claim := _claimable_payout(body.create_claimable_balance_op, source))
+            and (
+                claim := _claimable_payout(
+                    body.create_claimable_balance_op, source, record.created_at
+                )
+            )
         ):
             payments.append(claim)
         else:
@@ -115,12 +135,17 @@ def decode_envelope(record: TxRecord) -> tuple[str, list[PaymentOp], list[str]]:
     return source, payments, others
 
 
+MIN_RECLAIM_S = 86_400  # a distributor's reclaim must wait at least a day to leave a payout
+
+
 def _claimable_payout(
-    op: stellar_xdr.CreateClaimableBalanceOp | None, source: str
+    op: stellar_xdr.CreateClaimableBalanceOp | None, source: str, created_at: int
 ) -> PaymentOp | None:
     """A claimable balance as a payment to its first claimant, when that claimant can claim it
     at any time: its predicate unconditional, and any other claimant the source itself, only
-    after a delay (``not(before_relative_time)`` or ``not(before_absolute_time)``)."""
+    after a delay of at least a day from the balance's creation (``not(before_relative_time)``
+    of >= 1 day, or ``not(before_absolute_time)`` >= 1 day after ``created_at``): a reclaim
+    allowed at once would let the operator take the payout back in the next ledger."""
     if op is None:
         return None
     claimants = [c.v0 for c in op.claimants if c.v0 is not None]
@@ -136,11 +161,17 @@ def _claimable_payout(
             account_id(back.destination) != source
             or back.predicate.type != kinds.CLAIM_PREDICATE_NOT
             or later is None
-            or later.type
-            not in (
-                kinds.CLAIM_PREDICATE_BEFORE_RELATIVE_TIME,
-                kinds.CLAIM_PREDICATE_BEFORE_ABSOLUTE_TIME,
-            )
+            or not _a_day_later(later, created_at)
         ):
             return None
     return (account_id(claimants[0].destination), asset_string(op.asset), int(op.amount.int64))
+
+
+def _a_day_later(before: stellar_xdr.ClaimPredicate, created_at: int) -> bool:
+    """Whether ``before`` (the predicate a reclaim negates) ends a day or more after creation."""
+    kinds = stellar_xdr.ClaimPredicateType
+    if before.type == kinds.CLAIM_PREDICATE_BEFORE_RELATIVE_TIME and before.rel_before is not None:
+        return int(before.rel_before.int64) >= MIN_RECLAIM_S
+    if before.type == kinds.CLAIM_PREDICATE_BEFORE_ABSOLUTE_TIME and before.abs_before is not None:
+        return int(before.abs_before.int64) >= created_at + MIN_RECLAIM_S
+    return False

@@ -9,6 +9,7 @@ the run reports what the ledger says, not what the server meant to pay.
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass, field
 from logging import INFO
 from pathlib import Path
@@ -206,7 +207,11 @@ class PaymentSession:
         for pseudonym in sorted(self._owed):
             balance: int | None
             try:
-                waiting = sum(b.amount for b in claimable_for(self.ledger, pseudonym, asset))
+                waiting = sum(  # what this run's distributor left it, that it can take now
+                    b.amount
+                    for b in claimable_for(self.ledger, pseudonym, asset, now=int(time.time()))
+                    if b.sponsor == self.treasury.distributor.public_key
+                )
                 balance = waiting + self.ledger.load_account(pseudonym).balance(asset)
             except NotFoundError:
                 balance = waiting

@@ -86,6 +86,12 @@ class RewardSettings:
                 'must be a decimal string > 0 of at most budget_per_round, e.g. "0.01"',
             ),
             (
+                "payout",
+                self.payout != "claimable" or not self.auth_required,
+                "claimable cannot be used with auth_required=True: no onboarding step would "
+                "authorize the trustline a node opens to claim",
+            ),
+            (
                 "reclaim_after_days",
                 type(self.reclaim_after_days) is int and 0 <= self.reclaim_after_days <= 36_500,
                 "must be a whole number of days in [0, 36500]",

@@ -148,6 +148,8 @@ class RewardTerms:
             for k, default in OPTIONAL.items()
             if k in doc
         }
+        if any(optional[k] == OPTIONAL[k] for k in optional):
+            raise RecordError("terms: an optional field at its default is left out (canonical)")
         return cls(
             **values,
             **optional,

@@ -42,7 +42,13 @@ from stellar_sdk import (
 from flwr_stellar.client.journal import COLLECT, Journal
 from flwr_stellar.failpoints import failpoint
 from flwr_stellar.ledger.amounts import format_amount
-from flwr_stellar.ledger.base import Ledger, LedgerError, NotFoundError, SubmitResult
+from flwr_stellar.ledger.base import (
+    Ledger,
+    LedgerError,
+    LedgerUnavailableError,
+    NotFoundError,
+    SubmitResult,
+)
 from flwr_stellar.ledger.tx import BASE_FEE, MAX_OPS, build
 from flwr_stellar.wallet.holdings import Holding
 
@@ -194,20 +200,29 @@ def plan(
     on_line = account.balance(holding.asset)
     has_line = any(b.asset == holding.asset for b in account.balances)
     amount = on_line + claimed
-    ops = [ClaimClaimableBalance(b.id) for b in claims]
+    ops = []
+    if claims and not has_line:  # an account someone else made, no trustline: you sponsor one
+        ops += [
+            BeginSponsoringFutureReserves(me, source=fee_account.public_key),
+            ChangeTrust(asset),
+            EndSponsoringFutureReserves(),
+        ]
+    ops += [ClaimClaimableBalance(b.id) for b in claims]
     if amount:
         ops.append(Payment(destination, asset, format_amount(amount)))
     closes = len(claims) == len(holding.claimable) and not account.signers
     if closes and account.num_subentries != (1 if has_line else 0):
         closes = False  # entries we did not make (another trustline, data): leave it open
     if closes:
-        if has_line:
+        if has_line or claims:
             ops.append(ChangeTrust(asset, "0"))
         ops.append(AccountMerge(destination))
     if not ops:
         return None
     inner = build(ledger, me, account.sequence, ops, fee_per_op=fee_per_op)
     inner.sign(pseudonym)
+    if claims and not has_line:
+        inner.sign(fee_account)  # the source of the sponsoring operation
     bump = TransactionBuilder.build_fee_bump_transaction(
         fee_account.public_key, fee_per_op, inner, ledger.network_passphrase
     )
@@ -243,13 +258,14 @@ def _entry(step: Step, state: str, **extra: object) -> dict[str, object]:
 
 
 def _journaled_step(entry: dict[str, object]) -> Step:
+    amount = entry.get("amount", 0)
     return Step(
         int(str(entry["run_id"])),
         str(entry["pseudonym"]),
         str(entry["step"]),
         str(entry["envelope"]),
         str(entry["tx_hash"]),
-        int(str(entry.get("amount", 0))),
+        amount if type(amount) is int else 0,
         False,
         (),
     )
@@ -285,7 +301,14 @@ def settle_journaled(journal: Journal, ledger: Ledger, run_id: int) -> list[Step
             state = "done" if record.successful else "failed"
             journal.append(_entry(step, state, ledger=record.ledger))
         else:
-            result = ledger.submit(step.envelope)
+            try:
+                result = ledger.submit(step.envelope)
+            except LedgerUnavailableError:
+                raise  # outcome unknown: the next collect looks it up again
+            except LedgerError as err:  # not an envelope (a hand-edited journal): never applies
+                journal.append(_entry(step, "dead", codes=f"refused: {err}"[:200]))
+                settled.add(step.tx_hash)
+                continue
             _record(journal, step, result)
             if result.successful:
                 applied.append(step)

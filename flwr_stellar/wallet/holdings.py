@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 from stellar_sdk import Keypair
@@ -178,6 +179,8 @@ def read_holding(holding: Holding, ledger: Ledger, journal: Journal) -> Holding:
         holding,
         exists=account is not None,
         on_trustline=account.balance(holding.asset) if account is not None else 0,
-        claimable=tuple(claimable_for(ledger, holding.pseudonym, holding.asset)),
+        claimable=tuple(
+            claimable_for(ledger, holding.pseudonym, holding.asset, now=int(time.time()))
+        ),
         collected=done,
     )

@@ -14,7 +14,7 @@ from flwr_stellar.ledger.embedded.entries import (
     TRUSTLINE_CLAWBACK_ENABLED,
     TrustLine,
 )
-from flwr_stellar.ledger.embedded.ops.xdr_util import account_id
+from flwr_stellar.ledger.embedded.ops.xdr_util import account_id, asset_valid
 from flwr_stellar.ledger.embedded.sponsorship import release, reserve_owner
 from flwr_stellar.ledger.embedded.state import Overlay
 
@@ -32,6 +32,8 @@ def _asset(op: Operation) -> str | None:
         code, issuer = line.alpha_num12.asset_code.asset_code12, line.alpha_num12.issuer
     else:
         return None  # native or a liquidity pool share: not a trustline we support
+    if not asset_valid(line):
+        return None  # malformed code (stellar-core's isAssetValid)
     return f"{_code(code)}:{account_id(issuer)}"
 
 

@@ -17,7 +17,12 @@ from stellar_sdk import xdr
 from flwr_stellar.ledger.base import NATIVE
 from flwr_stellar.ledger.embedded.entries import ClaimableBalance
 from flwr_stellar.ledger.embedded.ops import predicates
-from flwr_stellar.ledger.embedded.ops.xdr_util import account_id, asset_string, issuer_of
+from flwr_stellar.ledger.embedded.ops.xdr_util import (
+    account_id,
+    asset_string,
+    asset_valid,
+    issuer_of,
+)
 from flwr_stellar.ledger.embedded.state import Overlay
 
 if TYPE_CHECKING:
@@ -47,7 +52,7 @@ def apply(op: xdr.Operation, source: str, st: Overlay, ctx: ApplyContext) -> str
     body = op.body.create_claimable_balance_op
     assert body is not None
     asset, amount = asset_string(body.asset), body.amount.int64
-    if amount <= 0 or not 1 <= len(body.claimants) <= MAX_CLAIMANTS:
+    if amount <= 0 or not 1 <= len(body.claimants) <= MAX_CLAIMANTS or not asset_valid(body.asset):
         return "op_malformed"
     claimants: list[tuple[str, object]] = []
     for claimant in body.claimants:

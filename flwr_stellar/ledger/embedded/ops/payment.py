@@ -9,7 +9,12 @@ from stellar_sdk.xdr import Operation
 
 from flwr_stellar.ledger.base import NATIVE
 from flwr_stellar.ledger.embedded.entries import INT64_MAX
-from flwr_stellar.ledger.embedded.ops.xdr_util import asset_string, issuer_of, muxed_id
+from flwr_stellar.ledger.embedded.ops.xdr_util import (
+    asset_string,
+    asset_valid,
+    issuer_of,
+    muxed_id,
+)
 from flwr_stellar.ledger.embedded.state import Overlay
 
 if TYPE_CHECKING:
@@ -26,7 +31,7 @@ def apply(op: Operation, source: str, st: Overlay, ctx: ApplyContext) -> str:
         body.amount.int64,
         asset_string(body.asset),
     )
-    if amount <= 0:
+    if amount <= 0 or not asset_valid(body.asset):
         return "op_malformed"
     code = (
         _native(source, destination, amount, st, ctx)

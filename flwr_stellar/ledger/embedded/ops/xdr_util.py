@@ -9,6 +9,7 @@ from stellar_sdk.xdr import (
     AccountID,
     Asset,
     AssetType,
+    ChangeTrustAsset,
     MuxedAccount,
     Transaction,
     TransactionEnvelope,
@@ -69,3 +70,23 @@ def transaction_of(envelope: TransactionEnvelope) -> Transaction | None:
     if envelope.fee_bump is not None and envelope.fee_bump.tx.inner_tx.v1 is not None:
         return envelope.fee_bump.tx.inner_tx.v1.tx
     return None
+
+
+def asset_valid(asset: Asset | ChangeTrustAsset) -> bool:
+    """stellar-core's isAssetValid: a credit code is ASCII letters and digits, then only zero
+    padding; 1-4 characters for alphanum4, 5-12 for alphanum12 (an operation naming another
+    asset is malformed, so "DLC" padded into 12 bytes is not the 4-byte DLC)."""
+    if asset.type == AssetType.ASSET_TYPE_NATIVE:
+        return True
+    if asset.type == AssetType.ASSET_TYPE_CREDIT_ALPHANUM4 and asset.alpha_num4 is not None:
+        raw, low, high = asset.alpha_num4.asset_code.asset_code4, 1, 4
+    elif asset.type == AssetType.ASSET_TYPE_CREDIT_ALPHANUM12 and asset.alpha_num12 is not None:
+        raw, low, high = asset.alpha_num12.asset_code.asset_code12, 5, 12
+    else:
+        return False
+    code = raw.rstrip(b"\x00")
+    return (
+        low <= len(code) <= high
+        and b"\x00" not in code
+        and all(c < 128 and chr(c).isalnum() for c in code)
+    )
