@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from anchor_world import anchorer, manifest, pseudonyms, setup, treasury
-from stellar_sdk import BumpSequence
+from stellar_sdk import BumpSequence, ChangeTrust, Keypair
 
 from flwr_stellar.failpoints import ENV
 from flwr_stellar.ledger.embedded import EmbeddedLedger
@@ -165,3 +165,34 @@ def test_sigkill_at_each_point_loses_and_duplicates_nothing(tmp_path: Path, poin
     for kp in payees:
         assert paid_to(ledger, kp.public_key) == expected
     assert ledger.verify_chain() > 0
+
+
+def test_a_node_that_merged_its_pseudonym_cannot_fail_the_round_for_everyone(world) -> None:
+    """Merging one's own pseudonym mid-run would turn the round's payment transaction into
+    op_no_destination for every payee (and leave the round unanchored): that payee is paid by a
+    claimable balance instead, the others as usual, the round anchored."""
+    from stellar_sdk import AccountMerge
+
+    db, out = world
+    payees = pseudonyms(3)
+    ledger = EmbeddedLedger(db)
+    quitter = payees[1]
+    sink = Keypair.random()
+    ledger.fund(sink.public_key)
+    submit_signed(
+        ledger, [quitter], [ChangeTrust(treasury().asset, "0"), AccountMerge(sink.public_key)]
+    )
+    a = anchorer(db, out)
+    a.start()
+    digest = a.submit_round(manifest(1, payees))
+    a.drain()
+    anchored = a.anchored[1]
+    assert not anchored.failed and anchored.manifest_hash == digest
+    assert paid_to(ledger, payees[0].public_key) == 8 and paid_to(ledger, payees[2].public_key) == 8
+    (waiting,) = ledger.claimable_balances(claimant=quitter.public_key).records
+    assert waiting.amount == 8 and waiting.sponsor == treasury().distributor.public_key
+    from flwr_stellar.audit.evidence import read_anchors
+
+    found = read_anchors(ledger, treasury().distributor.public_key, {digest})
+    assert not found.foreign[digest]
+    assert found.paid_to(digest, quitter.public_key, treasury().asset_id) == 8

@@ -282,7 +282,10 @@ class Anchorer:
         account = ledger.load_account(distributor.public_key)
         operations: list[Operation]
         if entry.payments:
-            operations = [self._payout(dest, amount) for dest, amount in entry.payments]
+            operations = [
+                self._payout(dest, amount, self.claimable or not self._can_receive(ledger, dest))
+                for dest, amount in entry.payments
+            ]
         else:
             operations = [BumpSequence(0)]  # a no-op: the round is anchored by its memo
         envelope = build(
@@ -299,10 +302,23 @@ class Anchorer:
         self.outbox.mark_signed(entry.id, xdr, tx_hash, account.sequence + 1)
         return self._reload(entry)
 
-    def _payout(self, destination: str, amount: int) -> Operation:
+    def _can_receive(self, ledger: Ledger, destination: str) -> bool:
+        """Whether a payment to ``destination`` would apply now: an account with an authorized
+        trustline to the coin. A node can merge its pseudonym (or remove its trustline) at any
+        time; one failed payment would fail the round's whole transaction, everyone's payouts
+        and its anchor with it, so such a destination is paid by a claimable balance instead,
+        which needs neither (the audit counts it as the same payout)."""
+        try:
+            account = ledger.load_account(destination)
+        except NotFoundError:
+            return False
+        line = next((b for b in account.balances if b.asset == self.treasury.asset_id), None)
+        return line is not None and bool(line.flags & 1)
+
+    def _payout(self, destination: str, amount: int, claimable: bool) -> Operation:
         """A payment, or a claimable balance only ``destination`` may claim (the distributor
         too, after ``reclaim_after_s``: ``not(before_relative_time)``)."""
-        if not self.claimable:
+        if not claimable:
             return Payment(destination, self.treasury.asset, format_amount(amount))
         claimants = [Claimant(destination)]
         if self.reclaim_after_s:
