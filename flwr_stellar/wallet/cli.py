@@ -131,8 +131,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
             if h.receipts_up_to < h.num_rounds:
                 print(
                     f"note: run {h.run_id} has receipts up to round {h.receipts_up_to} of "
-                    f"{h.num_rounds}; if it is still running, collecting now closes an account "
-                    "it may still pay"
+                    f"{h.num_rounds}; if it is still running, what it pays after this arrives "
+                    "as claimable balances: collect again when it ends"
                 )
         if not todo:
             print(
