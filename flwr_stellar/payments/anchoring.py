@@ -4,9 +4,9 @@ The training loop hands over a finished manifest and moves on; the worker stores
 its transactions in the outbox, and submits them (payments of <= 100 operations, MemoHash =
 manifest hash; a round with nothing to pay anchors with a no-op BumpSequence; a payee that can
 no longer receive a payment, or every payee with ``reward.payout = "claimable"``, gets a
-claimable balance instead). The run waits
-for the worker only at the end (``drain``). ``settle_all`` is also what a restarted server
-runs first, so entries left over by a crash are finished, not repeated.
+claimable balance instead). The run waits for the worker only at the end (``drain``).
+``settle_all`` is also what a restarted server runs first, so entries left over by a crash are
+finished, not repeated.
 """
 
 from __future__ import annotations
