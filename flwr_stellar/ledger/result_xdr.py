@@ -142,6 +142,8 @@ def _inner(
     if op_type == xdr.OperationType.ACCOUNT_MERGE and member.name.endswith("SUCCESS"):
         value = result_cls(member, xdr.Int64(merged or 0))
     elif op_type == xdr.OperationType.CREATE_CLAIMABLE_BALANCE and member.name.endswith("SUCCESS"):
+        if len(balance_id) != 72:
+            raise ResultCodeError("a CreateClaimableBalance success needs the balance id")
         value = result_cls(member, xdr.ClaimableBalanceID.from_xdr_bytes(bytes.fromhex(balance_id)))
     else:
         value = result_cls(member)
