@@ -181,7 +181,11 @@ def test_faults_node_and_ledger_killed_and_restarted_then_serverapp_killed(
             for m in manifests
         ]
         assert any(pseudonyms[1] in p for p in paid[2:]), (pseudonyms, seen, output[-3000:])
-        assert all(not m.rejections for m in manifests[:2]), seen  # a dead node: no penalty
+        # a dead node is not penalised: nothing rejected in round 1, and in round 2 at most the
+        # error reply the SuperLink writes for a node it saw die (NODE_UNAVAILABLE: whether it
+        # comes before the round's timeout depends on the heartbeat, i.e. on the machine's load)
+        assert not manifests[0].rejections, seen
+        assert {r.reason for r in manifests[1].rejections} <= {"error-reply"}, seen
         check_ledger_matches(out, state.ledger_url)  # nothing lost, nothing paid twice
 
         # the ServerApp process killed mid-run while the ledger is down (its last rounds are
