@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import secrets
 import struct
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,6 @@ from starlette.testclient import TestClient
 from stellar_sdk import (
     Account,
     Asset,
-    ChangeTrust,
     Claimant,
     ClaimPredicate,
     CreateAccount,
@@ -35,26 +32,20 @@ from stellar_sdk import (
     TransactionEnvelope,
     xdr,
 )
+from wallet_world import UNIT, World, make_world
 
 from flwr_stellar.cli import main
-from flwr_stellar.client.evidence import sent_entry
-from flwr_stellar.client.journal import COLLECT, TERMS, Journal, journal_path, signed_entry
-from flwr_stellar.identity import keystore
-from flwr_stellar.identity.pseudonym import derive_pseudonym
+from flwr_stellar.client.journal import COLLECT, Journal, journal_path
 from flwr_stellar.ledger.base import LedgerError
 from flwr_stellar.ledger.decode import decode_envelope
-from flwr_stellar.ledger.embedded import EmbeddedLedger
 from flwr_stellar.ledger.server import create_app
-from flwr_stellar.ledger.tx import build, submit_signed
+from flwr_stellar.ledger.tx import submit_signed
 from flwr_stellar.payments.amounts import split_budget
 from flwr_stellar.payments.settings import RewardSettings
-from flwr_stellar.payments.treasury import Treasury, prepare
 from flwr_stellar.protocol.canonical import RecordError, canonical_json
-from flwr_stellar.protocol.onboarding import Terms, operations
 from flwr_stellar.protocol.terms import RewardTerms
 
 PASSPHRASE = "hostile-wallet-passphrase"
-UNIT = 10_000_000
 INT64_MAX = 2**63 - 1
 PAID_RUN, CLAIMABLE_RUN = 21, 22
 NOW = int(time.time())
@@ -713,132 +704,12 @@ def test_terms_with_an_optional_field_at_its_default_are_not_canonical(
 
 
 # ------------------------------------------------------------------------------------ the wallet
-@dataclass
-class World:
-    db: Path
-    keystore: Path
-    treasury: Treasury
-    destination: Keypair
-    fee_file: Path
-    pseudonyms: dict[int, Keypair]
-
-    def ledger(self) -> EmbeddedLedger:
-        return EmbeddedLedger(self.db)
-
-    def dlc(self, account: str) -> int:
-        ledger = self.ledger()
-        try:
-            return ledger.load_account(account).balance(self.treasury.asset_id)
-        finally:
-            ledger.close()
-
-    def args(self, verb: str, *extra: str) -> list[str]:
-        base = ["wallet", verb, str(self.keystore), "--db", str(self.db)]
-        if verb == "collect":
-            base += ["--to", self.destination.public_key, "--fee-secret-file", str(self.fee_file)]
-        return [*base, *extra]
-
-    def journal(self) -> Journal:
-        return Journal(journal_path(self.keystore))
-
-    def stranger_with_dlc(self, amount: str = "10") -> Keypair:
-        """Another provider of the federation: it holds some of the same coin."""
-        ledger = self.ledger()
-        try:
-            stranger = Keypair.random()
-            assert ledger.fund(stranger.public_key).successful
-            submit_signed(ledger, [stranger], [ChangeTrust(self.treasury.asset)])
-            submit_signed(
-                ledger,
-                [self.treasury.distributor],
-                [Payment(stranger.public_key, self.treasury.asset, amount)],
-            )
-            return stranger
-        finally:
-            ledger.close()
-
-
-def _journal_run(
-    journal: Journal, treasury: Treasury, run_id: int, pseudonym: Keypair, payout: str
-) -> None:
-    terms = RewardTerms(
-        run_id=run_id,
-        distributor=treasury.distributor.public_key,
-        asset_code="DLC",
-        asset_issuer=treasury.issuer.public_key,
-        budget_stroops=100 * UNIT,
-        held_stroops=0,
-        num_rounds=1,
-        scorer="num-examples",
-        settings_hash="ab" * 32,
-        payout=payout,
-    ).sign(treasury.distributor)
-    digest = secrets.token_bytes(32)
-    journal.append(
-        signed_entry(TERMS, run_id, terms.signed, terms=terms.digest),
-        sent_entry(
-            run_id=run_id,
-            server_round=1,
-            instruction_id="i",
-            pseudonym=pseudonym.public_key,
-            federation="default",
-            digest=digest,
-            signature=pseudonym.sign(digest),
-            terms=terms.digest_bytes,
-        ),
-    )
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     """Run 21 paid by payments to a sponsored pseudonym (20 DLC), run 22 by two claimable
     balances (12 + 7.25 DLC) to a pseudonym without an account; the provider's account trusts
     DLC and pays the fees."""
-    db = tmp_path / "ledger.db"
-    ledger = EmbeddedLedger(db)
-    treasury = Treasury.from_master(keystore.MasterSecret.generate(with_mnemonic=False), "DLC")
-    prepare(ledger, treasury, RewardSettings(), 1000 * UNIT)
-    node = keystore.MasterSecret.generate(with_mnemonic=False)
-    path = keystore.save(tmp_path / "node.json", node, PASSPHRASE, kdf=keystore.KdfParams(n=2**10))
-    journal = Journal(journal_path(path))
-    paid = derive_pseudonym(node, PAID_RUN)
-    onboarding = Terms(
-        ledger.network_passphrase,
-        treasury.sponsor.public_key,
-        "DLC",
-        treasury.issuer.public_key,
-        True,
-        False,
-    )
-    envelope = build(
-        ledger,
-        treasury.sponsor.public_key,
-        ledger.load_account(treasury.sponsor.public_key).sequence,
-        operations(onboarding, paid.public_key),
-    )
-    envelope.sign(treasury.sponsor)
-    envelope.sign(paid)
-    assert ledger.submit(envelope.to_xdr()).successful
-    submit_signed(ledger, [treasury.distributor], [Payment(paid.public_key, treasury.asset, "20")])
-    _journal_run(journal, treasury, PAID_RUN, paid, "payment")
-    waiting = derive_pseudonym(node, CLAIMABLE_RUN)
-    for amount in ("12", "7.25"):
-        submit_signed(
-            ledger,
-            [treasury.distributor],
-            [CreateClaimableBalance(treasury.asset, amount, [Claimant(waiting.public_key)])],
-        )
-    _journal_run(journal, treasury, CLAIMABLE_RUN, waiting, "claimable")
-    destination = Keypair.random()
-    assert ledger.fund(destination.public_key).successful
-    submit_signed(ledger, [destination], [ChangeTrust(treasury.asset)])
-    fee_file = tmp_path / "fee.secret"
-    fee_file.write_text(destination.secret + "\n")
-    fee_file.chmod(0o600)
-    ledger.close()
-    return World(
-        db, path, treasury, destination, fee_file, {PAID_RUN: paid, CLAIMABLE_RUN: waiting}
-    )
+    return make_world(tmp_path, PASSPHRASE, (PAID_RUN, CLAIMABLE_RUN), ("20",), ("12", "7.25"))
 
 
 OWED = {PAID_RUN: 20 * UNIT, CLAIMABLE_RUN: 1925 * UNIT // 100}

@@ -6,166 +6,29 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from stellar_sdk import Asset, Claimant, Keypair
+from stellar_sdk import Keypair
+from wallet_world import UNIT, World, make_world
 
 from flwr_stellar.cli import main
-from flwr_stellar.client.evidence import sent_entry
-from flwr_stellar.client.journal import TERMS, Journal, journal_path, signed_entry
+from flwr_stellar.client.journal import Journal, journal_path
 from flwr_stellar.identity import keystore
-from flwr_stellar.identity.pseudonym import derive_pseudonym
 from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import NotFoundError
-from flwr_stellar.ledger.embedded import EmbeddedLedger
-from flwr_stellar.ledger.tx import build, submit_signed
-from flwr_stellar.payments.settings import RewardSettings
-from flwr_stellar.payments.treasury import Treasury, prepare
-from flwr_stellar.protocol.onboarding import Terms, operations
-from flwr_stellar.protocol.terms import RewardTerms
 
 PASSPHRASE = "wallet-test-passphrase"
-UNIT = 10_000_000
 PAID_RUN, CLAIMABLE_RUN = 11, 12
-
-
-@dataclass
-class World:
-    db: Path
-    keystore: Path
-    treasury: Treasury
-    destination: Keypair
-    fee_file: Path
-    pseudonyms: dict[int, str]
-
-    def ledger(self) -> EmbeddedLedger:
-        return EmbeddedLedger(self.db)
-
-    def dlc(self, account: str) -> int:
-        ledger = self.ledger()
-        try:
-            return ledger.load_account(account).balance(self.treasury.asset_id)
-        finally:
-            ledger.close()
-
-    def sponsoring(self) -> int:
-        ledger = self.ledger()
-        try:
-            return ledger.load_account(self.treasury.sponsor.public_key).num_sponsoring
-        finally:
-            ledger.close()
-
-    def args(self, verb: str, *extra: str) -> list[str]:
-        base = ["wallet", verb, str(self.keystore), "--db", str(self.db)]
-        if verb == "collect":
-            base += ["--to", self.destination.public_key, "--fee-secret-file", str(self.fee_file)]
-        return [*base, *extra]
-
-
-def _journal_run(
-    journal: Journal, treasury: Treasury, run_id: int, pseudonym: Keypair, payout: str
-) -> None:
-    terms = RewardTerms(
-        run_id=run_id,
-        distributor=treasury.distributor.public_key,
-        asset_code="DLC",
-        asset_issuer=treasury.issuer.public_key,
-        budget_stroops=100 * UNIT,
-        held_stroops=0,
-        num_rounds=1,
-        scorer="num-examples",
-        settings_hash="ab" * 32,
-        payout=payout,
-    ).sign(treasury.distributor)
-    digest = secrets.token_bytes(32)
-    journal.append(
-        signed_entry(TERMS, run_id, terms.signed, terms=terms.digest),
-        sent_entry(
-            run_id=run_id,
-            server_round=1,
-            instruction_id="i",
-            pseudonym=pseudonym.public_key,
-            federation="default",
-            digest=digest,
-            signature=pseudonym.sign(digest),
-            terms=terms.digest_bytes,
-        ),
-    )
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> World:
-    db = tmp_path / "ledger.db"
-    ledger = EmbeddedLedger(db)
-    treasury = Treasury.from_master(keystore.MasterSecret.generate(with_mnemonic=False), "DLC")
-    prepare(ledger, treasury, RewardSettings(), 1000 * UNIT)
-    node = keystore.MasterSecret.generate(with_mnemonic=False)
-    path = keystore.save(tmp_path / "node.json", node, PASSPHRASE, kdf=keystore.KdfParams(n=2**10))
-    journal = Journal(journal_path(path))
-    # run 11: sponsored onboarding, then two payments
-    paid = derive_pseudonym(node, PAID_RUN)
-    terms = Terms(
-        ledger.network_passphrase,
-        treasury.sponsor.public_key,
-        "DLC",
-        treasury.issuer.public_key,
-        True,
-        False,
+    return make_world(
+        tmp_path, PASSPHRASE, (PAID_RUN, CLAIMABLE_RUN), ("20", "10.5"), ("12", "7.25")
     )
-    envelope = build(
-        ledger,
-        treasury.sponsor.public_key,
-        ledger.load_account(treasury.sponsor.public_key).sequence,
-        operations(terms, paid.public_key),
-    )
-    envelope.sign(treasury.sponsor)
-    envelope.sign(paid)
-    assert ledger.submit(envelope.to_xdr()).successful
-    for amount in ("20", "10.5"):
-        submit_signed(
-            ledger, [treasury.distributor], [_payment(paid.public_key, treasury.asset, amount)]
-        )
-    _journal_run(journal, treasury, PAID_RUN, paid, "payment")
-    # run 12: two claimable balances for a pseudonym that has no account
-    waiting = derive_pseudonym(node, CLAIMABLE_RUN)
-    from stellar_sdk import CreateClaimableBalance
-
-    for amount in ("12", "7.25"):
-        submit_signed(
-            ledger,
-            [treasury.distributor],
-            [CreateClaimableBalance(treasury.asset, amount, [Claimant(waiting.public_key)])],
-        )
-    _journal_run(journal, treasury, CLAIMABLE_RUN, waiting, "claimable")
-    # the provider's own account: funded, trusting DLC
-    destination = Keypair.random()
-    assert ledger.fund(destination.public_key).successful
-    from stellar_sdk import ChangeTrust
-
-    submit_signed(ledger, [destination], [ChangeTrust(treasury.asset)])
-    fee_file = tmp_path / "fee.secret"
-    fee_file.write_text(destination.secret + "\n")
-    fee_file.chmod(0o600)
-    ledger.close()
-    return World(
-        db,
-        path,
-        treasury,
-        destination,
-        fee_file,
-        {PAID_RUN: paid.public_key, CLAIMABLE_RUN: waiting.public_key},
-    )
-
-
-def _payment(destination: str, asset: Asset, amount: str):  # type: ignore[no-untyped-def]
-    from stellar_sdk import Payment
-
-    return Payment(destination, asset, amount)
 
 
 OWED = 20 + 10.5 + 12 + 7.25
@@ -201,10 +64,10 @@ def test_collect_moves_everything_once_and_releases_the_sponsor(
     assert world.dlc(world.destination.public_key) == int(OWED * UNIT)
     assert world.sponsoring() == before_sponsoring - 3  # the account (2) and its trustline (1)
     ledger = world.ledger()
-    for pseudonym in world.pseudonyms.values():
-        assert ledger.claimable_balances(claimant=pseudonym).records == ()
+    for kp in world.pseudonyms.values():
+        assert ledger.claimable_balances(claimant=kp.public_key).records == ()
         with pytest.raises(Exception, match="not found"):
-            ledger.load_account(pseudonym)
+            ledger.load_account(kp.public_key)
     head = ledger.latest_ledger()["seq"]
     ledger.close()
     # fees only: 3 fee bumps / transactions (open: 7 ops, two collects), nothing else charged
@@ -321,10 +184,10 @@ def test_a_crash_at_any_step_resumes_without_paying_twice(world: World, crash: s
     assert world.dlc(world.destination.public_key) == int(OWED * UNIT)
     assert world.sponsoring() <= sponsoring
     ledger = world.ledger()
-    for pseudonym in world.pseudonyms.values():
-        assert ledger.claimable_balances(claimant=pseudonym).records == ()
+    for kp in world.pseudonyms.values():
+        assert ledger.claimable_balances(claimant=kp.public_key).records == ()
         with pytest.raises(NotFoundError):
-            ledger.load_account(pseudonym)
+            ledger.load_account(kp.public_key)
     ledger.close()
     again = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert "nothing to collect" in again.stdout
