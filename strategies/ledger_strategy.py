@@ -21,6 +21,7 @@ Evaluation replies go through intake and verification, and are not paid.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -28,6 +29,7 @@ from logging import ERROR, INFO, WARNING
 from pathlib import Path
 from typing import Any
 
+from flwr import __version__ as flwr_version
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid
@@ -381,6 +383,7 @@ class LedgerStrategy(PipelineStrategy):
         train_config: ConfigRecord | None = None,
         evaluate_config: ConfigRecord | None = None,
         evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
+        **newer_flower_arguments: Any,
     ) -> Result:
         """Flower's ``Strategy.start``, with the payment machinery opened before round 1 and
         settled and closed after the last (also when a round raises).
@@ -389,12 +392,18 @@ class LedgerStrategy(PipelineStrategy):
         ----------
         grid, initial_arrays, num_rounds, timeout, train_config, evaluate_config, evaluate_fn
             As for :meth:`flwr.serverapp.strategy.Strategy.start`.
+        **newer_flower_arguments
+            Keyword arguments that a newer Flower's ``Strategy.start`` takes (1.43 adds
+            ``should_stop``), passed through unchanged, so that upgrading Flower does not break a
+            wrapped strategy. One that the installed Flower does not take is refused with a
+            ``TypeError`` before anything is opened.
 
         Returns
         -------
         Result
             Flower's result; ``self.report`` holds what the ledger paid.
         """
+        refuse_unknown_start_arguments(newer_flower_arguments)
         opened_here = self.session is None
         self.open(num_rounds)
         try:
@@ -406,6 +415,7 @@ class LedgerStrategy(PipelineStrategy):
                 train_config,
                 evaluate_config,
                 evaluate_fn,
+                **newer_flower_arguments,
             )
         except BaseException:
             if opened_here:
@@ -666,3 +676,20 @@ class LedgerStrategy(PipelineStrategy):
             self.config.reputation,
         )
         self.inner.summary()
+
+
+def refuse_unknown_start_arguments(arguments: Mapping[str, Any]) -> None:
+    """Refuse keyword arguments the installed Flower's ``Strategy.start`` does not take.
+
+    A clear error naming the Flower version, raised before the ledger is opened, beats Flower's
+    own ``TypeError`` after the treasury and the anchoring worker have started.
+    """
+    accepted = inspect.signature(Strategy.start).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return
+    unknown = sorted(set(arguments) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"Strategy.start() of the installed flwr {flwr_version} takes no argument "
+            f"{', '.join(map(repr, unknown))} (a newer Flower's argument?)"
+        )

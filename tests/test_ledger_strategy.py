@@ -434,3 +434,51 @@ def test_integer_buffers_keep_their_dtype_across_rounds(tmp_path) -> None:
         arrays, metrics = strategy.aggregate_train(server_round, replies)
         assert arrays is not None and metrics["replies_accepted"] == 4, server_round
         assert arrays["steps"].numpy().dtype == np.int64 and int(arrays["steps"].numpy()[0]) == 4
+
+
+def _ledger_strategy(tmp_path: Path) -> LedgerStrategy:
+    inner = FedAvg(fraction_train=1.0, min_available_nodes=1, min_train_nodes=1)
+    config = LedgerConfig(
+        output_dir=str(tmp_path / "out"),
+        reward=RewardSettings(budget_per_round="10"),
+        screening=SCREENING,
+        intake=INTAKE,
+        settle_timeout_s=10,
+        receipt_timeout_s=5,
+    )
+    return LedgerStrategy(inner, config)
+
+
+def test_start_refuses_an_argument_the_installed_flower_does_not_take_before_opening(
+    tmp_path,
+) -> None:
+    import flwr
+
+    strategy = _ledger_strategy(tmp_path)
+    refused = rf"flwr {flwr.__version__} takes no argument 'should_stop'"
+    with pytest.raises(TypeError, match=refused):
+        strategy.start(FakeGrid(tmp_path, nodes=1), GLOBAL, num_rounds=1, should_stop=lambda: True)
+    assert strategy.session is None  # nothing was opened
+    assert not (tmp_path / "out").exists()
+
+
+def test_start_passes_a_newer_flowers_keyword_arguments_through(tmp_path, monkeypatch) -> None:
+    """Flower 1.43's ``Strategy.start(..., should_stop=...)``, stood in for by a base ``start``
+    with that signature: the wrapped strategy receives the argument unchanged and still opens
+    and closes its ledger around the rounds."""
+    from flwr.serverapp.strategy import Result, Strategy
+
+    seen: dict[str, object] = {}
+
+    def newer_start(self, grid, initial_arrays, num_rounds=3, timeout=3600, train_config=None,
+                    evaluate_config=None, evaluate_fn=None, should_stop=None):  # fmt: skip
+        seen["should_stop"] = should_stop
+        seen["session_open"] = self.session is not None
+        return Result()
+
+    monkeypatch.setattr(Strategy, "start", newer_start)
+    stop = lambda: False  # noqa: E731
+    strategy = _ledger_strategy(tmp_path)
+    strategy.start(FakeGrid(tmp_path, nodes=1), GLOBAL, num_rounds=1, should_stop=stop)
+    assert seen == {"should_stop": stop, "session_open": True}
+    assert strategy.session is None  # closed after the rounds
