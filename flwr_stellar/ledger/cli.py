@@ -43,6 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"(network {args.network_passphrase!r})",
         flush=True,
     )
+    if args.rpc_retention_window < 0:
+        raise LedgerError(f"--rpc-retention-window must be >= 0, got {args.rpc_retention_window}")
     congestion = None
     if args.ops_per_ledger:
         from flwr_stellar.ledger.embedded import Congestion
@@ -57,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         network_passphrase=args.network_passphrase,
         congestion=congestion,
+        rpc_retention_window=args.rpc_retention_window or None,
     )
     return 0
 
@@ -178,7 +181,11 @@ def add_ledger_parser(
     def cmd(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
         return _add_command(lsub, name, func, help_)
 
-    serve = cmd("serve", cmd_serve, "serve the Horizon-compatible API (creates the db if new)")
+    serve = cmd(
+        "serve",
+        cmd_serve,
+        "serve the Horizon-compatible API and Stellar RPC at /rpc (creates the db if new)",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
@@ -193,6 +200,12 @@ def add_ledger_parser(
     )
     serve.add_argument(
         "--allow-remote", action="store_true", help="allow binding a non-loopback address"
+    )
+    serve.add_argument(
+        "--rpc-retention-window",
+        type=int,
+        default=0,
+        help="/rpc: emulate a Stellar RPC keeping only the last N ledgers (0 = keep all)",
     )
     cmd("show", cmd_show, "network passphrase, root account and latest ledger header")
     cmd("account", cmd_account, "an account's balances, signers and data").add_argument("address")

@@ -13,6 +13,8 @@ from typing import Any
 
 from stellar_sdk import xdr
 
+from flwr_stellar.ledger.base import SubmitResult, TxRecord
+
 # operation type -> (result class, its code enum, enum prefix, OperationResultTr field)
 _RESULTS: dict[xdr.OperationType, tuple[Any, Any, str, str]] = {
     xdr.OperationType.CREATE_ACCOUNT: (
@@ -253,3 +255,60 @@ def _op_results(
             made = balance_id(muxed_id(tx.source_account), tx.seq_num.sequence_number.int64, i - 1)
         results.append(_inner(op.body.type, op_code, merged, made))
     return results
+
+
+def stored_result_xdr(t: TxRecord, moved_amount: Callable[[int], int | None]) -> str:
+    """Base64 ``TransactionResult`` of a transaction the ledger applied (in a ledger).
+
+    One place for what Horizon's ``result_xdr`` and Stellar RPC's ``resultXdr`` both carry.
+
+    Parameters
+    ----------
+    t : TxRecord
+        The stored transaction: envelope, fee charged, codes, fee bump fields.
+    moved_amount : callable
+        Operation id (TOID) -> what it moved (the ledger's ``moved_amount``), for the balance
+        an AccountMerge result names.
+
+    Raises
+    ------
+    ResultCodeError
+        A stored code has no XDR counterpart.
+    """
+    return build_result_xdr(
+        t.envelope_xdr,
+        t.fee_charged,
+        t.tx_code,
+        t.op_codes,
+        lambda i: moved_amount(int(t.paging_token) | i),
+        inner_hash=t.inner_hash,
+        inner_code=t.inner_tx_code,
+    )
+
+
+def rejected_result_xdr(result: SubmitResult, inner_hash: str = "") -> str:
+    """Base64 ``TransactionResult`` of a submission the ledger rejected (nothing charged).
+
+    Horizon puts it in a failed submission's ``extras.result_xdr``, Stellar RPC in
+    ``sendTransaction``'s ``errorResultXdr``.
+
+    Parameters
+    ----------
+    result : SubmitResult
+        The rejection (``applied`` false), with its envelope.
+    inner_hash : str
+        A fee bump's inner transaction hash (hex), needed when its inner code is set.
+
+    Raises
+    ------
+    ResultCodeError
+        A code that has no XDR counterpart.
+    """
+    return build_result_xdr(
+        result.envelope_xdr,
+        0,
+        result.tx_code,
+        result.op_codes,
+        inner_hash=inner_hash if result.inner_tx_code else "",
+        inner_code=result.inner_tx_code,
+    )

@@ -8,15 +8,23 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from flwr_stellar.ports import NotReadyError, free_port, wait_for_http
 
 
 @contextlib.contextmanager
-def serving(db: Path, log: Path | None = None, start_timeout_s: float = 30.0) -> Iterator[str]:
-    """Start the server over ``db``, wait until it answers, yield its URL, stop it after."""
+def serving(
+    db: Path,
+    log: Path | None = None,
+    start_timeout_s: float = 30.0,
+    extra_args: Sequence[str] = (),
+) -> Iterator[str]:
+    """Start the server over ``db``, wait until it answers, yield its URL, stop it after.
+
+    ``extra_args`` go to ``ledger serve`` as given (e.g. ``--rpc-retention-window 5``).
+    """
     port = free_port()
     out = log.open("w") if log is not None else subprocess.DEVNULL
     try:
@@ -31,6 +39,7 @@ def serving(db: Path, log: Path | None = None, start_timeout_s: float = 30.0) ->
                 str(db),
                 "--port",
                 str(port),
+                *extra_args,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

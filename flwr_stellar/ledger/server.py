@@ -31,7 +31,12 @@ from flwr_stellar.ledger.horizon_json import (
     tx_to_json,
 )
 from flwr_stellar.ledger.params import parse_uint
-from flwr_stellar.ledger.result_xdr import ResultCodeError, build_result_xdr
+from flwr_stellar.ledger.result_xdr import (
+    ResultCodeError,
+    rejected_result_xdr,
+    stored_result_xdr,
+)
+from flwr_stellar.ledger.rpc_server import rpc_endpoint
 
 MAX_BODY_BYTES = 256 * 1024
 ACCOUNT_FILTERS = "{?signer,sponsor,asset,liquidity_pool,cursor,limit,order}"
@@ -66,19 +71,16 @@ def _url(request: Request) -> str:
     return _base(request) + request.url.path
 
 
-def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Starlette:
+def create_app(
+    ledger: EmbeddedLedger,
+    *,
+    max_body: int = MAX_BODY_BYTES,
+    rpc_retention_window: int | None = None,
+) -> Starlette:
     def result_xdr(t: TxRecord) -> str:
         """The stored transaction's TransactionResult XDR ("" if a code has no XDR twin)."""
         try:
-            return build_result_xdr(
-                t.envelope_xdr,
-                t.fee_charged,
-                t.tx_code,
-                t.op_codes,
-                lambda i: ledger.moved_amount(int(t.paging_token) | i),
-                inner_hash=t.inner_hash,
-                inner_code=t.inner_tx_code,
-            )
+            return stored_result_xdr(t, ledger.moved_amount)
         except ResultCodeError:
             return ""
 
@@ -275,14 +277,8 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
         else:
             record = None
             try:
-                xdr_result = build_result_xdr(
-                    envelope,
-                    0,
-                    result.tx_code,
-                    result.op_codes,
-                    inner_hash=ledger.inner_hash(envelope) if result.inner_tx_code else "",
-                    inner_code=result.inner_tx_code,
-                )
+                inner = ledger.inner_hash(envelope) if result.inner_tx_code else ""
+                xdr_result = rejected_result_xdr(result, inner)
             except ResultCodeError:
                 xdr_result = ""
         if result.successful and record is not None:
@@ -442,6 +438,11 @@ def create_app(ledger: EmbeddedLedger, *, max_body: int = MAX_BODY_BYTES) -> Sta
             Route("/claimable_balances/{balance_id}", claimable_balance),
             Route("/fee_stats", fee_stats),
             Route("/friendbot", friendbot),
+            Route(
+                "/rpc",  # Stellar RPC (JSON-RPC 2.0) on the same port
+                rpc_endpoint(ledger, max_body=max_body, retention_window=rpc_retention_window),
+                methods=["POST"],
+            ),
         ],
         exception_handlers=handlers,
     )
@@ -454,6 +455,7 @@ def serve(
     port: int = 8000,
     network_passphrase: str | None = None,
     congestion: Congestion | None = None,
+    rpc_retention_window: int | None = None,
 ) -> None:
     import uvicorn
 
@@ -461,7 +463,7 @@ def serve(
 
     ledger = EmbeddedLedger(db, network_passphrase or DEFAULT_PASSPHRASE, congestion=congestion)
     uvicorn.run(
-        create_app(ledger),
+        create_app(ledger, rpc_retention_window=rpc_retention_window),
         host=host,
         port=port,
         log_level="warning",

@@ -437,6 +437,12 @@ class EmbeddedLedger:
         """The hash (hex) of the transaction an envelope carries: a fee bump's inner one."""
         return self._decode(envelope_xdr).inner_hash.hex()
 
+    def envelope_hash(self, envelope_xdr: str) -> str:
+        """The hash (hex) the ledger files an envelope under (a fee bump's own hash), taken over
+        the received bytes; LedgerError if it does not decode. Lets a front end tell a
+        resubmission from a new transaction before submitting it."""
+        return self._decode(envelope_xdr).hash.hex()
+
     def _valid_transaction(
         self, root: Overlay, d: Decoded, close_time: int, min_fee: int | None
     ) -> Account:
