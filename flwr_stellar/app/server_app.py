@@ -135,6 +135,8 @@ def main(grid: Grid, context: Context) -> None:
         audit = run_audit_for(out, evidence=honest_journals(cfg, out) or None)
         for finding in audit:
             log(INFO, "%s", finding.render())
+        round_log.extra["audit"] = [report.as_dict() for report in audit]  # for the summary
+        round_log.flush(status="completed", model="model.pt")
     log(INFO, "report: %s", write_run_report(out, audit=audit, run_audit=False))
     if isinstance(strategy, LedgerStrategy) and strategy.report and strategy.report.pending_rounds:
         # training is done and saved; the run's status must still say the payouts are not
