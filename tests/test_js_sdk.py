@@ -33,3 +33,28 @@ def test_official_js_sdk_works_unchanged(tmp_path: Path) -> None:
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report[-6000:]
     assert "# fail 0" in report and "# pass 10" in report, report[-3000:]
+
+
+def test_official_js_sdk_rpc_server_works_unchanged(tmp_path: Path) -> None:
+    """The JS SDK's Stellar RPC client (rpc.Server) against /rpc of the same server."""
+    node = shutil.which("node")
+    assert node, "node is missing (it ships with these machines; see README)"
+    assert (JS / "node_modules" / "@stellar" / "stellar-sdk").is_dir(), "run `make js` first"
+    with serve_ledger(tmp_path / "ledger.db") as url:
+        proc = subprocess.run(
+            [node, "--test", "--test-reporter=tap", "rpc.test.mjs"],
+            cwd=JS,
+            env=os.environ
+            | {
+                "RPC_URL": f"{url}/rpc",
+                "HORIZON_URL": url,
+                "NETWORK_PASSPHRASE": DEFAULT_PASSPHRASE,
+            },
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    report = proc.stdout + proc.stderr
+    assert proc.returncode == 0, report[-6000:]
+    assert "# fail 0" in report and "# pass 6" in report, report[-3000:]
