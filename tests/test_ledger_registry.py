@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flwr_stellar.ledger import registry
-from flwr_stellar.ledger.backends import EmbeddedBackend, HorizonBackend
+from flwr_stellar.ledger.backends import EmbeddedBackend, HorizonBackend, RpcBackend
 from flwr_stellar.ledger.base import Ledger
 from flwr_stellar.ledger.embedded import EmbeddedLedger
 from flwr_stellar.ledger.horizon import HorizonLedger
@@ -39,8 +39,9 @@ def fake_backend() -> Iterator[type[LedgerBackend]]:
 
 
 def test_the_built_ins_are_registered_in_order() -> None:
-    assert backend_names()[:2] == ("embedded", "horizon")
+    assert backend_names()[:3] == ("embedded", "horizon", "rpc")
     assert get_backend("embedded") is EmbeddedBackend and get_backend("horizon") is HorizonBackend
+    assert get_backend("rpc") is RpcBackend
     with pytest.raises(KeyError, match="no ledger backend 'core'"):
         get_backend("core")
 
@@ -83,6 +84,6 @@ def test_the_reference_app_accepts_a_registered_backend(
     flat = load_default_run_config()
     assert AppConfig.from_run_config(flat | {"ledger.backend": "fake"}).ledger.backend == "fake"
     with pytest.raises(
-        ConfigError, match=r"ledger\.backend must be one of \('embedded', 'horizon', 'fake'\)"
+        ConfigError, match=r"ledger\.backend must be one of \('embedded', 'horizon', 'rpc', 'fake'\)"
     ):
         AppConfig.from_run_config(flat | {"ledger.backend": "core"})

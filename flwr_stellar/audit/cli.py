@@ -22,6 +22,7 @@ def run_audit_for(
     network_passphrase: str = "",
     model: Path | None = None,
     evidence: Path | Sequence[Path] | None = None,
+    rpc_url: str | None = None,
 ) -> list[AuditReport]:
     """Audit ``run_dir`` against its ledger; defaults: ``run_dir/ledger.db`` and
     ``run_dir/model.pt`` when they exist.
@@ -31,19 +32,23 @@ def run_audit_for(
     run_dir : Path
         The run's folder (with ``manifests/``).
     db, url : Path or str, optional
-        The ledger: an embedded file or a Horizon URL.
+        The ledger: an embedded file or a Horizon URL (one ending in ``/rpc`` is RPC).
     network_passphrase : str
-        The network's passphrase (Horizon) or an override (file).
+        The network's passphrase (Horizon; RPC: the server's when empty) or an override
+        (file).
     model : Path, optional
         The final model file.
     evidence : Path or sequence of Path, optional
         A folder of node journals (or the journal files) to hold against the manifests.
+    rpc_url : str, optional
+        A Stellar RPC endpoint instead: it holds only its retention window, and a round
+        anchored before it is reported as outside the window, not as unpaid.
     """
-    if db is None and url is None:
+    if db is None and url is None and rpc_url is None:
         db = run_dir / "ledger.db"
     if model is None and (run_dir / "model.pt").is_file():
         model = run_dir / "model.pt"
-    ledger = open_existing(db, url, network_passphrase)
+    ledger = open_existing(db, url, network_passphrase, rpc_url)
     try:
         verify = ledger.verify_chain if isinstance(ledger, EmbeddedLedger) else None
         return audit_run(run_dir, ledger, model_file=model, verify_chain=verify, evidence=evidence)
@@ -59,6 +64,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         network_passphrase=args.network_passphrase,
         model=args.model,
         evidence=args.evidence,
+        rpc_url=args.rpc,
     )
     for report in reports:
         print(report.render())
@@ -78,8 +84,20 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("run_dir", type=Path, help="the run's output folder (with manifests/)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--db", type=Path, help="embedded ledger file (default RUN_DIR/ledger.db)")
-    where.add_argument("--ledger", metavar="URL", help="Horizon URL of the ledger")
-    p.add_argument("--network-passphrase", default="", help="for --ledger (default: embedded)")
+    where.add_argument(
+        "--ledger", metavar="URL", help="Horizon URL of the ledger (a URL ending in /rpc: RPC)"
+    )
+    where.add_argument(
+        "--rpc",
+        metavar="URL",
+        help="Stellar RPC URL of the ledger; RPC keeps only recent history (~7 days on SDF's "
+        "servers): an older anchor is reported as outside its window",
+    )
+    p.add_argument(
+        "--network-passphrase",
+        default="",
+        help="for --ledger (default: embedded) or --rpc (default: the server's)",
+    )
     p.add_argument("--model", type=Path, help="final model file (default RUN_DIR/model.pt)")
     p.add_argument(
         "--evidence",
@@ -95,7 +113,7 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 def cmd_round(args: argparse.Namespace) -> int:
     from flwr_stellar.audit import explorer
 
-    if args.ledger is None and args.db == Path("ledger.db"):
+    if args.ledger is None and args.rpc is None and args.db == Path("ledger.db"):
         args.db = args.run_dir / "ledger.db"  # the run's own embedded ledger by default
     ledger = open_any(args)
     try:

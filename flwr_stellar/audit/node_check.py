@@ -28,6 +28,7 @@ from flwr_stellar.audit.evidence import (
     receipt_disputes,
     run_evidence,
 )
+from flwr_stellar.audit.rpc_window import outside_window_note
 from flwr_stellar.client.journal import Journal, journal_path
 from flwr_stellar.identity import derive_pseudonym, keystore
 from flwr_stellar.identity.passphrase import DEFAULT_ENV, resolve_passphrase
@@ -134,6 +135,8 @@ def _check_run(
     asset = f"{terms.asset_code}:{terms.asset_issuer}"
     memos = {r.manifest for r in found.receipts}
     anchors = read_anchors(ledger, terms.distributor, memos)
+    unanchored = any(not anchors.transactions.get(m) for m in memos)
+    window_note = outside_window_note(ledger, terms.distributor) if unanchored else None
     for sent in found.sent:
         r = sent.server_round
         problems = []
@@ -146,7 +149,9 @@ def _check_run(
             continue
         if len({x.status + x.reason for x in found.receipts_for(sent)}) > 1:
             problems.append("the distributor signed receipts that disagree")
-        if not anchors.transactions.get(receipt.manifest):
+        if not anchors.transactions.get(receipt.manifest) and window_note is not None:
+            problems.append(f"manifest {receipt.manifest[:16]}…: {window_note}")
+        elif not anchors.transactions.get(receipt.manifest):
             problems.append(
                 f"manifest {receipt.manifest[:16]}… is not anchored by {terms.distributor}"
             )
@@ -267,7 +272,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     journal = _journal(args)
     passphrase = resolve_passphrase(env=args.passphrase_env, file=args.passphrase_file, prompt=True)
     master = keystore.load(args.keystore, passphrase)
-    ledger = open_existing(args.db, args.ledger, args.network_passphrase)
+    ledger = open_existing(args.db, args.ledger, args.network_passphrase, args.rpc)
     try:
         report = check_node(
             journal, ledger, master=master, run_dir=args.run_dir, run_id=args.run_id
@@ -303,8 +308,15 @@ def add_node_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     where = check.add_mutually_exclusive_group(required=True)
     where.add_argument("--db", type=Path, help="embedded ledger file")
-    where.add_argument("--ledger", metavar="URL", help="Horizon URL of the ledger")
-    check.add_argument("--network-passphrase", default="", help="for --ledger")
+    where.add_argument(
+        "--ledger", metavar="URL", help="Horizon URL of the ledger (a URL ending in /rpc: RPC)"
+    )
+    where.add_argument(
+        "--rpc", metavar="URL", help="Stellar RPC URL of the ledger (only its recent window)"
+    )
+    check.add_argument(
+        "--network-passphrase", default="", help="for --ledger, or --rpc (default: the server's)"
+    )
     check.add_argument("--run-id", type=int, help="check this run only (default: every run)")
     check.add_argument(
         "--run-dir", type=Path, help="the run's published folder: receipts against its manifests"

@@ -2,9 +2,10 @@
 
 ``embedded``: a Stellar-rules ledger in a local SQLite file, nothing to set up. ``horizon``: any
 Horizon server through stellar_sdk (the embedded ``ledger serve``, a private network, testnet,
-or pubnet once ``allow_pubnet`` says so). The rules and the opening that only one backend needs
-live on its class, so :class:`~flwr_stellar.ledger.settings.LedgerSettings` holds no
-``if backend == ...`` of its own.
+or pubnet once ``allow_pubnet`` says so). ``rpc``: the same networks through Stellar RPC
+(``stellar_sdk.SorobanServer``), which SDF recommends over Horizon. The rules and the opening
+that only one backend needs live on its class, so
+:class:`~flwr_stellar.ledger.settings.LedgerSettings` holds no ``if backend == ...`` of its own.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import TYPE_CHECKING
 
 from flwr_stellar.ledger.base import Ledger
 from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE, EmbeddedLedger
-from flwr_stellar.ledger.horizon import PRESETS, HorizonLedger
+from flwr_stellar.ledger.horizon import HorizonLedger
+from flwr_stellar.ledger.networks import PRESETS
 from flwr_stellar.ledger.registry import LedgerBackend, Problem, register_backend
+from flwr_stellar.ledger.rpc import PUBNET_RPC_MISSING, RpcLedger
 
 if TYPE_CHECKING:
     from flwr_stellar.ledger.settings import LedgerSettings
@@ -78,6 +81,66 @@ class HorizonBackend(LedgerBackend):
             friendbot = settings.horizon_url.rstrip("/") + "/friendbot"  # ... and its faucet
         return HorizonLedger(
             settings.horizon_url or preset.horizon_url,
+            settings.network_passphrase or preset.network_passphrase,
+            friendbot_url=friendbot,
+            allow_real_money=settings.allow_pubnet,
+        )
+
+
+@register_backend("rpc")
+class RpcBackend(LedgerBackend):
+    """Any Stellar RPC: a ``preset`` network's (``local`` is ``ledger serve``'s ``/rpc``,
+    testnet and futurenet SDF's), or ``rpc_url``. SDF runs no public pubnet RPC, so pubnet
+    needs ``rpc_url`` (a provider's) and, as it moves real money, ``allow_pubnet``;
+    ``custom`` needs ``rpc_url`` and ``network_passphrase``."""
+
+    @classmethod
+    def problems(cls, settings: LedgerSettings) -> list[Problem]:
+        custom = settings.preset == "custom"
+        preset = PRESETS.get(settings.preset)
+        has_url = bool(settings.rpc_url) or (preset is not None and preset.rpc_url is not None)
+        return [
+            (
+                "allow_pubnet",
+                settings.preset != "pubnet" or settings.allow_pubnet,
+                "must be True to use pubnet (real money)",
+            ),
+            (
+                "rpc_url",
+                has_url,
+                "must be set when preset='custom'"
+                if custom
+                else f"must be set for preset={settings.preset!r}: {PUBNET_RPC_MISSING}",
+            ),
+            (
+                "network_passphrase",
+                not custom or bool(settings.network_passphrase),
+                "must be set when preset='custom'",
+            ),
+        ]
+
+    @classmethod
+    def network_ops_per_ledger(cls, settings: LedgerSettings) -> int:
+        preset = PRESETS.get(settings.preset)
+        return (preset.ops_per_ledger or 0) if preset is not None else 0
+
+    @classmethod
+    def open(cls, settings: LedgerSettings, output_dir: Path) -> Ledger:
+        if settings.preset == "custom":
+            return RpcLedger(
+                settings.rpc_url,
+                settings.network_passphrase,
+                allow_real_money=settings.allow_pubnet,
+            )
+        preset = PRESETS[settings.preset]
+        url = settings.rpc_url or preset.rpc_url
+        assert url is not None  # problems() refused a preset without one
+        # `ledger serve` elsewhere (local with rpc_url): its getNetwork names its own faucet
+        friendbot = (
+            None if settings.preset == "local" and settings.rpc_url else preset.friendbot_url
+        )
+        return RpcLedger(
+            url,
             settings.network_passphrase or preset.network_passphrase,
             friendbot_url=friendbot,
             allow_real_money=settings.allow_pubnet,

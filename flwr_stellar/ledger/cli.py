@@ -99,11 +99,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def open_any(args: argparse.Namespace) -> Any:
-    """The ledger an explorer command names: ``--ledger URL`` (any Horizon) or ``--db FILE``."""
+    """The ledger an explorer command names: ``--ledger URL`` (any Horizon; a URL ending in
+    ``/rpc`` is Stellar RPC), ``--rpc URL`` (any Stellar RPC) or ``--db FILE``."""
     from flwr_stellar.ledger.settings import open_existing
 
-    if args.ledger:
-        return open_existing(url=args.ledger, network_passphrase=args.network_passphrase)
+    if args.ledger or args.rpc:
+        return open_existing(
+            url=args.ledger, rpc_url=args.rpc, network_passphrase=args.network_passphrase
+        )
     return open_existing(db=args.db)
 
 
@@ -164,11 +167,37 @@ def add_explorer_command(
     name, func, help_ : str, callable, str
         The command, its handler (``args -> exit status``) and its one-line help.
     """
-    p = _add_command(lsub, name, func, help_ + " (embedded file, or any Horizon with --ledger URL)")
-    p.add_argument("--ledger", metavar="URL", help="Horizon URL instead of --db")
+    p = _add_command(
+        lsub,
+        name,
+        func,
+        help_ + " (embedded file, any Horizon with --ledger URL, any Stellar RPC with --rpc URL)",
+    )
+    add_ledger_url_options(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(network_passphrase="")
     return p
+
+
+def add_ledger_url_options(p: argparse.ArgumentParser) -> None:
+    """``--ledger URL`` (Horizon) and ``--rpc URL`` (Stellar RPC), mutually exclusive: every
+    command that reads a ledger by URL takes both, so none of them knows Horizon only.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The command; ``--db`` (when it has one) stays its own option.
+    """
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--ledger", metavar="URL", help="Horizon URL instead of --db (a URL ending in /rpc: RPC)"
+    )
+    where.add_argument(
+        "--rpc",
+        metavar="URL",
+        help="Stellar RPC URL instead of --db (e.g. ledger serve's http://127.0.0.1:8000/rpc); "
+        "RPC keeps only recent history (~7 days on SDF's servers)",
+    )
 
 
 def add_ledger_parser(

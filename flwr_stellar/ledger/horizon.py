@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from stellar_sdk import Asset, Network, Server
+from stellar_sdk import Asset, Server
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import (
     BadRequestError,
@@ -40,43 +39,10 @@ from flwr_stellar.ledger.horizon_json import (
     payment_from_json,
     tx_from_json,
 )
+from flwr_stellar.ledger.networks import PRESETS as PRESETS  # re-export
+from flwr_stellar.ledger.networks import NetworkPreset as NetworkPreset  # re-export
+from flwr_stellar.ledger.networks import friendbot_fund, refuse_pubnet
 from flwr_stellar.ledger.params import parse_asset
-
-
-@dataclass(frozen=True)
-class NetworkPreset:
-    horizon_url: str
-    network_passphrase: str
-    friendbot_url: str | None = None
-    real_money: bool = False
-    ops_per_ledger: int | None = None  # the validators' per-ledger operation limit (pacing)
-
-
-PRESETS = {
-    "local": NetworkPreset(
-        "http://127.0.0.1:8000", "flwr-stellar embedded ; 2026", "http://127.0.0.1:8000/friendbot"
-    ),
-    "testnet": NetworkPreset(
-        "https://horizon-testnet.stellar.org",
-        Network.TESTNET_NETWORK_PASSPHRASE,
-        "https://friendbot.stellar.org",
-        ops_per_ledger=200,
-    ),
-    "futurenet": NetworkPreset(
-        "https://horizon-futurenet.stellar.org",
-        Network.FUTURENET_NETWORK_PASSPHRASE,
-        "https://friendbot-futurenet.stellar.org",
-        ops_per_ledger=200,  # not published: assumed like testnet
-    ),
-    "pubnet": NetworkPreset(
-        "https://horizon.stellar.org",
-        Network.PUBLIC_NETWORK_PASSPHRASE,
-        None,
-        real_money=True,
-        ops_per_ledger=1000,
-    ),
-}
-
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -126,11 +92,7 @@ class HorizonLedger:
         allow_real_money: bool = False,
         timeout: int = 30,
     ) -> None:
-        if network_passphrase == Network.PUBLIC_NETWORK_PASSPHRASE and not allow_real_money:
-            raise LedgerError(
-                "refusing to use Stellar pubnet (real money) without "
-                "allow_real_money=True (ledger.allow_pubnet in config)"
-            )
+        refuse_pubnet(network_passphrase, allow_real_money)
         # A retried POST is harmless on Stellar: the same signed envelope (same sequence
         # number) can be applied at most once.
         client = RequestsClient(request_timeout=timeout, post_timeout=float(timeout))
@@ -279,33 +241,7 @@ class HorizonLedger:
     def fund(self, account_id: str) -> SubmitResult:
         if not self.friendbot_url:
             raise LedgerError("this network has no friendbot: fund the account yourself")
-        import requests
-
-        resp = requests.get(self.friendbot_url, params={"addr": account_id}, timeout=60)
-        body = (
-            resp.json()
-            if resp.headers.get("content-type", "").startswith("application/json")
-            else {}
-        )
-        if resp.status_code != 200:
-            codes = (body.get("extras") or {}).get("result_codes") or {}
-            return SubmitResult(
-                hash="",
-                successful=False,
-                applied=False,
-                ledger=None,
-                fee_charged=0,
-                tx_code=codes.get("transaction", "tx_failed"),
-                op_codes=tuple(codes.get("operations", ())),
-            )
-        return SubmitResult(
-            hash=body.get("hash", ""),
-            successful=True,
-            applied=True,
-            ledger=body.get("ledger"),
-            fee_charged=0,
-            tx_code="tx_success",
-        )
+        return friendbot_fund(self.friendbot_url, account_id)
 
 
 def _detail(err: Any) -> str:

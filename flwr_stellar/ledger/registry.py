@@ -3,17 +3,18 @@
 A backend is one class: it checks the settings only it cares about and opens its
 :class:`~flwr_stellar.ledger.base.Ledger`. ``LedgerSettings`` validates ``backend`` against this
 registry and ``LedgerSettings.open`` dispatches through it, and the reference app's
-``ledger.backend`` is validated by ``LedgerSettings``, so a new backend (an RPC one, a test
-double) is one decorated class, with no list or ``if`` chain to extend elsewhere::
+``ledger.backend`` is validated by ``LedgerSettings``, so a new backend (a test double, another
+network client) is one decorated class, with no list or ``if`` chain to extend elsewhere::
 
-    @register_backend("rpc")
-    class RpcBackend(LedgerBackend):
+    @register_backend("mine")
+    class MyBackend(LedgerBackend):
         @classmethod
         def open(cls, settings: LedgerSettings, output_dir: Path) -> Ledger:
-            return RpcLedger(settings.horizon_url, settings.network_passphrase)
+            return MyLedger(settings.rpc_url, settings.network_passphrase)
 
-The built-in backends (``embedded``, ``horizon``) live in :mod:`flwr_stellar.ledger.backends`
-and are registered on first use of the registry, so importing it never misses them.
+The built-in backends (``embedded``, ``horizon``, ``rpc``) live in
+:mod:`flwr_stellar.ledger.backends` and are registered on first use of the registry, so
+importing it never misses them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from flwr_stellar.ledger.base import Ledger
 if TYPE_CHECKING:
     from flwr_stellar.ledger.settings import LedgerSettings
 
-BUILTINS = "flwr_stellar.ledger.backends"  # the module that registers embedded and horizon
+BUILTINS = "flwr_stellar.ledger.backends"  # the module that registers the built-in backends
 
 Problem = tuple[str, bool, str]  # (LedgerSettings field, ok, why not), as __post_init__ reports
 
@@ -107,7 +108,7 @@ def register_backend(name: str) -> Callable[[BackendT], BackendT]:
 
 def backends() -> Mapping[str, type[LedgerBackend]]:
     """Every registered backend by name, built-ins first (a read-only view)."""
-    importlib.import_module(BUILTINS)  # registers embedded and horizon on first use
+    importlib.import_module(BUILTINS)  # registers the built-ins on first use
     return MappingProxyType(_BACKENDS)
 
 

@@ -1,7 +1,8 @@
 """Which ledger a run uses: typed settings that validate before round 1, and ``open``.
 
 The embedded ledger is the zero-set-up default; ``backend="horizon"`` talks to any Horizon (the
-embedded ``ledger serve``, a private network, testnet, or pubnet once ``allow_pubnet`` says so).
+embedded ``ledger serve``, a private network, testnet, or pubnet once ``allow_pubnet`` says so),
+``backend="rpc"`` to the same networks through Stellar RPC.
 ``backend`` names a class in :mod:`flwr_stellar.ledger.registry`; its own rules and its opening
 live there, so these settings know no backend by name.
 """
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from flwr_stellar.ledger.base import Ledger, LedgerError
 from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE, EmbeddedLedger
-from flwr_stellar.ledger.horizon import PRESETS, HorizonLedger
+from flwr_stellar.ledger.horizon import HorizonLedger
+from flwr_stellar.ledger.networks import PRESETS
 from flwr_stellar.ledger.pacing import MAX_FEE_PER_OP, FeeBid, LedgerPacer
 from flwr_stellar.ledger.registry import LedgerBackend, backend_names, get_backend
 from flwr_stellar.ledger.tx import BASE_FEE, MAX_OPS
@@ -30,13 +32,18 @@ class LedgerSettings:
     backend : str
         A registered backend (:func:`~flwr_stellar.ledger.registry.backend_names`); built in:
         ``embedded``, a Stellar-rules ledger in a local SQLite file, nothing to set up (default);
-        ``horizon``, any Horizon server through stellar_sdk.
+        ``horizon``, any Horizon server through stellar_sdk; ``rpc``, any Stellar RPC.
     db : str
         Embedded ledger file; ``""`` puts ``ledger.db`` in the output folder.
     preset : {"local", "testnet", "futurenet", "pubnet", "custom"}
-        Horizon network preset; ``custom`` needs ``horizon_url`` and ``network_passphrase``.
+        Network preset (``horizon``, ``rpc``); ``custom`` needs ``horizon_url`` (``rpc``:
+        ``rpc_url``) and ``network_passphrase``.
     horizon_url : str
-        Overrides the preset's URL (``""`` keeps it).
+        Overrides the preset's Horizon URL (``""`` keeps it).
+    rpc_url : str
+        Overrides the preset's Stellar RPC URL for ``backend="rpc"`` (``""`` keeps it: local
+        ``http://127.0.0.1:8000/rpc``, testnet ``https://soroban-testnet.stellar.org``);
+        pubnet has no public one, so it must be set there.
     network_passphrase : str
         Overrides the preset's passphrase; for ``embedded``, its own network's.
     allow_pubnet : bool
@@ -54,6 +61,7 @@ class LedgerSettings:
     db: str = ""
     preset: str = "local"
     horizon_url: str = ""
+    rpc_url: str = ""
     network_passphrase: str = ""
     allow_pubnet: bool = False
     ops_per_ledger: int = 0
@@ -71,6 +79,11 @@ class LedgerSettings:
             (
                 "horizon_url",
                 not self.horizon_url or self.horizon_url.startswith(("http://", "https://")),
+                "must be an http(s) URL",
+            ),
+            (
+                "rpc_url",
+                not self.rpc_url or self.rpc_url.startswith(("http://", "https://")),
                 "must be an http(s) URL",
             ),
         ]
@@ -111,24 +124,32 @@ class LedgerSettings:
 
 
 def open_existing(
-    db: Path | None = None, url: str | None = None, network_passphrase: str = ""
+    db: Path | None = None,
+    url: str | None = None,
+    network_passphrase: str = "",
+    rpc_url: str | None = None,
 ) -> Ledger:
-    """Open a ledger to read (audits, the explorer): an existing embedded file or a Horizon URL.
+    """Open a ledger to read (audits, the explorer): an existing embedded file, a Horizon URL
+    or a Stellar RPC URL.
 
     Parameters
     ----------
     db : Path, optional
         Embedded ledger file; it must exist (nothing is created).
     url : str, optional
-        Horizon base URL (used when ``db`` is None).
+        Horizon base URL (used when ``db`` is None); a URL whose path ends in ``/rpc`` is taken
+        as Stellar RPC (``ledger serve`` answers RPC there).
     network_passphrase : str
-        For a URL: the network's passphrase (default: the embedded ledger's). For a file:
-        read from the file when empty.
+        For a Horizon URL: the network's passphrase (default: the embedded ledger's). For RPC:
+        the server's own (``getNetwork``) when empty. For a file: read from the file when
+        empty.
+    rpc_url : str, optional
+        Stellar RPC endpoint (used when ``db`` and ``url`` are None).
 
     Raises
     ------
     LedgerError
-        Neither given, or the file does not exist.
+        None given, or the file does not exist.
     """
     if db is not None:
         if not Path(db).is_file():
@@ -142,7 +163,24 @@ def open_existing(
             finally:
                 store.close()
         return EmbeddedLedger(db, network_passphrase)
+    if url and is_rpc_url(url):
+        rpc_url, url = url, None
+    # reading is harmless: pubnet needs no confirmation here, nothing is signed
     if url:
-        # reading is harmless: pubnet needs no confirmation here, nothing is signed
         return HorizonLedger(url, network_passphrase or DEFAULT_PASSPHRASE, allow_real_money=True)
-    raise LedgerError("name a ledger: --db PATH (embedded file) or --ledger URL (Horizon)")
+    if rpc_url:
+        from flwr_stellar.ledger.rpc import RpcLedger
+
+        return RpcLedger(rpc_url, network_passphrase or None, allow_real_money=True)
+    raise LedgerError(
+        "name a ledger: --db PATH (embedded file), --ledger URL (Horizon) or --rpc URL "
+        "(Stellar RPC)"
+    )
+
+
+def is_rpc_url(url: str) -> bool:
+    """Whether ``url`` names a Stellar RPC endpoint by its path (``.../rpc``, as ``ledger
+    serve`` serves it); other RPC URLs are named with ``--rpc``."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path.rstrip("/").endswith("/rpc")
