@@ -14,12 +14,23 @@ from typing import Any
 
 import pytest
 import requests
-from ledger_helpers import serve_ledger
-from stellar_sdk import Asset, Keypair, SorobanServer, TransactionBuilder, xdr
+from ledger_helpers import Chain, pay, serve_ledger
+from stellar_sdk import Account as SdkAccount
+from stellar_sdk import (
+    Asset,
+    Claimant,
+    ClaimPredicate,
+    Keypair,
+    SorobanServer,
+    StrKey,
+    TransactionBuilder,
+    TransactionEnvelope,
+    xdr,
+)
 from stellar_sdk.exceptions import AccountNotFoundException, SorobanRpcErrorResponse
 from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
 
-from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE, EmbeddedLedger
+from flwr_stellar.ledger.embedded import DEFAULT_PASSPHRASE, Congestion, EmbeddedLedger
 from flwr_stellar.ledger.rpc_server import RpcError, RpcMethods
 from flwr_stellar.ledger.serve_process import serving
 
@@ -154,11 +165,15 @@ def test_ledger_entries_for_accounts_and_trustlines(served: str) -> None:
     fund(served, issuer)
     fund(served, holder)
     dlc = Asset("DLC", issuer.public_key)
+    ledgers = []
     for kp, op in (
         (holder, lambda b: b.append_change_trust_op(dlc, "1000")),
         (issuer, lambda b: b.append_payment_op(holder.public_key, dlc, "12.5")),
     ):
-        assert rpc.send_transaction(signed(rpc, kp, op)).status == SendTransactionStatus.PENDING
+        sent = rpc.send_transaction(signed(rpc, kp, op))
+        assert sent.status == SendTransactionStatus.PENDING
+        ledgers.append(rpc.get_transaction(sent.hash).ledger)
+    trusted_in, paid_in = ledgers
     horizon = requests.get(f"{served}/accounts/{holder.public_key}", timeout=10).json()
     assert rpc.load_account(holder.public_key).sequence == int(horizon["sequence"])
     with pytest.raises(AccountNotFoundException):
@@ -201,12 +216,9 @@ def test_ledger_entries_for_accounts_and_trustlines(served: str) -> None:
     line = xdr.LedgerEntryData.from_xdr(line_entry.xdr).trust_line
     assert line is not None and line.balance.int64 == 125_000_000
     assert line.limit.int64 == 1000 * 10**7 and line.flags.uint32 == 1
-    last_tx = requests.get(
-        f"{served}/accounts/{holder.public_key}/transactions",
-        params={"order": "desc", "limit": 1},
-        timeout=10,
-    ).json()["_embedded"]["records"][0]
-    assert account_entry.last_modified_ledger == last_tx["ledger"]
+    # the account entry last changed with its trustline; the payment changed the trustline only
+    assert account_entry.last_modified_ledger == trusted_in < paid_in
+    assert line_entry.last_modified_ledger == paid_in
 
 
 def test_transactions_and_ledgers_page_through_everything(served: str) -> None:
@@ -437,3 +449,163 @@ def test_retention_window_hides_older_ledgers_and_transactions(tmp_path: Path) -
         health_served = rpc.get_health()
         assert health_served.oldest_ledger == health_served.latest_ledger == 3
         assert health_served.ledger_retention_window == 1
+
+
+# ---------------------------------------------------------------------------- in-process
+def _key(kind: str, **fields: Any) -> str:
+    t = getattr(xdr.LedgerEntryType, kind)
+    return xdr.LedgerKey(t, **fields).to_xdr()
+
+
+def _entries(methods: RpcMethods, *keys: str) -> dict[str, dict[str, Any]]:
+    return {e["key"]: e for e in methods.get_ledger_entries({"keys": list(keys)}, "")["entries"]}
+
+
+def _sponsor_of(entry: dict[str, Any]) -> str | None:
+    ext = xdr.LedgerEntryExt.from_xdr(entry["extXdr"])
+    if ext.v1 is None or ext.v1.sponsoring_id.sponsorship_descriptor is None:
+        return None
+    return StrKey.encode_ed25519_public_key(
+        ext.v1.sponsoring_id.sponsorship_descriptor.account_id.ed25519.uint256
+    )
+
+
+def test_entries_of_every_kind_carry_sponsors_and_their_exact_last_ledger() -> None:
+    chain = Chain()
+    methods = RpcMethods(chain.ledger)
+    sponsor, issuer, node = chain.funded(), chain.funded(), Keypair.random()
+    dlc = chain.asset(issuer)
+    onboarded = chain.submit(
+        sponsor,
+        lambda t: t.append_begin_sponsoring_future_reserves_op(node.public_key),
+        lambda t: t.append_create_account_op(node.public_key, "0"),
+        lambda t: t.append_change_trust_op(dlc, source=node.public_key),
+        lambda t: t.append_end_sponsoring_future_reserves_op(source=node.public_key),
+        signers=(sponsor, node),
+    )
+    paid = chain.submit(issuer, pay(node, "7", dlc))  # the trustline changes, not the account
+    data = chain.submit(sponsor, lambda t: t.append_manage_data_op("k", b"v"))
+    predicate = ClaimPredicate.predicate_or(
+        ClaimPredicate.predicate_before_absolute_time(4_000_000_000),
+        ClaimPredicate.predicate_not(ClaimPredicate.predicate_unconditional()),
+    )
+    env = chain.build(
+        issuer,
+        lambda t: t.append_create_claimable_balance_op(
+            dlc, "3", [Claimant(node.public_key, predicate)]
+        ),
+    )
+    made = chain.ledger.submit(env)
+    assert all(r.successful for r in (onboarded, paid, data, made))
+    parsed = TransactionEnvelope.from_xdr(env, DEFAULT_PASSPHRASE)
+    balance_id = parsed.transaction.get_claimable_balance_id(0)
+
+    node_key = _key("ACCOUNT", account=xdr.LedgerKeyAccount(node.xdr_account_id()))
+    sponsor_key = _key("ACCOUNT", account=xdr.LedgerKeyAccount(sponsor.xdr_account_id()))
+    line_key = _key(
+        "TRUSTLINE",
+        trust_line=xdr.LedgerKeyTrustLine(
+            node.xdr_account_id(), dlc.to_trust_line_asset_xdr_object()
+        ),
+    )
+    data_key = _key("DATA", data=xdr.LedgerKeyData(sponsor.xdr_account_id(), xdr.String64(b"k")))
+    cb_key = _key(
+        "CLAIMABLE_BALANCE",
+        claimable_balance=xdr.LedgerKeyClaimableBalance(
+            xdr.ClaimableBalanceID.from_xdr_bytes(bytes.fromhex(balance_id))
+        ),
+    )
+    got = _entries(methods, node_key, sponsor_key, line_key, data_key, cb_key)
+    assert set(got) == {node_key, sponsor_key, line_key, data_key, cb_key}
+
+    node_entry = got[node_key]
+    assert node_entry["lastModifiedLedgerSeq"] == onboarded.ledger  # not the payment's ledger
+    account = xdr.LedgerEntryData.from_xdr(node_entry["xdr"]).account
+    assert account is not None and account.balance.int64 == 0
+    v2 = account.ext.v1.ext.v2  # type: ignore[union-attr]
+    assert (v2.num_sponsored.uint32, v2.num_sponsoring.uint32) == (2 + 1, 0)
+    assert _sponsor_of(node_entry) == sponsor.public_key
+    sponsor_account = xdr.LedgerEntryData.from_xdr(got[sponsor_key]["xdr"]).account
+    assert sponsor_account is not None
+    assert sponsor_account.ext.v1.ext.v2.num_sponsoring.uint32 == 3  # type: ignore[union-attr]
+    assert got[sponsor_key]["lastModifiedLedgerSeq"] == data.ledger
+    assert _sponsor_of(got[sponsor_key]) is None
+
+    line = xdr.LedgerEntryData.from_xdr(got[line_key]["xdr"]).trust_line
+    assert line is not None and line.balance.int64 == 70_000_000
+    assert got[line_key]["lastModifiedLedgerSeq"] == paid.ledger
+    assert _sponsor_of(got[line_key]) == sponsor.public_key
+
+    entry = xdr.LedgerEntryData.from_xdr(got[data_key]["xdr"]).data
+    assert entry is not None and entry.data_value.data_value == b"v"
+    assert got[data_key]["lastModifiedLedgerSeq"] == data.ledger
+
+    cb = xdr.LedgerEntryData.from_xdr(got[cb_key]["xdr"]).claimable_balance
+    assert cb is not None and cb.amount.int64 == 30_000_000
+    assert Asset.from_xdr_object(cb.asset) == dlc
+    assert cb.claimants[0].v0.predicate == predicate.to_xdr_object()  # type: ignore[union-attr]
+    assert got[cb_key]["lastModifiedLedgerSeq"] == made.ledger
+    assert _sponsor_of(got[cb_key]) == issuer.public_key
+
+    # a DLC key spelled as a 12-byte code is another (invalid) asset: absent, as on Stellar
+    wide = xdr.TrustLineAsset(
+        xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM12,
+        alpha_num12=xdr.AlphaNum12(
+            xdr.AssetCode12(b"DLC".ljust(12, b"\0")), issuer.xdr_account_id()
+        ),
+    )
+    wide_key = _key("TRUSTLINE", trust_line=xdr.LedgerKeyTrustLine(node.xdr_account_id(), wide))
+    assert _entries(methods, wide_key, node_key, node_key).keys() == {node_key}
+
+
+def test_fee_bumps_are_found_by_their_own_hash_and_a_full_ledger_says_try_again_later() -> None:
+    chain = Chain()
+    methods = RpcMethods(chain.ledger)
+    payer, sponsor, dest = chain.funded(), chain.funded(), chain.funded()
+    inner = TransactionBuilder(
+        SdkAccount(payer.public_key, chain.ledger.load_account(payer.public_key).sequence),
+        DEFAULT_PASSPHRASE,
+        base_fee=100,
+    )
+    tx = inner.append_payment_op(dest.public_key, Asset.native(), "1").set_timeout(300).build()
+    tx.sign(payer)
+    bump = TransactionBuilder.build_fee_bump_transaction(
+        sponsor.public_key, 100, tx, DEFAULT_PASSPHRASE
+    )
+    bump.sign(sponsor)
+    sent = methods.send_transaction({"transaction": bump.to_xdr()}, "")
+    assert sent["status"] == "PENDING" and sent["hash"] == bump.hash_hex() != tx.hash_hex()
+    got = methods.get_transaction({"hash": bump.hash_hex()}, "")
+    assert got["status"] == "SUCCESS" and got["feeBump"] is True
+    result = xdr.TransactionResult.from_xdr(got["resultXdr"])
+    assert result.result.code == xdr.TransactionResultCode.txFEE_BUMP_INNER_SUCCESS
+    assert result.result.inner_result_pair.transaction_hash.hash.hex() == tx.hash_hex()  # type: ignore[union-attr]
+    # stellar-rpc files a fee bump under its own hash only
+    assert methods.get_transaction({"hash": tx.hash_hex()}, "")["status"] == "NOT_FOUND"
+    assert methods.send_transaction({"transaction": bump.to_xdr()}, "")["status"] == "DUPLICATE"
+
+    busy = EmbeddedLedger(":memory:", congestion=Congestion(ops_per_ledger=1, ledger_close_s=600))
+    busy_methods, busy_chain = RpcMethods(busy), Chain()
+    busy_chain.ledger = busy
+    first = busy_chain.funded()  # the friendbot's create_account fills the ledger
+    env = busy_chain.build(first, pay(dest, "1"))
+    before = busy.latest_ledger()["seq"]
+    answer = busy_methods.send_transaction({"transaction": env}, "")
+    assert answer["status"] == "TRY_AGAIN_LATER" and "errorResultXdr" not in answer
+    assert busy.latest_ledger()["seq"] == before  # nothing applied
+    assert busy_methods.get_transaction({"hash": answer["hash"]}, "")["status"] == "NOT_FOUND"
+
+
+def test_a_store_from_before_last_modified_stamps_still_answers(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    chain = Chain(str(db))
+    kp = chain.funded()
+    chain.ledger.store.db.execute("ALTER TABLE entries DROP COLUMN ledger")  # the old schema
+    chain.ledger.close()
+    reopened = EmbeddedLedger(db)  # adds the column back, stamps 0
+    key = _key("ACCOUNT", account=xdr.LedgerKeyAccount(kp.xdr_account_id()))
+    assert reopened.store.last_modified(("acct", kp.public_key)) == 0
+    (entry,) = _entries(RpcMethods(reopened), key).values()
+    assert entry["lastModifiedLedgerSeq"] == 2  # its last transaction's ledger, the fallback
+    assert reopened.fund(Keypair.random().public_key).successful
+    assert reopened.store.last_modified(("acct", reopened.root.public_key)) == 3

@@ -471,6 +471,12 @@ class RpcMethods:
         return encoded
 
     def _last_modified(self, store_key: tuple[str, ...], entry: Any) -> int:
+        """The ledger that last wrote the entry, as the store records it; for an entry written
+        by an older version of the store (0), the last ledger of a transaction its account
+        took part in, an upper bound."""
+        stamped = self.ledger.store.last_modified(store_key)
+        if stamped:
+            return stamped
         if isinstance(entry, ClaimableBalance):
             return entry.created_ledger or 1  # created once, never modified (claimed: gone)
         row = self.ledger.store.db.execute(

@@ -247,7 +247,7 @@ class EmbeddedLedger:
                 if self.store.meta("network_passphrase") is None:
                     self.store.set_meta("network_passphrase", self._passphrase)
                     root = Account(account_id=self.root.public_key, balance=TOTAL_COINS, seq_num=0)
-                    self.store.write_entries([(("acct", root.account_id), root)])
+                    self.store.write_entries([(("acct", root.account_id), root)], 1)
                     header = {
                         "seq": 1,
                         "close_time": int(time.time()),
@@ -357,7 +357,7 @@ class EmbeddedLedger:
         if not rows:
             self.store.rollback()  # nothing valid: no ledger closes
             return results
-        self.store.write_entries(view.items())
+        self.store.write_entries(view.items(), ledger_seq)
         header = {
             "seq": ledger_seq,
             "close_time": close_time,

@@ -17,7 +17,9 @@ from flwr_stellar.ledger.embedded.entries import Entry, decode, encode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS entries(key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries(
+    key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL,
+    ledger INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS ledgers(
     seq INTEGER PRIMARY KEY, close_time INTEGER NOT NULL, prev_hash TEXT NOT NULL,
     tx_set_hash TEXT NOT NULL, hash TEXT NOT NULL, total_coins INTEGER NOT NULL,
@@ -77,6 +79,9 @@ class Store:
         self.db.execute("PRAGMA wal_autocheckpoint=20000")
         self.db.execute("PRAGMA cache_size=-65536")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(entries)")}
+        if "ledger" not in columns:  # a file from before entries kept their last ledger
+            self.db.execute("ALTER TABLE entries ADD COLUMN ledger INTEGER NOT NULL DEFAULT 0")
         self._cache: OrderedDict[tuple[str, ...], Entry | None] = OrderedDict()
         self._data_version = -1
         self._pending: list[tuple[tuple[str, ...], Entry | None]] = []
@@ -117,6 +122,14 @@ class Store:
             (prefix, prefix + "\U0010ffff"),
         ).fetchall()
         return [decode(k, v) for k, v in rows]
+
+    def last_modified(self, key: tuple[str, ...]) -> int | None:
+        """The ledger that last wrote an entry (Stellar's lastModifiedLedgerSeq); None if the
+        entry does not exist, 0 if it was written before the store kept that."""
+        row = self.db.execute(
+            "SELECT ledger FROM entries WHERE key = ?", (_key_text(key),)
+        ).fetchone()
+        return int(row[0]) if row else None
 
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -159,17 +172,21 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
-    def write_entries(self, changes: Iterable[tuple[tuple[str, ...], Entry | None]]) -> None:
+    def write_entries(
+        self, changes: Iterable[tuple[tuple[str, ...], Entry | None]], ledger: int = 0
+    ) -> None:
+        """Put or delete entries, each put stamped with ``ledger`` (the one closing)."""
         puts, deletes = [], []
         for key, entry in changes:
             self._pending.append((key, entry))
             if entry is None:
                 deletes.append((_key_text(key),))
             else:
-                puts.append((_key_text(key), key[0], encode(entry)))
+                puts.append((_key_text(key), key[0], encode(entry), ledger))
         if puts:
             self.db.executemany(
-                "INSERT OR REPLACE INTO entries(key, kind, value) VALUES (?, ?, ?)", puts
+                "INSERT OR REPLACE INTO entries(key, kind, value, ledger) VALUES (?, ?, ?, ?)",
+                puts,
             )
         if deletes:
             self.db.executemany("DELETE FROM entries WHERE key = ?", deletes)
