@@ -303,6 +303,8 @@ def test_hostile_requests_get_their_json_rpc_error_and_change_nothing(served: st
         (b"{not json", -32700, "parse"),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "getHealth", "params": NaN}', -32700, "parse"),
         (b"\xff\xfe\x00garbage", -32700, "parse"),
+        (b'{"jsonrpc": "2.0", "id": 1e999, "method": "getHealth"}', -32700, "parse"),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "nope", "params": {"a": -1e400}}', -32700, ""),
         (b"[" * 100_000, -32700, "parse"),
         (b'{"jsonrpc":"2.0","id":1,"method":"getHealth","x":' + b"9" * 5000 + b"}", -32700, ""),
         (b'"just a string"', -32600, "object"),

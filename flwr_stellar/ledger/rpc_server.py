@@ -22,6 +22,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -784,6 +785,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    """A JSON number with a fraction or exponent; 1e999 (inf) could not be written back."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:_SHOWN]} is out of range")
+    return value
+
+
 def rpc_endpoint(
     ledger: EmbeddedLedger, *, max_body: int, retention_window: int | None = None
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -854,7 +863,7 @@ def rpc_endpoint(
             if len(body) > max_body:
                 return JSONResponse(too_big)
         try:
-            payload = json.loads(bytes(body), parse_constant=_reject_constant)
+            payload = json.loads(bytes(body), parse_constant=_reject_constant, parse_float=_finite)
         except (ValueError, RecursionError) as err:
             return JSONResponse(_error(None, PARSE_ERROR, f"parse error: {type(err).__name__}"))
         base_url = str(request.base_url).rstrip("/")
