@@ -40,11 +40,11 @@ class Valuation:
 class Scorer(ABC):
     """Prices a round's accepted contributions.
 
-    Class attributes
-    ----------------
-    name : str
+    Attributes
+    ----------
+    name : ClassVar[str]
         How manifests and configs name it.
-    counts_only : bool
+    counts_only : ClassVar[bool]
         True when it needs nothing but the claims (an auditor can recompute it exactly).
     """
 

@@ -35,16 +35,16 @@ CENTRE_SAMPLE = 101  # members the robust centre of a large cohort is taken over
 class Check(ABC):
     """A screening check: settings as dataclass fields, one reason, one verdict per member.
 
-    Class attributes
-    ----------------
-    name : str
+    Attributes
+    ----------
+    name : ClassVar[str]
         Its settings section (``screening.<name>.<field>`` in a run config).
-    reason : str
+    reason : ClassVar[str]
         The one reason it rejects with (a :class:`flwr_stellar.reasons.Reason` for the
         library's own checks; any short string for an app's).
-    group : str
+    group : ClassVar[str]
         Checks of one group judge the same cohort ("" = a group of its own).
-    uses_sketches : bool
+    uses_sketches : ClassVar[bool]
         True when it reads ``Cohort.sketches`` (the run then draws sketch coordinates).
     """
 
