@@ -51,6 +51,24 @@ def test_multirun_two_jobs(tmp_path: Path) -> None:
     summary = (sweep / "summary.csv").read_text().splitlines()
     assert summary[0].startswith("job,status,strategy,attack,attackers,attacker_fraction,seed")
     assert len(summary) == 3 and all(",completed,fedavg,none,0," in row for row in summary[1:])
+    # what a newcomer reads: per job one plain progress line and the closing summary; the
+    # INFO of Flower, alembic and Ray only in each job's run.log
+    rounds = [line for line in proc.stdout.splitlines() if line.startswith("round ")]
+    assert len(rounds) == 2 and all(line.startswith("round 1/1: ") for line in rounds), rounds
+    assert "\x1b" not in proc.stdout and "\r" not in proc.stdout
+    for noise in ("alembic", "configure_train", "Aggregated MetricRecord", "Final results"):
+        assert noise not in proc.stdout + proc.stderr, noise
+    assert proc.stdout.count("flwr-stellar: per-round results") == 2
+    assert proc.stdout.count("audit of run ") == 2 and "PASS" in proc.stdout
+    for job in jobs:
+        assert f"full log: {job / 'run.log'}" in proc.stdout
+        log = (job / "run.log").read_text()
+        assert "[ROUND 1/1]" in log and "Aggregated MetricRecord" in log and "Final results" in log
+    # alembic logs once a process, when Flower's simulation is first imported: in job 0
+    assert (
+        "INFO     alembic.runtime.plugins [MainThread] setup plugin"
+        in (jobs[0] / "run.log").read_text()
+    )
 
 
 def test_invalid_config_fails_before_training(tmp_path: Path) -> None:

@@ -4,13 +4,14 @@ The base config is the run-config schema with its defaults read from pyproject.t
 one copy), registered as a structured config so Hydra rejects unknown keys and wrong types
 naming the key. conf/ only chooses among options (dataset/, model/, strategy/, federation/).
 Each job runs the same Flower App through flwr_stellar.app.simulation and writes config.json,
-metrics.json and model.pt into its own job folder.
+metrics.json, model.pt and run.log (the full log) into its own job folder. The terminal shows
+warnings, one progress line over the rounds and a closing summary (flwr_stellar.app.console,
+flwr_stellar.app.summary); conf/config.yaml leaves logging to them (hydra/job_logging: none).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -84,7 +85,6 @@ class SweepReportCallback(Callback):
 
 @hydra.main(version_base=None, config_path=str(PROJECT_DIR / "conf"), config_name="config")
 def main(cfg: DictConfig) -> float:
-    logging.getLogger("flwr").propagate = False  # flwr prints its own lines; no Hydra echo
     try:
         run_config = to_run_config(cfg)
     except ConfigError as err:
@@ -93,14 +93,23 @@ def main(cfg: DictConfig) -> float:
     if not run_config["output_dir"]:
         run_config["output_dir"] = str(job_dir)
     (job_dir / "config.json").write_text(json.dumps(run_config, indent=2, sort_keys=True) + "\n")
-    from flwr_stellar.app.simulation import run_app_simulation
+    out = Path(run_config["output_dir"]).expanduser().resolve()  # as the ServerApp resolves it
+    from flwr_stellar.app.console import LOG_FILE, app_console
+    from flwr_stellar.app.summary import render_header, render_run_summary
 
-    run_app_simulation(
-        run_config,
-        num_supernodes=cfg.federation.num_supernodes,
-        cpus_per_client=cfg.federation.cpus_per_client,
-    )
-    metrics = json.loads((Path(run_config["output_dir"]) / "metrics.json").read_text())
+    print(render_header(run_config, cfg.federation.num_supernodes, out, out / LOG_FILE))
+    # warnings and one line a round on the terminal; everything from INFO up in run.log
+    with app_console(out, int(run_config["num_rounds"])):
+        # importing Flower's simulation imports alembic, which logs at INFO: inside, to the file
+        from flwr_stellar.app.simulation import run_app_simulation
+
+        run_app_simulation(
+            run_config,
+            num_supernodes=cfg.federation.num_supernodes,
+            cpus_per_client=cfg.federation.cpus_per_client,
+        )
+    metrics = json.loads((out / "metrics.json").read_text())
+    print(render_run_summary(out, out / LOG_FILE), flush=True)
     if metrics.get("status") != "completed":
         raise SystemExit(f"run did not complete: {metrics.get('status')}")
     accuracies = [r["central_accuracy"] for r in metrics["rounds"] if "central_accuracy" in r]
