@@ -611,3 +611,13 @@ def test_a_store_from_before_last_modified_stamps_still_answers(tmp_path: Path) 
     assert entry["lastModifiedLedgerSeq"] == 2  # its last transaction's ledger, the fallback
     assert reopened.fund(Keypair.random().public_key).successful
     assert reopened.store.last_modified(("acct", reopened.root.public_key)) == 3
+
+
+def test_fee_distribution_is_stellar_rpcs_nearest_rank() -> None:
+    from flwr_stellar.ledger.rpc_server import _distribution
+
+    d = _distribution([100, 100, 200, 200, 300], 7)
+    assert (d["min"], d["max"], d["mode"]) == ("100", "300", "100")  # a tie: the lowest
+    assert (d["p10"], d["p40"], d["p50"], d["p60"], d["p99"]) == ("100", "100", "200", "200", "300")
+    assert (d["transactionCount"], d["ledgerCount"]) == ("5", 7)
+    assert _distribution([], 3)["p50"] == "0" and _distribution([], 3)["ledgerCount"] == 3
