@@ -148,19 +148,6 @@ class AttackSection:
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
-class LedgerSection:
-    enabled: bool
-    backend: str
-    db: str
-    preset: str
-    horizon_url: str
-    network_passphrase: str
-    allow_pubnet: bool
-    ops_per_ledger: int
-    max_fee_per_op: int
-
-
-@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
 class RewardSection:
     asset_code: str
     budget_per_round: str
@@ -203,7 +190,23 @@ def _screening_section() -> type:
     return make_dataclass("ScreeningSection", [*own, *checks], unsafe_hash=True)
 
 
+def _ledger_section() -> type:
+    """``ledger.*``: the app's own switch ``enabled`` (the LedgerStrategy on or off), then
+    every field of :class:`~flwr_stellar.ledger.settings.LedgerSettings` with its name and type:
+    the plugin's settings class is the one place they are defined, so a new one (``rpc_url``)
+    needs only its default in pyproject.toml."""
+    own = [(f.name, f.type) for f in fields(_check_section(LedgerSettings))]
+    return make_dataclass("LedgerSection", [("enabled", bool), *own], unsafe_hash=True)
+
+
 if TYPE_CHECKING:
+
+    class LedgerSection:
+        """``ledger.*`` (generated from flwr_stellar.ledger.settings.LedgerSettings at import)."""
+
+        enabled: bool
+
+        def __getattr__(self, name: str) -> Any: ...
 
     class ScreeningSection:
         """``screening.*`` (generated from strategies.screening.CHECKS at import)."""
@@ -228,6 +231,7 @@ if TYPE_CHECKING:
         holdback: float
 
 else:
+    LedgerSection = _ledger_section()
     ScreeningSection = _screening_section()
     ReputationSection = _check_section(Reputation)
 

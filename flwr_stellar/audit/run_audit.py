@@ -57,6 +57,7 @@ from flwr_stellar.audit.evidence import (
     read_anchors,
     run_evidence,
 )
+from flwr_stellar.audit.rpc_window import outside_window_note
 from flwr_stellar.ledger.amounts import format_amount
 from flwr_stellar.ledger.base import Ledger
 from flwr_stellar.payments.amounts import split_budget
@@ -483,8 +484,15 @@ def _check_ledger(report: AuditReport, chosen: dict[int, RoundManifest], ledger:
     wanted = {m.hash(): r for r, m in chosen.items()}
     found = read_anchors(ledger, distributor, wanted)
     anchors, paid, foreign = found.transactions, found.paid, found.foreign
+    # through Stellar RPC an anchor missing from its window may just be older than it
+    unanchored = any(not anchors[digest] for digest in wanted)
+    window_note = outside_window_note(ledger, distributor) if unanchored else None
     for digest, r in sorted(wanted.items(), key=lambda kv: kv[1]):
         m = chosen[r]
+        if not anchors[digest] and window_note is not None:
+            report.add("anchor", r, False, f"manifest {digest}: {window_note}")
+            report.add("payouts", r, False, f"not checked: {window_note}")
+            continue
         if not anchors[digest]:
             report.add(
                 "anchor",
@@ -535,7 +543,9 @@ def audit_run(
     run_dir : Path
         A run's output folder (or any folder with a ``manifests/`` store).
     ledger : Ledger
-        Where the run was anchored: an EmbeddedLedger or a HorizonLedger.
+        Where the run was anchored: an EmbeddedLedger, a HorizonLedger or an RpcLedger
+        (whose retention window may not reach the run: rounds it cannot show are reported
+        as outside the window, not as unpaid).
     model_file : Path, optional
         The final model (``torch.save`` of a state dict); checked against the last manifest.
     verify_chain : callable, optional

@@ -17,10 +17,9 @@ from typing import Any
 
 from stellar_sdk import xdr
 
-from flwr_stellar.ledger.result_xdr import _ALIASES, _OUTER
+from flwr_stellar.ledger.result_xdr import _ALIASES, _OUTER, _TX_ALIASES
 
-# Horizon's transaction codes that are not the enum name minus "tx"
-_TX_NAMES = {"txNO_ACCOUNT": "tx_no_source_account"}
+_TX_NAMES = {code.name: name for name, code in _TX_ALIASES.items()}
 _OP_OUTER = {code: name for name, code in _OUTER.items()}
 _OP_ALIASES = {xdr_name: horizon for horizon, xdr_name in _ALIASES.items()}
 

@@ -118,6 +118,8 @@ _OUTER = {
 }
 # Horizon's strings that are not the enum name minus its prefix
 _ALIASES = {"op_already_exists": "op_already_exist", "op_data_name_not_found": "op_name_not_found"}
+# Horizon's transaction codes that are not the enum name minus "tx" (txNO_ACCOUNT)
+_TX_ALIASES = {"tx_no_source_account": xdr.TransactionResultCode.txNO_ACCOUNT}
 
 
 class ResultCodeError(ValueError):
@@ -223,6 +225,8 @@ def build_result_xdr(
 
 
 def _tx_code(tx_code: str) -> xdr.TransactionResultCode:
+    if tx_code in _TX_ALIASES:
+        return _TX_ALIASES[tx_code]
     try:
         return xdr.TransactionResultCode["tx" + tx_code.removeprefix("tx_").upper()]
     except KeyError:

@@ -75,6 +75,7 @@ from flwr_stellar.ledger.params import parse_asset, parse_uint
 from flwr_stellar.ledger.result_codes import ResultCodes, decode_result
 
 SCAN_PAGE = 200  # getTransactions' largest page (Stellar RPC's limit)
+HTTP_RETRIES = 3  # stellar_sdk's retries of a refused connection, 429, 503, 504 (with backoff)
 MAX_KEYS = 200  # getLedgerEntries keys per request (Stellar RPC's limit)
 POLL_TIMEOUT_S = 60.0  # a sent transaction not in a ledger by then: congestion
 POLL_START_S, POLL_CAP_S = 0.1, 1.0  # getTransaction polling: first pause, longest pause
@@ -226,7 +227,9 @@ class RpcLedger:
         if network_passphrase is not None:
             refuse_pubnet(network_passphrase, allow_real_money)
         # A retried POST is harmless: the same signed envelope can be applied at most once.
-        client = _StatusClient(request_timeout=timeout, post_timeout=float(timeout))
+        client = _StatusClient(
+            num_retries=HTTP_RETRIES, request_timeout=timeout, post_timeout=float(timeout)
+        )
         self.server = SorobanServer(rpc_url, client=client)
         self._passphrase = network_passphrase
         self._allow_real_money = allow_real_money
