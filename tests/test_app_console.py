@@ -176,6 +176,10 @@ def test_a_round_without_ledger_metrics_or_central_evaluation_still_counts() -> 
 
     clock = iter([0.0, 10.0, 20.0, 25.0, 30.0, 40.0]).__next__
     observer = RoundObserver(View(), num_rounds=2, now=clock)
+    for malformed in (("1", 2), (1, 2, 3), (None, None)):  # not Flower's: ignored
+        observer.handle(_record("[ROUND %s/%s]", malformed))
+    observer.handle(_record("\t└──> Aggregated MetricRecord: %s", ("not a mapping",)))
+    assert shown == [] and observer.current is None
     observer.handle(_record("[ROUND %s/%s]", (1, 2)))
     observer.handle(_record("\t└──> Aggregated MetricRecord: %s", ({"train_loss": 0.3},)))
     observer.handle(_record("[ROUND %s/%s]", (2, 2)))

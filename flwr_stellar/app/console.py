@@ -216,8 +216,9 @@ class RoundObserver(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if record.msg == FLOWER_ROUND and isinstance(record.args, tuple):
-                k, n = record.args
+            if record.msg == FLOWER_ROUND:
+                args = record.args if isinstance(record.args, tuple) else ()
+                k, n = args if len(args) == 2 else (None, None)
                 if not isinstance(k, int) or not isinstance(n, int):
                     return
                 self._finish()
