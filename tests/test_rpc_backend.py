@@ -749,3 +749,85 @@ def test_the_reference_app_pays_through_rpc_and_passes_the_audit_through_it(
         assert "verdict: PASS" in verdict and "outside the RPC window" not in verdict
         assert main(["audit", str(out), "--ledger", url + "/rpc"]) == 0  # a URL ending in /rpc
     assert not (out / "ledger.db").exists()
+
+
+# ------------------------------------------- exactly once, when the window has passed a round
+def _paid_memos(url: str) -> list[str]:
+    full = HorizonLedger(url, P)  # `ledger serve`'s Horizon keeps the whole history
+    return [t.memo for t in iter_transactions(full, treasury().distributor.public_key) if t.memo]
+
+
+def _worker(run_dir: Path, ledger: Callable[[], Ledger]) -> Anchorer:
+    return Anchorer(
+        ledger, treasury(), Outbox(run_dir / "outbox.db"), ManifestStore(run_dir / "manifests")
+    )
+
+
+def test_a_lost_outcome_is_not_paid_again_once_the_window_has_passed_it(tmp_path: Path) -> None:
+    """A round applied on the ledger whose outcome the outbox never recorded (killed between
+    submitting and journaling), settled only after the RPC window has passed it: getTransaction
+    says NOT_FOUND and the sequence number is consumed, which on a full history means "dead,
+    rebuild". Through the window it must mean "unknown": not rebuilt, not paid twice, left in
+    the outbox; a ledger with the whole history then settles it by hash, still once."""
+    db, run_dir = tmp_path / "ledger.db", tmp_path / "run"
+    setup(db, 2)
+    with ledger_serve(db, None, "--rpc-retention-window", "4") as url:
+        anchored_run(db, run_dir, url, 1)
+        outbox = Outbox(run_dir / "outbox.db")  # the outcome was never journaled
+        outbox._write("UPDATE entries SET state='signed', ledger=NULL", ())
+        outbox.close()
+        filler = RpcLedger(url + "/rpc", P)
+        for _ in range(5):  # push the anchor out of the 4-ledger window
+            funded(filler)
+        assert filler.history_begins() is not None
+        worker = _worker(run_dir, lambda: RpcLedger(url + "/rpc", P))
+        worker.settle_all(RpcLedger(url + "/rpc", P), timeout=10)
+        (entry,) = worker.outbox.entries()
+        assert entry.state == "signed"  # unknown: left for a ledger that can tell
+        assert len(_paid_memos(url)) == 1  # not paid twice
+        worker.settle_all(HorizonLedger(url, P), timeout=10)
+        (entry,) = worker.outbox.entries()
+        assert entry.state == "done" and entry.ledger is not None
+        assert len(_paid_memos(url)) == 1
+
+
+def test_a_lost_journal_is_not_journaled_again_when_the_window_may_hide_its_anchor(
+    tmp_path: Path,
+) -> None:
+    """A deleted outbox.db with the manifest stored before the window begins: the anchor may
+    be older than what RPC can see, so the round is not journaled (and paid) again; through a
+    full history it is found anchored and left alone too."""
+    db, run_dir = tmp_path / "ledger.db", tmp_path / "run"
+    setup(db, 2)
+    with ledger_serve(db, None, "--rpc-retention-window", "4") as url:
+        anchored_run(db, run_dir, url, 1)
+        (run_dir / "outbox.db").unlink()
+        for f in run_dir.glob("outbox.db-*"):
+            f.unlink()
+        manifests = list((run_dir / "manifests").glob("*.json"))
+        old = time.time() - 3600  # stored an hour ago, before the window below begins
+        for f in manifests:
+            os.utime(f, (old, old))
+        filler = RpcLedger(url + "/rpc", P)
+        for _ in range(5):
+            funded(filler)
+        worker = _worker(run_dir, lambda: RpcLedger(url + "/rpc", P))
+        assert worker.journal_stored(RpcLedger(url + "/rpc", P)) == []
+        assert worker.outbox.entries() == []
+        assert worker.journal_stored(HorizonLedger(url, P)) == []  # found anchored
+        assert len(_paid_memos(url)) == 1
+
+
+def test_history_begins_says_whether_not_found_means_never_applied(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    EmbeddedLedger(db).close()
+    assert EmbeddedLedger(db).history_begins() is None
+    with ledger_serve(db, None, "--rpc-retention-window", "3") as url:
+        ledger = RpcLedger(url + "/rpc", P)
+        assert ledger.history_begins() is None  # the window still reaches genesis
+        before = int(time.time()) - 1
+        for _ in range(4):
+            funded(ledger)
+        begins = ledger.history_begins()
+        assert begins is not None and before <= begins <= time.time() + 1
+        assert HorizonLedger(url, P).history_begins() is None  # Horizon's elder ledger is 1

@@ -317,6 +317,18 @@ class Ledger(Protocol):
         """
         ...
 
+    def history_begins(self) -> int | None:
+        """Close time (Unix seconds) of the oldest ledger whose transactions this backend can
+        still find, by hash and in an account's history; None when it finds every transaction
+        ever applied.
+
+        Stellar RPC keeps a window of about seven days, and a Horizon may have been started
+        from a recent ledger or prune its history. Before that time, "not found" does not mean
+        "never applied", and the anchoring worker must not rebuild (and so pay twice) a
+        transaction that may have applied there.
+        """
+        ...
+
     def fund(self, account_id: str) -> SubmitResult:
         """Create and fund ``account_id`` on a development network (friendbot).
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from stellar_sdk import Asset, Server
@@ -118,6 +119,16 @@ class HorizonLedger:
 
     def close(self) -> None:
         self.server.close()
+
+    @_transport
+    def history_begins(self) -> int | None:
+        """From the root's ``history_elder_ledger``: None when this Horizon holds history from
+        the network's first ledgers (SDF's do), else that ledger's close time."""
+        elder = int(self._call(self.server.root()).get("history_elder_ledger") or 0)
+        if elder <= 2:  # ledger 1 is genesis, which holds no transactions
+            return None
+        closed = self._call(self.server.ledgers().ledger(elder))["closed_at"]
+        return int(datetime.fromisoformat(str(closed).replace("Z", "+00:00")).timestamp())
 
     def _call(self, builder: Any) -> dict[str, Any]:
         try:

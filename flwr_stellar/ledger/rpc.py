@@ -291,6 +291,16 @@ class RpcLedger:
         health = self.server.get_health()
         return HistoryWindow(int(health.oldest_ledger), int(health.latest_ledger))
 
+    @_transport
+    def history_begins(self) -> int | None:
+        """The close time of the window's oldest ledger (``getLedgers``); None when the window
+        reaches back to the network's first ledgers."""
+        window = self.history_window()
+        if window.oldest <= 2:  # ledger 1 is genesis, which holds no transactions
+            return None
+        page = self.server.get_ledgers(start_ledger=window.oldest, limit=1)
+        return int(page.oldest_ledger_close_time)
+
     # ------------------------------------------------------------------ accounts
     @_transport
     def load_account(self, account_id: str) -> AccountInfo:

@@ -27,6 +27,7 @@ from stellar_sdk import (
     CreateClaimableBalance,
     Operation,
     Payment,
+    TransactionEnvelope,
 )
 
 from flwr_stellar.failpoints import failpoint
@@ -40,7 +41,7 @@ from flwr_stellar.ledger.base import (
 )
 from flwr_stellar.ledger.decode import iter_transactions
 from flwr_stellar.ledger.pacing import FeeBid, LedgerPacer
-from flwr_stellar.ledger.tx import MAX_OPS, build
+from flwr_stellar.ledger.tx import MAX_OPS, TX_TIMEOUT_S, build
 from flwr_stellar.payments.manifest import ManifestStore, RoundManifest
 from flwr_stellar.payments.outbox import Entry, Outbox
 from flwr_stellar.payments.treasury import Treasury
@@ -51,6 +52,7 @@ MAX_ATTEMPTS = 5
 BACKOFF_START_S = 0.5  # ledger unavailable: wait, doubling up to the cap, and try again
 BACKOFF_CAP_S = 30.0
 SETTLE_TIMEOUT_S = 120.0  # how long the end of a run waits for an unavailable ledger
+CLOCK_MARGIN_S = 60  # our clock against the network's, when a pruned history decides
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,19 @@ def anchored_memos(ledger: Ledger, distributor: str) -> set[str]:
     }
 
 
+def history_covers(entry: Entry, begins: int, network_passphrase: str) -> bool:
+    """Whether a ledger whose history begins at ``begins`` (Unix seconds) would hold the
+    entry's signed transaction had it applied: the envelope was signed ``TX_TIMEOUT_S`` before
+    its ``max_time``, and only a history that began a safety margin before that can say "never
+    applied". An envelope without a ``max_time`` could have applied at any time: never."""
+    assert entry.envelope is not None
+    bounds = TransactionEnvelope.from_xdr(
+        entry.envelope, network_passphrase
+    ).transaction.preconditions
+    max_time = bounds.time_bounds.max_time if bounds and bounds.time_bounds else 0
+    return max_time > 0 and begins <= max_time - TX_TIMEOUT_S - CLOCK_MARGIN_S
+
+
 def journal_stored(
     store: ManifestStore, outbox: Outbox, ledger: Ledger, distributor: str
 ) -> list[int]:
@@ -96,9 +111,22 @@ def journal_stored(
     if not missing:
         return []
     anchored = anchored_memos(ledger, distributor)
+    begins = ledger.history_begins()
     added = []
     for digest in missing:
         manifest = store.get(digest)
+        if begins is not None and store.stored_at(digest) < begins + CLOCK_MARGIN_S:
+            log(
+                ERROR,
+                "outbox: round %d (manifest %s…) is not journaled, and %s's history (from %s) "
+                "may not reach back to its anchor: not journaling it (that could pay twice); "
+                "settle this run through a ledger that holds its whole history (a full Horizon)",
+                manifest.server_round,
+                digest[:12],
+                ledger.location,
+                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(begins)),
+            )
+            continue
         if digest in anchored:
             log(
                 WARNING,
@@ -239,7 +267,7 @@ class Anchorer:
         for _ in range(MAX_ATTEMPTS):
             if entry.state == "signed":
                 outcome = self._resolve_signed(ledger, entry)
-                if outcome == "settled":
+                if outcome in ("settled", "unknown"):
                     return
                 if outcome == "resubmit" and self._handle(entry, self._submit(ledger, entry)):
                     return
@@ -276,6 +304,21 @@ class Anchorer:
         current = ledger.load_account(self.treasury.distributor.public_key).sequence
         if current == entry.sequence - 1:
             return "resubmit"
+        begins = ledger.history_begins()
+        if begins is not None and not history_covers(entry, begins, ledger.network_passphrase):
+            log(
+                ERROR,
+                "anchoring round %d part %d: transaction %s is not in %s's history, which begins "
+                "at %s, and it may have applied before that; not rebuilding it (that could pay "
+                "twice). Settle this run through a ledger that holds its whole history (a full "
+                "Horizon): it stays in the outbox",
+                entry.server_round,
+                entry.part,
+                entry.tx_hash,
+                ledger.location,
+                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(begins)),
+            )
+            return "unknown"
         self.outbox.reset(entry.id, f"sequence {entry.sequence} consumed by another transaction")
         return "rebuild"
 

@@ -161,6 +161,11 @@ class ManifestStore:
             if len(p.stem) == 64 and set(p.stem) <= HEX64
         )
 
+    def stored_at(self, digest: str) -> float:
+        """When the manifest was stored (its file's modification time, Unix seconds): its
+        round cannot have been anchored before."""
+        return (self.directory / f"{digest}.json").stat().st_mtime
+
     def get(self, digest: str) -> RoundManifest:
         if len(digest) != 64 or not set(digest) <= HEX64:
             raise ManifestError(f"not a manifest hash: {digest!r}")

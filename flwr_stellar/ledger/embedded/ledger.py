@@ -239,6 +239,10 @@ class EmbeddedLedger:
     def close(self) -> None:
         self.store.close()
 
+    def history_begins(self) -> int | None:
+        """None: the embedded ledger keeps every transaction since genesis."""
+        return None
+
     # ------------------------------------------------------------------ genesis
     def _genesis(self) -> None:
         with self._lock:
