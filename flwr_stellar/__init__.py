@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 from flwr_stellar.client.identity import DEV_PASSPHRASE, NodeSettings
 from flwr_stellar.client.mod import signing_mod
 from flwr_stellar.client.onboarding import onboarding_reply
+from flwr_stellar.client.privacy import without_ledger_records
 from flwr_stellar.ledger.base import Ledger, LedgerError, NotFoundError
 from flwr_stellar.ledger.embedded import EmbeddedLedger
 from flwr_stellar.ledger.horizon import HorizonLedger
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.session import PayoutReport
 from flwr_stellar.payments.settings import RewardSettings
+from flwr_stellar.privacy import PrivacySettings
 from flwr_stellar.reasons import Reason
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ __all__ = [
     "NodeSettings",
     "NotFoundError",
     "PayoutReport",
+    "PrivacySettings",
     "Reason",
     "ReplyCheck",
     "RewardSettings",
@@ -76,6 +79,7 @@ __all__ = [
     "default_checks",
     "onboarding_reply",
     "signing_mod",
+    "without_ledger_records",
 ]
 
 

@@ -57,7 +57,7 @@ MAX_HEADER_BYTES = 4096  # an honest .npy header is ~128 bytes
 HASH_THREADS = max(1, min(4, os.cpu_count() or 1))  # hashing beside decoding
 METRIC_RECORD = "metrics"  # the name every surviving reply's MetricRecord goes on under
 # the wrappers' own counters in a round's metrics: a node sending them could fake the counts
-RESERVED_METRIC_PREFIXES = ("replies_", "rejected_", "dlc_paid")
+RESERVED_METRIC_PREFIXES = ("replies_", "rejected_", "dlc_paid", "privacy_epsilon")
 
 
 @dataclass(frozen=True)

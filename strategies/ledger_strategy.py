@@ -44,6 +44,7 @@ from flwr_stellar.payments.onboarding import Onboarder
 from flwr_stellar.payments.session import PaymentSession, PayoutReport
 from flwr_stellar.payments.settings import RewardSettings
 from flwr_stellar.payments.terms_store import save_terms
+from flwr_stellar.privacy import PrivacySettings
 from flwr_stellar.protocol.digest import array_record_hash
 from flwr_stellar.protocol.onboarding import Terms
 from flwr_stellar.protocol.receipts import SignedReceipt
@@ -51,6 +52,7 @@ from flwr_stellar.protocol.terms import TERMS_RECORD, RewardTerms, SignedTerms
 from strategies.bounding import Bound, NormBound
 from strategies.intake import IntakeSettings
 from strategies.pipeline import PipelineStrategy
+from strategies.privacy import PrivacyAccount, check_inner, diagnose_mods, with_clipping_check
 from strategies.receipts import ReceiptBook
 from strategies.reputation import PPM, Reputation, ReputationBook, Weigh
 from strategies.round import ModelReference, RoundState
@@ -61,6 +63,13 @@ from strategies.verified import Verify
 __all__ = ["TERMS_RECORD", "LedgerConfig", "LedgerStrategy", "RoundOutcome"]
 
 RECEIPTS_FILE = "receipts.jsonl"  # every receipt the run's distributor signed, one a line
+NOT_OPEN = (
+    "LedgerStrategy is not open: use its start(), or call open() first. If another strategy "
+    "wraps it (e.g. one of Flower's DifferentialPrivacy* wrappers), wrap the other way round: "
+    "LedgerStrategy.wrap(DifferentialPrivacyServerSideFixedClipping(FedAvg(), ...), privacy=...) "
+    "(outside, a DP wrapper clips replies after they were signed and noises a model the "
+    "manifests do not name)"
+)
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,12 @@ class LedgerConfig:
     receipts : bool
         Sign and deliver a receipt for every training reply (default). Off, nodes have only
         their own journal: what they sent, not what the server did with it.
+    privacy : PrivacySettings, optional
+        The differential privacy the run promises (``flwr_stellar.privacy``): every manifest
+        then states the mechanism, its parameters and the (epsilon, delta) spent so far. Central
+        DP needs Flower's fixed-clipping DP wrapper *inside* the LedgerStrategy, with these
+        values (checked when the strategy is built); client-side clipping also makes screening
+        reject updates longer than the clipping norm. None (default): no statement.
     """
 
     output_dir: str = "flwr-stellar-output"
@@ -131,6 +146,7 @@ class LedgerConfig:
     validation_hash: str = ""
     receipt_timeout_s: float = 60.0
     receipts: bool = True
+    privacy: PrivacySettings | None = None
 
     def __post_init__(self) -> None:
         typed = (
@@ -169,6 +185,8 @@ class LedgerConfig:
             raise ValueError(
                 f"LedgerConfig.scoring_budget must be >= 1, got {self.scoring_budget!r}"
             )
+        if self.privacy is not None and not isinstance(self.privacy, PrivacySettings):
+            raise TypeError("LedgerConfig.privacy must be a PrivacySettings or None")
 
     @property
     def scorer_name(self) -> str:
@@ -196,6 +214,8 @@ class LedgerConfig:
             "inner": type(inner).__name__,
             "run_config": dict(self.run_config),
         }
+        if self.privacy is not None:  # only then: the hashes of runs without DP stay as they were
+            doc["privacy"] = self.privacy.describe()
         text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -258,7 +278,11 @@ class LedgerStrategy(PipelineStrategy):
         validation: Callable[[ArrayRecord], float] | None = None,
         validation_gradient: Callable[[ArrayRecord], ArrayRecord] | None = None,
     ) -> None:
-        self.config = config or LedgerConfig()
+        config = config or LedgerConfig()
+        check_inner(config.privacy, inner)  # before anything is built: a composition that lies
+        self.config = replace(
+            config, screening=with_clipping_check(config.privacy, config.screening)
+        )
         super().__init__(inner, self.config.intake)
         scorer = self.config.scorer
         self.scorer: Scorer = (
@@ -290,6 +314,9 @@ class LedgerStrategy(PipelineStrategy):
         self._previous = ""
         self.terms: SignedTerms | None = None  # signed at the first instruction (needs the run id)
         self.receipts = ReceiptBook()
+        privacy = self.config.privacy
+        self.privacy: PrivacyAccount | None = PrivacyAccount(privacy) if privacy else None
+        self._told: set[str] = set()  # composition problems already diagnosed in the log
 
     @classmethod
     def wrap(
@@ -301,6 +328,7 @@ class LedgerStrategy(PipelineStrategy):
         *,
         checks: Iterable[Any] = (),
         scorer: Scorer | None = None,
+        privacy: PrivacySettings | None = None,
     ) -> LedgerStrategy:
         """Wrap the app's strategy; ``start()`` then does the rest.
 
@@ -318,6 +346,9 @@ class LedgerStrategy(PipelineStrategy):
             The app's own screening checks, run after the configured ones.
         scorer : Scorer, optional
             The app's own scorer (instead of ``config.scorer``).
+        privacy : PrivacySettings, optional
+            The run's differential privacy (instead of ``config.privacy``), e.g.
+            ``PrivacySettings.of(inner)`` for a Flower DP wrapper ``inner``.
         """
         config = config or LedgerConfig()
         extra = tuple(checks)
@@ -328,6 +359,8 @@ class LedgerStrategy(PipelineStrategy):
             )
         if scorer is not None:
             config = replace(config, scorer=scorer)
+        if privacy is not None:
+            config = replace(config, privacy=privacy)
         return cls(inner, config, validation, validation_gradient)
 
     # ------------------------------------------------------------------ lifecycle
@@ -470,12 +503,14 @@ class LedgerStrategy(PipelineStrategy):
         self, messages: list[Message], server_round: int, kind: str, grid: Grid
     ) -> list[Message]:
         if self.session is None or self.onboarder is None:
-            raise RuntimeError("LedgerStrategy is not open: use start(), or call open() first")
+            raise RuntimeError(NOT_OPEN)
         self._grid = grid
         if self.terms is None and messages:
             self.terms = self.sign_terms(grid.run.run_id)
             self.verify.terms = self.terms.digest_bytes
         messages = self.verify.attach(messages, server_round, kind, grid)
+        if self.privacy is not None and kind == MessageType.TRAIN:
+            self.privacy.configured(server_round, len(messages), len(list(grid.get_node_ids())))
         if self.terms is not None:
             terms = self.terms.to_record()
             for message in messages:
@@ -488,8 +523,9 @@ class LedgerStrategy(PipelineStrategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         if self.session is None or self.onboarder is None:
-            raise RuntimeError("LedgerStrategy is not open: use start(), or call open() first")
+            raise RuntimeError(NOT_OPEN)
         state = self.received(server_round, MessageType.TRAIN, replies, memory=self.memory)
+        diagnose_mods(state.replies, self._told)
         state = self.authenticate(state)
         state = self.intake(state)
         state = self.screen(state)
@@ -508,6 +544,8 @@ class LedgerStrategy(PipelineStrategy):
             self.keep_receipts(issued)
         merged = self.record(state, metrics)
         merged["dlc_paid"] = stroops_to_units(manifest.total_paid)
+        if manifest.privacy is not None:
+            merged["privacy_epsilon"] = manifest.privacy.epsilon_value
         self.outcomes[server_round] = RoundOutcome(
             manifest_hash=digest,
             accepted=len(state.candidates),
@@ -633,6 +671,9 @@ class LedgerStrategy(PipelineStrategy):
             distributor=self.session.treasury.distributor.public_key,
             scoring=dict(state.scoring),
             terms=self.terms.digest if self.terms is not None else "",
+            privacy=self.privacy.settle(state, arrays is not None and bool(accepted))
+            if self.privacy is not None
+            else None,
         )
 
     def releases(self) -> tuple[Release, ...]:
@@ -675,6 +716,8 @@ class LedgerStrategy(PipelineStrategy):
             self.config.bound.mode,
             self.config.reputation,
         )
+        if self.privacy is not None:
+            self.privacy.summary()
         self.inner.summary()
 
 

@@ -1,8 +1,10 @@
 """ClientApp of the reference app: local training and evaluation on this node's partition.
 
 It uses the plugin exactly as the README shows (the signing Mod, the onboarding handler), plus
-two things of its own: a Mod that maps its run config's ``identity.*`` keys onto the node config
-the plugin reads, and the simulated attackers of ``attack.*``.
+three things of its own: a Mod that maps its run config's ``identity.*`` keys onto the node config
+the plugin reads, the simulated attackers of ``attack.*``, and the DP Mod ``privacy.*`` names
+(Flower's ``fixedclipping_mod`` or ``LocalDpMod``), inside the signing Mod so that the signature
+covers the clipped or noised update.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import copy
 import math
 
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.mod import LocalDpMod, fixedclipping_mod
 from flwr.clientapp.typing import ClientAppCallable
 
-from flwr_stellar import onboarding_reply, signing_mod
+from flwr_stellar import onboarding_reply, signing_mod, without_ledger_records
 from flwr_stellar.app.attacks import ATTACKS, RescaledLazy, attack_mod, poison_mod
 from flwr_stellar.app.config import AppConfig
 from flwr_stellar.app.data import TensorSplit, load_client_data, round_sample
@@ -41,9 +44,28 @@ def identity_settings_mod(msg: Message, context: Context, call_next: ClientAppCa
     return call_next(msg, context)
 
 
+clipping_mod = without_ledger_records(fixedclipping_mod)  # it counts the instruction's records
+
+
+def privacy_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """This app's ``privacy.mode`` on the node: clip (client) or clip and noise (local) the
+    training update; nothing for none and server (the server clips)."""
+    if msg.metadata.message_type != MessageType.TRAIN:
+        return call_next(msg, context)  # Flower's DP mods act on train replies only
+    p = AppConfig.from_run_config(context.run_config).privacy
+    if p.mode == "client":
+        return clipping_mod(msg, context, call_next)
+    if p.mode == "local":
+        local = LocalDpMod(p.clipping_norm, 2 * p.clipping_norm, p.local_epsilon, p.local_delta)
+        return local(msg, context, call_next)
+    return call_next(msg, context)
+
+
 # Order matters: attack_mod wraps the signing Mod (it meddles with signed replies);
-# poison_mod runs inside it (a hostile node signs its own poisoned update).
-app = ClientApp(mods=[identity_settings_mod, attack_mod, signing_mod, poison_mod])
+# poison_mod runs inside it (a hostile node signs its own poisoned update), and privacy_mod
+# inside that: the signature covers the clipped/noised update, and a hostile node poisons its
+# update after its DP Mod (an attacker does not clip what it means to push through).
+app = ClientApp(mods=[identity_settings_mod, attack_mod, signing_mod, poison_mod, privacy_mod])
 app.query("onboard")(onboarding_reply)  # co-signs the sponsored account + DLC trustline
 
 

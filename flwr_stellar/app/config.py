@@ -24,6 +24,7 @@ from flwr.app import ArrayRecord
 from flwr_stellar.app.attacks import ATTACKS
 from flwr_stellar.ledger.settings import LedgerSettings
 from flwr_stellar.payments.settings import RewardSettings
+from flwr_stellar.privacy import SAMPLING, PrivacySettings
 from strategies.bounding import NormBound
 from strategies.intake import IntakeSettings
 from strategies.ledger_strategy import LedgerConfig as PluginConfig
@@ -56,7 +57,14 @@ PLUGIN_FIELDS = (
     ("Reputation.", "reputation."),
     ("IntakeSettings.max_num_examples", "screening.max_num_examples"),
     *((f"{cls.__name__}.", f"screening.{cls.name}.") for cls in CHECKS),
+    ("PrivacySettings.local.epsilon", "privacy.local_epsilon"),
+    ("PrivacySettings.local.delta_release", "privacy.local_delta"),
+    ("PrivacySettings.local.", "privacy."),
+    ("PrivacySettings.", "privacy."),
 )
+PRIVACY_MODES = ("none", "server", "client", "local")
+# central DP is accounted for FedAvg's weighted mean (FedProx aggregates the same way)
+PRIVATE_STRATEGIES = ("fedavg", "fedprox")
 # What the reference app's ClientApp sends (client_app.py): intake holds replies to exactly these.
 TRAIN_METRICS = ("train_loss", "train_accuracy", "num-examples")
 EVALUATE_METRICS = ("loss", "accuracy", "num-examples")
@@ -116,6 +124,22 @@ class StrategySection:
 class EvaluationSection:
     central: bool
     batch_size: int
+
+
+@dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
+class PrivacySection:
+    mode: str
+    noise_multiplier: float
+    clipping_norm: float
+    delta: float
+    sampling: str
+    local_epsilon: float
+    local_delta: float
+
+    @property
+    def central(self) -> bool:
+        """Server-side or client-side clipping: the server noises the aggregate."""
+        return self.mode in ("server", "client")
 
 
 @dataclass(unsafe_hash=True)  # hashable for caches; not frozen, so Hydra can merge
@@ -254,6 +278,7 @@ class AppConfig:
     screening: ScreeningSection
     reputation: ReputationSection
     evaluation: EvaluationSection
+    privacy: PrivacySection
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> AppConfig:
@@ -297,6 +322,26 @@ class AppConfig:
     def norm_bound(self) -> NormBound:
         """How accepted updates are bounded to the round's median norm (``screening.bound``)."""
         return NormBound(self.screening.bound, self.screening.noise)
+
+    def privacy_settings(self, num_sampled: int) -> PrivacySettings | None:
+        """What the run's manifests state (``privacy.*``); None without DP.
+
+        Parameters
+        ----------
+        num_sampled : int
+            Central DP: the nodes a round samples, which the noise is calibrated to.
+        """
+        p = self.privacy
+        if p.mode == "local":
+            return PrivacySettings.local(
+                p.clipping_norm, 2 * p.clipping_norm, p.local_epsilon, p.local_delta, delta=p.delta
+            )
+        if p.central:
+            mechanism = "server-clipping" if p.mode == "server" else "client-clipping"
+            return PrivacySettings(
+                mechanism, p.noise_multiplier, p.clipping_norm, num_sampled, p.delta, p.sampling
+            )
+        return None
 
     def intake_settings(self) -> IntakeSettings:
         """Intake: claims bounded by what a node trains on, the app's own metric keys."""
@@ -395,12 +440,27 @@ class AppConfig:
                 "needs identity.enabled = true (rewards go to signing pseudonyms)",
             ),
             ("evaluation.batch_size", self.evaluation.batch_size >= 1, "must be >= 1"),
+            ("privacy.mode", self.privacy.mode in PRIVACY_MODES, f"must be one of {PRIVACY_MODES}"),
+            ("privacy.sampling", self.privacy.sampling in SAMPLING, f"must be one of {SAMPLING}"),
+            (
+                "strategy.name",
+                not self.privacy.central or s.name in PRIVATE_STRATEGIES,
+                f"must be one of {PRIVATE_STRATEGIES} with privacy.mode = "
+                f"{self.privacy.mode} (the accounting is for FedAvg's weighted mean)",
+            ),
+            (
+                "screening.enabled",
+                self.privacy.mode != "client" or not lg.enabled or self.screening.enabled,
+                "must be true with privacy.mode = client (the server checks every update is "
+                "within the clipping norm)",
+            ),
         ]
         for key, ok, why in rules:
             if not ok:
                 raise ConfigError(f"{key} {why}, got {_lookup(self, key)!r}")
-        try:  # the plugin's settings check the ledger.*, reward.* and screening.* values
+        try:  # the plugin's settings check the ledger.*, reward.*, screening.*, privacy.* values
             self.plugin_config(Path("."), validation=lambda arrays: 0.0)
+            self.privacy_settings(num_sampled=1)
         except (TypeError, ValueError) as err:
             message = str(err)
             for plugin_name, key in PLUGIN_FIELDS:

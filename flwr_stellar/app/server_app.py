@@ -15,7 +15,7 @@ from flwr.serverapp.strategy import Strategy
 
 from flwr_stellar.app.config import AppConfig
 from flwr_stellar.app.models import build_model
-from flwr_stellar.app.strategy_factory import build_strategy
+from flwr_stellar.app.strategy_factory import build_strategy, sampled_nodes, with_privacy
 from flwr_stellar.app.summary import render_summary
 from flwr_stellar.app.task import (
     CentralEvaluator,
@@ -27,6 +27,7 @@ from flwr_stellar.app.task import (
     save_model,
 )
 from flwr_stellar.audit.cli import run_audit_for
+from flwr_stellar.privacy import PrivacySettings
 from flwr_stellar.report import write_run_report
 from strategies.ledger_strategy import LedgerStrategy
 from strategies.scoring import COUNTING
@@ -36,9 +37,11 @@ from strategies.verified import VerifiedStrategy, Verify
 app = ServerApp()
 
 
-def wrap_strategy(cfg: AppConfig, inner: Strategy, out: Path) -> Strategy:
+def wrap_strategy(
+    cfg: AppConfig, inner: Strategy, out: Path, privacy: PrivacySettings | None = None
+) -> Strategy:
     """The plugin's wrappers the run config asks for: ledger (all of it), or verification
-    and/or screening alone."""
+    and/or screening alone; ``privacy`` is what the ledger's manifests state."""
     s = cfg.screening
     data_checks = s.enabled and (s.hurts_validation.enabled or s.lone_step.enabled)
     # the data checks evaluate every reply: a subset of the validation split of their own
@@ -52,6 +55,7 @@ def wrap_strategy(cfg: AppConfig, inner: Strategy, out: Path) -> Strategy:
             config=config,
             validation=pricing,
             validation_gradient=pricing.gradient if pricing is not None else None,
+            privacy=privacy,
         )
     verify = Verify(cfg.identity.strict) if cfg.identity.enabled else None
     if cfg.screening.enabled:
@@ -99,7 +103,10 @@ def main(grid: Grid, context: Context) -> None:
     round_log.flush(status="running")
 
     initial = ArrayRecord(build_model(cfg.model.name, seed=cfg.seed).state_dict())
-    strategy = wrap_strategy(cfg, build_strategy(cfg.strategy), out)
+    # Flower's DP wrapper (privacy.mode server | client) inside the plugin's: docs/privacy.md
+    num_sampled = sampled_nodes(cfg.strategy, len(list(grid.get_node_ids())))
+    inner = with_privacy(build_strategy(cfg.strategy), cfg.privacy, num_sampled)
+    strategy = wrap_strategy(cfg, inner, out, cfg.privacy_settings(num_sampled))
     result = strategy.start(
         grid=grid,
         initial_arrays=initial,
@@ -125,8 +132,21 @@ def main(grid: Grid, context: Context) -> None:
     if isinstance(strategy, LedgerStrategy) and strategy.report is not None:
         round_log.extra.update(strategy.report.as_dict())
     round_log.extra["roles"] = pseudonym_roles(cfg, out, context.run_id)
+    ledger = strategy if isinstance(strategy, LedgerStrategy) else None
+    spent = ledger.privacy.last if ledger is not None and ledger.privacy is not None else None
+    if spent is not None:
+        round_log.extra["privacy"] = spent.to_doc()
     round_log.flush(status="completed", model="model.pt")
     log(INFO, "%s", render_summary(round_log.rounds, out))
+    if spent is not None:
+        log(
+            INFO,
+            "differential privacy (%s): epsilon = %s at delta = %s after %d release(s)",
+            spent.mechanism,
+            spent.epsilon,
+            spent.delta,
+            spent.releases,
+        )
     audit = None
     if (out / "ledger.db").is_file():  # the embedded ledger: audit the run as a third party would
         # simulated nodes keep their journals beside their dev keystores: the honest nodes'

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideFixedClipping,
+    DifferentialPrivacyServerSideFixedClipping,
     FedAdam,
     FedAvg,
     FedMedian,
@@ -16,7 +18,7 @@ from flwr.serverapp.strategy import (
     Strategy,
 )
 
-from flwr_stellar.app.config import StrategySection
+from flwr_stellar.app.config import PrivacySection, StrategySection
 
 
 def _common(cfg: StrategySection) -> dict[str, Any]:
@@ -50,3 +52,23 @@ def build_strategy(cfg: StrategySection) -> Strategy:
             f"unknown strategy {cfg.name!r}; choose one of {tuple(STRATEGIES)}"
         ) from None
     return factory(cfg)
+
+
+def with_privacy(inner: Strategy, cfg: PrivacySection, num_sampled: int) -> Strategy:
+    """``inner`` inside Flower's DP wrapper that ``privacy.mode`` names (server | client), with
+    its noise calibrated to ``num_sampled`` nodes a round; unchanged otherwise (none, and local,
+    where the nodes add the noise). The LedgerStrategy then wraps the result: the order in which
+    signatures, screening and the manifests see what the nodes sent (docs/privacy.md)."""
+    if not cfg.central:
+        return inner
+    wrapper = (
+        DifferentialPrivacyServerSideFixedClipping
+        if cfg.mode == "server"
+        else DifferentialPrivacyClientSideFixedClipping
+    )
+    return wrapper(inner, cfg.noise_multiplier, cfg.clipping_norm, num_sampled)
+
+
+def sampled_nodes(cfg: StrategySection, connected: int) -> int:
+    """How many nodes FedAvg samples a round out of ``connected`` (its own rule)."""
+    return max(int(connected * cfg.fraction_train), cfg.min_nodes)

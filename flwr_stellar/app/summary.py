@@ -23,6 +23,7 @@ COLUMNS = (
     ("central_loss", "test loss", "{:.4f}"),
     ("central_accuracy", "test accuracy", "{:.2%}"),
     ("attack_success_rate", "backdoor success", "{:.1%}"),
+    ("privacy_epsilon", "DP epsilon", "{:.4g}"),  # spent so far (LedgerStrategy privacy=...)
     ("elapsed_s", "elapsed s", "{:.1f}"),
 )
 WIDTH = 100
@@ -205,6 +206,12 @@ def render_run_summary(out: Path, log_file: Path) -> str:
     if rewards is not None:
         console.print(rewards)
     console.print(_rejections(rounds))
+    if (dp := _dict(doc, "privacy")).get("epsilon"):  # what the last manifest states
+        console.print(
+            f"differential privacy ({dp.get('mechanism')}): "
+            f"epsilon {dp['epsilon']} at delta {dp.get('delta')}",
+            markup=False,
+        )
     for line in audit_lines(doc, out):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     pending = doc.get("pending_rounds")

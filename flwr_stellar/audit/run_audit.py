@@ -27,6 +27,11 @@ without it showing. Per round it checks:
 ``payouts``
     the payments under that memo are exactly the manifest's payouts and releases (pseudonym,
     asset, amount), each once: nothing missing, extra or duplicated;
+``privacy`` (runs with differential privacy only)
+    every round states the same mechanism and parameters; each round's release (effective noise
+    multiplier from the claims of the contributions it aggregated, sampling rate) and the
+    epsilon after it are recomputed from the manifests alone (:mod:`flwr_stellar.privacy`) and
+    must be what the manifest states;
 
 ``evidence`` (with node journals, ``audit RUN_DIR --evidence DIR``)
     every training reply a node journaled as sent has a receipt signed by the distributor,
@@ -69,6 +74,7 @@ from flwr_stellar.payments.manifest import (
     scan_manifests,
 )
 from flwr_stellar.payments.terms_store import load_terms
+from flwr_stellar.privacy import epsilon, round_step
 from flwr_stellar.protocol.errors import RecordError
 from flwr_stellar.protocol.terms import SignedTerms
 
@@ -82,7 +88,9 @@ CHECKS = (
     "anchor",
     "payouts",
     "evidence",
+    "privacy",
 )
+OPTIONAL_CHECKS = ("privacy",)  # a column of the table only in runs that have them
 COUNTING: dict[str, Callable[[Contribution], int]] = {
     "flat": lambda c: 1,
     "num-examples": lambda c: max(0, c.num_examples),
@@ -155,7 +163,9 @@ class AuditReport:
         """A pass/fail table per round and check, then every failure with its detail."""
         table = Table(title=f"audit of run {self.run_id}", title_justify="left")
         table.add_column("round", justify="right")
-        for check in CHECKS:
+        present = {f.check for f in self.findings}
+        checks = [c for c in CHECKS if c not in OPTIONAL_CHECKS or c in present]
+        for check in checks:
             table.add_column(check)
         cells: dict[tuple[int | None, str], bool] = {}
         for f in self.findings:
@@ -170,7 +180,7 @@ class AuditReport:
                     else "pass"
                     if cells[(server_round, c)]
                     else "FAIL"
-                    for c in CHECKS
+                    for c in checks
                 ),
             )
         buf = io.StringIO()
@@ -470,9 +480,76 @@ def _check_run(
             else f"final model file hashes to {model_hash}, manifest says {final.model_after}",
         )
     _check_split(report, chosen, terms)
+    _check_privacy(report, chosen)
     _check_ledger(report, chosen, ledger)
     if evidence is not None:
         _check_evidence(report, chosen, terms, evidence)
+
+
+EPSILON_TOLERANCE = 1e-5  # relative: the statement carries six significant digits
+
+
+def _same(stated: str, recomputed: float, tolerance: float = 1e-9) -> bool:
+    value = float(stated)
+    return abs(value - recomputed) <= tolerance * max(1.0, abs(recomputed))
+
+
+def _check_privacy(report: AuditReport, chosen: dict[int, RoundManifest]) -> None:
+    """The ``privacy`` check: each round's release and the epsilon so far, recomputed from the
+    manifests (the parameters they state, the claims of what each round aggregated)."""
+    stated = {r: m.privacy for r, m in chosen.items() if m.privacy is not None}
+    if not stated:
+        return  # a run without differential privacy
+    first = stated[min(stated)]
+    assert first is not None
+    settings = first.settings()
+    constant = (
+        *("mechanism", "noise_multiplier", "clipping_norm", "num_sampled", "delta"),
+        *("sampling", "accountant"),
+    )
+    steps: list[tuple[float, float]] = []
+    for r, m in sorted(chosen.items()):
+        s = m.privacy
+        if s is None:
+            report.add("privacy", r, False, "states no privacy, while the run's other rounds do")
+            continue
+        problems = [
+            f"{name} {getattr(s, name)!r}, round {min(stated)} states {getattr(first, name)!r}"
+            for name in constant
+            if getattr(s, name) != getattr(first, name)
+        ]
+        released = bool(m.model_after) and bool(m.contributions)
+        weights = [c.num_examples for c in m.contributions] if released else []
+        step = round_step(settings, weights, s.sampled, s.population)
+        if step is not None:
+            steps.append(step)
+        if s.sampled > s.population or len(m.contributions) > s.sampled:
+            problems.append(
+                f"{len(m.contributions)} contributions from {s.sampled} sampled of "
+                f"{s.population} nodes"
+            )
+        got = s.step()
+        if (got is None) != (step is None) or (
+            got is not None
+            and step is not None
+            and not (_same(s.effective_noise_multiplier, step[0]) and _same(s.sample_rate, step[1]))
+        ):
+            want = "no release" if step is None else f"noise multiplier {step[0]!r}, q {step[1]!r}"
+            have = "no release" if got is None else f"{got[0]!r}, q {got[1]!r}"
+            problems.append(f"states {have}; its contributions give {want}")
+        if s.releases != len(steps):
+            problems.append(f"states {s.releases} releases, the manifests give {len(steps)}")
+        spent = epsilon(steps, settings.delta)
+        if not _same(s.epsilon, spent, EPSILON_TOLERANCE):
+            problems.append(f"states epsilon {s.epsilon}, its parameters give {spent:.6g}")
+        report.add(
+            "privacy",
+            r,
+            not problems,
+            "; ".join(problems)
+            or f"epsilon {s.epsilon} at delta {s.delta} after {s.releases} release(s) "
+            f"({s.mechanism}), recomputed",
+        )
 
 
 def _check_ledger(report: AuditReport, chosen: dict[int, RoundManifest], ledger: Ledger) -> None:

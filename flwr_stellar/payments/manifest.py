@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from flwr_stellar.files import write_atomic
+from flwr_stellar.privacy import PrivacyStatement
 from flwr_stellar.protocol.canonical import canonical_json
 
 FORMAT = "flwr-stellar/round-manifest/v5"  # v5: names the run's signed terms
@@ -75,12 +76,17 @@ class RoundManifest:
     scoring: Mapping[str, str | int] = field(default_factory=dict)
     releases: tuple[Release, ...] = ()  # v4: the held-back rewards, in the run's last round
     terms: str = ""  # v5: SHA-256 of the run's signed terms (RUN_DIR/terms/<hash>.json)
+    # optional, only in runs with differential privacy (other manifests keep their exact bytes):
+    # the mechanism, its parameters and the epsilon spent so far (flwr_stellar.privacy)
+    privacy: PrivacyStatement | None = None
     format: str = field(default=FORMAT)
 
     def encode(self) -> bytes:
         """Canonical bytes: sorted keys, no whitespace, ints and strings only, rows sorted."""
         doc = asdict(self)
         doc["scoring"] = dict(self.scoring)
+        if self.privacy is None:  # a run without DP: the bytes of a manifest before the field
+            doc.pop("privacy")
         if self.format != FORMAT:  # an old manifest keeps its exact bytes
             doc.pop("terms")
         if self.format in (FORMAT_V2, FORMAT_V3):  # an old manifest keeps its exact bytes
@@ -130,6 +136,8 @@ class RoundManifest:
             doc["contributions"] = tuple(Contribution(**c) for c in doc["contributions"])
             doc["rejections"] = tuple(Rejection(**r) for r in doc["rejections"])
             doc["releases"] = tuple(Release(**r) for r in doc.get("releases", ()))
+            if "privacy" in doc:
+                doc["privacy"] = PrivacyStatement.from_doc(doc["privacy"])
             manifest = cls(**doc)
         except (ValueError, TypeError, KeyError, AttributeError) as err:
             raise ManifestError(f"not a round manifest: {err}") from None

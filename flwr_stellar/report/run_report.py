@@ -196,6 +196,7 @@ def write_run_report(
         ],
     )
     sections = [f"<p>Folder <code>{esc(run_dir)}</code></p>", summary]
+    sections.append(_privacy_section(manifests))
     sections.append("<h2>Training</h2>" + _accuracy_figure(figs, rounds))
     if manifests:
         sections.append("<h2>Rewards and screening</h2>")
@@ -219,6 +220,37 @@ def write_run_report(
         page(f"flwr-stellar run {manifests[0].run_id if manifests else run_id}", sections)
     )
     return output
+
+
+def _privacy_section(manifests: list[RoundManifest]) -> str:
+    """The (epsilon, delta) the run's manifests state, round by round ("" without DP)."""
+    stated = [(m.server_round, m.privacy) for m in manifests if m.privacy is not None]
+    if not stated:
+        return ""
+    _, last = stated[-1]
+    assert last is not None
+    calibrated = f", noise calibrated for {last.num_sampled} nodes" if last.num_sampled else ""
+    lead = (
+        f"<p>{esc(last.mechanism)}: noise multiplier {esc(last.noise_multiplier)}, clipping "
+        f"norm {esc(last.clipping_norm)}{esc(calibrated)}, sampling {esc(last.sampling)}. "
+        f"After round {esc(stated[-1][0])}: <b>epsilon {esc(last.epsilon)} at delta "
+        f"{esc(last.delta)}</b> ({esc(last.releases)} release(s), {esc(last.accountant)}). "
+        "The guarantee covers the released models; scores, payouts and rejections are "
+        "computed from the updates as received (docs/privacy.md).</p>"
+    )
+    rows = [
+        (
+            r,
+            f"{s.sampled} of {s.population}",
+            s.effective_noise_multiplier or "no release",
+            s.sample_rate or "-",
+            s.epsilon,
+        )
+        for r, s in stated
+        if s is not None
+    ]
+    headers = ("round", "sampled", "effective noise multiplier", "q", "epsilon so far")
+    return "<h2>Differential privacy</h2>" + lead + table(headers, rows)
 
 
 def _transactions(metrics: dict[str, Any], audit: list[AuditReport] | None) -> dict[str, list[str]]:
