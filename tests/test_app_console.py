@@ -277,3 +277,27 @@ def test_the_library_leaves_logging_configuration_alone(tmp_path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert proc.stdout.strip().endswith("unchanged")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_rounds_are_one_bar_with_warnings_above_it(tmp_path) -> None:
+    tty = Terminal()
+    flwr_logger = logging.getLogger("flwr")
+    with app_console(tmp_path, num_rounds=2, stream=tty):
+        for k in (1, 2):
+            flwr_logger.info("[ROUND %s/%s]", k, 2)
+            flwr_logger.warning("round %d train: rejected reply of node 9: non-finite", k)
+            flwr_logger.info("\t└──> Aggregated MetricRecord: %s", MetricRecord(
+                {"replies_accepted": 3, "replies_rejected": 1, "dlc_paid": 5.0}
+            ))  # fmt: skip
+        flwr_logger.info("Strategy execution finished in %.2fs", 1.0)
+    screen = tty.getvalue()
+    assert "\x1b[" in screen  # drawn and redrawn in place, not one line a round
+    assert "round 2/2" in screen and "3 accepted, 1 rejected; 10.00 DLC paid so far" in screen
+    # rich prints the warnings (through its stand-in for sys.stderr) above the bar
+    assert screen.index("round 1 train: rejected") < screen.rindex("round 2/2")
+    assert not re.search(r"^round \d/2: ", screen, re.MULTILINE)  # no plain lines

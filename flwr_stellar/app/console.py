@@ -159,13 +159,15 @@ class RichBar:
         self.progress.start()
 
     def started(self, server_round: int, num_rounds: int) -> None:
-        self.progress.update(
-            self.task, description=f"round {server_round}/{num_rounds}", total=num_rounds
-        )
+        self.progress.update(self.task, total=num_rounds)
+        if server_round == 1:
+            self.progress.update(self.task, facts="round 1 training")
 
     def finished(self, status: RoundStatus) -> None:
+        """The bar says what the plain line says: round k/N done, and what it did."""
         self.progress.update(
             self.task,
+            description=f"round {status.server_round}/{status.num_rounds}",
             completed=status.server_round,
             facts=status.facts(),
             eta="" if status.eta_s is None else f"ETA {clock(status.eta_s)}",
