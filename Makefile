@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?= attack=hostile   # the demo federation has two hostile nodes (conf/attack/)
 export FLWR_TELEMETRY_ENABLED := 0
 
-.PHONY: install dataset browser js demo test test-fast bench lint flwr-run clean
+.PHONY: install dataset browser js demo docs test test-fast bench lint flwr-run clean
 
 install: $(STAMP)
 
@@ -63,7 +63,12 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 demo: install dataset
 	$(PY) -m flwr_stellar.app.experiment $(DEMO_ARGS) $(ARGS)
 
-test: install dataset browser js
+# The manual (docs/, mkdocs.yml) into site/: any warning fails it (broken links or anchors, pages
+# missing from the nav, docstrings mkdocstrings cannot read). Nothing is fetched from the network.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+test: install dataset browser js docs
 	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 test-fast: install dataset
@@ -79,9 +84,9 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy    # strict on the library and strategies/ (pyproject [tool.mypy])
 
-# `flwr run .` on a local simulation federation (config in .flwr-home/, see README).
+# `flwr run .` on a local simulation federation (config in .flwr-home/, see docs/configuration.md).
 flwr-run: install dataset
 	$(VENV)/bin/flwr-stellar flwr-run $(ARGS)
 
 clean:
-	rm -rf $(VENV) outputs multirun .flwr-home .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) outputs multirun site .flwr-home .pytest_cache .ruff_cache .hypothesis
