@@ -19,14 +19,15 @@ class ClusterOutlier(Check):
 
     Backdoored updates are trained towards a second objective and so point, together, away
     from the honest majority, while honest updates of non-IID data are spread but dense around
-    it. The norm bound (``NormBound``) is FLAME's clipping step; its adaptive noise is not
-    added (measured: see the README's attack table for what this check buys on its own).
+    it. The norm bound (``NormBound``) is FLAME's clipping step, and ``NormBound.noise`` its
+    adaptive noise (off by default). What this check buys, and costs honest nodes, is measured
+    in docs/rewards.md (the ``after+flame`` rows of the defences table).
     Cosines are taken on the run's sketch coordinates (see ``copied_update``).
 
     Parameters
     ----------
     enabled : bool (default: False)
-        Off unless asked for (see the measurements in the README).
+        Off unless asked for: on non-IID data it rejects honest updates too (docs/rewards.md).
     min_samples : int (default: 1)
         HDBSCAN's ``min_samples`` (FLAME uses 1), >= 1.
     """
