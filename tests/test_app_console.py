@@ -104,7 +104,12 @@ def test_a_run_shows_warnings_and_one_plain_line_a_round(tmp_path, capsys) -> No
     assert console.out == ""  # the progress went to the stream it was given
     # warnings and the node's rejection, one line each; none of Flower's or alembic's INFO
     assert "WARNING  fraction_evaluate is set to 0.0" in console.err
-    assert re.search(r"WARNING  round 2 train: rejected reply of node \d+: non-finite", console.err)
+    # the hostile node's rejection once (round 1), then a note; rounds 2 and 3 only in run.log
+    rejections = re.findall(
+        r"WARNING  round (\d) train: rejected reply of node \d+: non-finite", console.err
+    )
+    assert rejections == ["1"], console.err
+    assert console.err.count("further rejections of a node for the same reason") == 1
     assert "WARNING  [some.library] a third-party warning" in console.err
     assert "WARNING  [py.warnings]" in console.err and "a Python warning" in console.err
     for noise in ("[ROUND", "configure_train", "Aggregated MetricRecord", "Final results", "INFO"):
@@ -118,7 +123,9 @@ def test_a_run_shows_warnings_and_one_plain_line_a_round(tmp_path, capsys) -> No
         "Aggregated MetricRecord",
         "Final results",
         "alembic.runtime.plugins [MainThread] setup plugin probe",
-        "rejected reply of node",
+        "round 1 train: rejected reply of node",
+        "round 2 train: rejected reply of node",
+        "round 3 train: rejected reply of node",
         "a third-party warning",
     ):
         assert kept in full, kept
@@ -301,3 +308,28 @@ def test_on_a_terminal_the_rounds_are_one_bar_with_warnings_above_it(tmp_path) -
     # rich prints the warnings (through its stand-in for sys.stderr) above the bar
     assert screen.index("round 1 train: rejected") < screen.rindex("round 2/2")
     assert not re.search(r"^round \d/2: ", screen, re.MULTILINE)  # no plain lines
+
+
+def test_simulated_nodes_keystores_are_made_ahead_with_one_warning(tmp_path, caplog) -> None:
+    """The reference app creates its simulated nodes' development keystores before the run:
+    one warning in the main process instead of one per node from the Ray workers, and a node
+    that then opens its identity finds its keystore and says nothing."""
+    from flwr_stellar.client.identity import NodeSettings, create_dev_keystores
+
+    directory = tmp_path / "keystores"
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        created = create_dev_keystores(directory, ["0", "1", "2"])
+        assert [p.name for p in created] == ["node-0.json", "node-1.json", "node-2.json"]
+        assert all(p.stat().st_mode & 0o777 == 0o600 for p in created)
+        assert create_dev_keystores(directory, ["0", "1", "2"]) == []  # idempotent
+        node = NodeSettings.from_node_config(
+            {"partition-id": 1, "dev-keystore": True, "dev-keystore-dir": str(directory)}, 7
+        )
+        assert node.dev_keystore
+        before = node.pseudonym(5).public_key
+    warned = [r.getMessage() for r in caplog.records if "DEVELOPMENT" in r.getMessage()]
+    assert len(warned) == 1 and "created 3 DEVELOPMENT keystore(s)" in warned[0], warned
+    again = NodeSettings.from_node_config(
+        {"partition-id": 1, "dev-keystore": True, "dev-keystore-dir": str(directory)}, 7
+    )
+    assert again.pseudonym(5).public_key == before  # the same keystore, not a new one

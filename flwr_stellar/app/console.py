@@ -289,6 +289,36 @@ class ConsoleLines(logging.Handler):
             self.handleError(record)
 
 
+REJECTION = "round %d %s: rejected reply of node %s: %s (%s)"  # strategies/pipeline.py's
+
+
+class FirstRejectionOnly(logging.Filter):
+    """The terminal shows a node's rejection for a reason once: two hostile nodes would
+    otherwise fill the screen with the same two lines every round. The progress line counts
+    every rejection, the closing summary totals them, and ``run.log`` keeps each one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, str]] = set()
+        self.told = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if record.msg != REJECTION or not isinstance(args, tuple) or len(args) != 5:
+            return True
+        key = (str(args[2]), str(args[3]))
+        if key not in self.seen:
+            self.seen.add(key)
+            return True
+        if not self.told:
+            self.told = True
+            sys.stderr.write(
+                "(further rejections of a node for the same reason: counted in the progress "
+                "line, written to run.log)\n"
+            )
+        return False
+
+
 def _log_warning(
     message: Warning | str,
     category: type[Warning],
@@ -372,7 +402,9 @@ def app_console(
     log_file.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)-8s %(name)s [%(threadName)s] %(message)s")
     )
-    root.handlers[:] = [log_file, ConsoleLines()]
+    console = ConsoleLines()
+    console.addFilter(FirstRejectionOnly())
+    root.handlers[:] = [log_file, console]
     root.setLevel(logging.INFO)
     flwr.propagate = True  # Flower's records reach the file and the console handler above
     for handler, _ in saved.flower_console_levels:

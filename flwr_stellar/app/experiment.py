@@ -100,6 +100,12 @@ def main(cfg: DictConfig) -> float:
     print(render_header(run_config, cfg.federation.num_supernodes, out, out / LOG_FILE))
     # warnings and one line a round on the terminal; everything from INFO up in run.log
     with app_console(out, int(run_config["num_rounds"])):
+        from flwr_stellar.client.identity import create_dev_keystores
+
+        app = AppConfig.from_run_config(run_config)
+        if app.identity.enabled and app.identity.dev_keystores:  # one warning here, not N there
+            labels = [str(i) for i in range(cfg.federation.num_supernodes)]
+            create_dev_keystores(out / "keystores", labels)  # where client_app points them
         # importing Flower's simulation imports alembic, which logs at INFO: inside, to the file
         from flwr_stellar.app.simulation import run_app_simulation
 

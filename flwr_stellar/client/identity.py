@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from logging import WARNING
 from pathlib import Path
@@ -177,23 +177,59 @@ class NodeSettings:
         raise IdentityUnavailableError("no keystore, so no journal beside it")
 
     def _dev_keystore(self) -> Path:
-        path = (self.dev_keystore_dir / f"node-{self.label}.json").resolve()
-        if not path.exists():
-            with contextlib.suppress(keystore.KeystoreError):  # another worker may be first
-                keystore.save(
-                    path,
-                    MasterSecret.generate(with_mnemonic=False),
-                    DEV_PASSPHRASE,
-                    kdf=DEV_KDF,
-                )
-                log(
-                    WARNING,
-                    "flwr-stellar: node %s created DEVELOPMENT keystore %s with the public dev "
-                    "passphrase; never use it for real rewards",
-                    self.label,
-                    path,
-                )
+        path = dev_keystore_path(self.dev_keystore_dir, self.label)
+        if _create_dev_keystore(path):
+            log(
+                WARNING,
+                "flwr-stellar: node %s created DEVELOPMENT keystore %s with the public dev "
+                "passphrase; never use it for real rewards",
+                self.label,
+                path,
+            )
         return path
+
+
+def dev_keystore_path(directory: Path, label: str) -> Path:
+    """Where the development keystore of the node labelled ``label`` lives in ``directory``."""
+    return (directory / f"node-{label}.json").resolve()
+
+
+def _create_dev_keystore(path: Path) -> bool:
+    """Create a development keystore at ``path`` unless one is there; True if created."""
+    if path.exists():
+        return False
+    with contextlib.suppress(keystore.KeystoreError):  # another worker may be first
+        keystore.save(path, MasterSecret.generate(with_mnemonic=False), DEV_PASSPHRASE, kdf=DEV_KDF)
+        return True
+    return False
+
+
+def create_dev_keystores(directory: Path, labels: Iterable[str]) -> list[Path]:
+    """Create the development keystores of simulated nodes ahead of a run, with ONE warning.
+
+    Each simulated node would otherwise create its own in its worker process and warn there,
+    once per node and interleaved with the run's output. The nodes then find theirs and stay
+    quiet. Returns the keystores created (those already there are left as they are).
+
+    Parameters
+    ----------
+    directory : Path
+        The nodes' ``dev-keystore-dir``.
+    labels : Iterable[str]
+        The nodes' labels (a simulation's partition ids).
+    """
+    created = [
+        p for p in (dev_keystore_path(directory, lb) for lb in labels) if _create_dev_keystore(p)
+    ]
+    if created:
+        log(
+            WARNING,
+            "flwr-stellar: created %d DEVELOPMENT keystore(s) in %s with the public dev "
+            "passphrase; never use them for real rewards",
+            len(created),
+            directory.resolve(),
+        )
+    return created
 
 
 def _text(node_config: Mapping[str, object], key: str, default: str = "") -> str:
