@@ -120,7 +120,7 @@ def config(tmp: Path, **overrides: object) -> LedgerConfig:
         "screening": Screening(),
         "intake": IntakeSettings(max_num_examples=1000),
         "scorer": "flat",
-        "settle_timeout_s": 20,
+        "settle_timeout_s": 120,  # a loaded machine: anchoring must finish before the audit
         "receipt_timeout_s": 5,
     }
     return LedgerConfig(**(values | overrides))  # type: ignore[arg-type]
