@@ -320,7 +320,7 @@ def test_the_audit_flags_a_round_that_dropped_its_statement() -> None:
 
 # ------------------------------------------------------------------ report and summary
 def test_the_report_and_the_summary_show_epsilon_and_delta(tmp_path: Path) -> None:
-    from flwr_stellar.app.summary import render_run_summary, rounds_table  # noqa: F401
+    from flwr_stellar.app.summary import render_run_summary
     from flwr_stellar.report import write_run_report
 
     settings = PrivacySettings.client_side(1.0, 2.0, 4)
