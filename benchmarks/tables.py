@@ -471,6 +471,7 @@ PAGES: dict[Path, tuple[str, ...]] = {
     DOCS / "results.md": tuple(TABLES),
     DOCS / "rewards.md": ("attacks", "robust_inner", "robust_rewards", "data_free", "sweep"),
     DOCS / "wallet.md": ("linkability",),
+    DOCS / "privacy.md": ("privacy",),
     DOCS / "ledger.md": ("ledger",),
     DOCS / "deployment.md": ("deployment",),
 }
