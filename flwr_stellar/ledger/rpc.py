@@ -232,6 +232,8 @@ class RpcLedger:
         )
         self.server = SorobanServer(rpc_url, client=client)
         self._passphrase = network_passphrase
+        self._named = network_passphrase is not None  # reads check it (see _check_reads)
+        self._state_at = 0  # the newest ledger account state was read at (getLedgerEntries)
         self._allow_real_money = allow_real_money
         self._network_checked = False
         self.friendbot_url = friendbot_url
@@ -284,21 +286,34 @@ class RpcLedger:
         refuse_pubnet(theirs, self._allow_real_money)
         self._network_checked = True
 
+    def _check_reads(self) -> None:
+        """Reads check the network too, once, when one was named: another network's server
+        answers NOT_FOUND for our hashes and some other sequence for our distributor, which
+        the anchoring worker would take for "never applied" and rebuild (paying twice once
+        pointed back). A reader that named none (an audit) reads the server's own."""
+        if self._named and not self._network_checked:
+            self._check_network()
+
     @_transport
     def history_window(self) -> HistoryWindow:
         """The ledgers this server holds transactions for (``getHealth``): history views see
         these and nothing older."""
+        self._check_reads()
         health = self.server.get_health()
         return HistoryWindow(int(health.oldest_ledger), int(health.latest_ledger))
 
     @_transport
     def history_begins(self) -> int | None:
-        """The close time of the window's oldest ledger (``getLedgers``); None when the window
-        reaches back to the network's first ledgers."""
+        """The close time of the window's oldest ledger; None when the window reaches back to
+        the network's first ledgers. Asked of ``getLedgers`` at the window's latest ledger,
+        whose answer names the oldest: its oldest ledger is pruned at every close, so asking
+        for it by number races the network."""
         window = self.history_window()
         if window.oldest <= 2:  # ledger 1 is genesis, which holds no transactions
             return None
-        page = self.server.get_ledgers(start_ledger=window.oldest, limit=1)
+        page = self.server.get_ledgers(start_ledger=window.latest, limit=1)
+        if int(page.oldest_ledger) <= 2:
+            return None
         return int(page.oldest_ledger_close_time)
 
     # ------------------------------------------------------------------ accounts
@@ -319,6 +334,7 @@ class RpcLedger:
             The account does not exist.
         """
         _account_key(account_id)  # validates the strkey first (a LedgerError, not an outage)
+        self._check_reads()
         entry, lines = self._account_entries(account_id, self._assets_for(account_id))
         explained = len(entry.signers) + len(lines)
         if explained < int(entry.num_sub_entries.uint32):
@@ -342,6 +358,7 @@ class RpcLedger:
         lines: list[stellar_xdr.TrustLineEntry] = []
         for start in range(0, len(keys), MAX_KEYS):
             resp = self.server.get_ledger_entries(keys[start : start + MAX_KEYS])
+            self._state_at = max(self._state_at, int(resp.latest_ledger))
             for found in resp.entries or ():
                 data = _from_xdr(stellar_xdr.LedgerEntryData, found.xdr)
                 if data.account is not None:
@@ -405,9 +422,9 @@ class RpcLedger:
             codes = decode_result(sent.error_result_xdr or "")
             stale = "tx_bad_seq" in (codes.tx_code, codes.inner_tx_code)
             if stale:  # already in a ledger? then that outcome, as Horizon resubmission answers
-                found = self.server.get_transaction(tx_hash)
-                if found.status != GetTransactionStatus.NOT_FOUND:
-                    return self._applied(found, envelope_xdr)
+                found = self._bad_seq_lookup(envelope_xdr, tx_hash)
+                if found is not None:
+                    return self._applied(found, envelope_xdr, tx_hash)
             return SubmitResult(
                 hash=tx_hash,
                 successful=False,
@@ -421,7 +438,57 @@ class RpcLedger:
                 inner_tx_code=codes.inner_tx_code,
             )
         # PENDING or DUPLICATE (already in the queue, or already applied): wait for a ledger
-        return self._applied(self._wait(tx_hash), envelope_xdr)
+        return self._applied(self._wait(tx_hash), envelope_xdr, tx_hash)
+
+    def _bad_seq_lookup(self, envelope_xdr: str, tx_hash: str) -> GetTransactionResponse | None:
+        """After ``tx_bad_seq``: the envelope's own outcome if it applied, None if it did not.
+
+        stellar-core checks sequences against its newest state, which RPC's transaction index
+        may not have ingested yet: NOT_FOUND right after ``tx_bad_seq`` is no proof (and
+        "not applied" makes the worker rebuild with the next sequence: a second payment). So
+        the source account is read first: a sequence still free there means the index and
+        the state both lag core (outcome unknown); a used one, a NOT_FOUND that counts only
+        from an index that has reached the ledger the state was read at."""
+        tx = transaction_of(stellar_xdr.TransactionEnvelope.from_xdr(envelope_xdr))
+        assert tx is not None  # _read_envelope checked it
+        source, sequence = muxed_id(tx.source_account), int(tx.seq_num.sequence_number.int64)
+        try:
+            account, _ = self._account_entries(source, set())
+        except NotFoundError:
+            return None  # no such account: nothing of it ever applied
+        current = int(account.seq_num.sequence_number.int64)
+        if current == sequence - 1:
+            raise LedgerUnavailableError(
+                f"{self.location}: tx_bad_seq for {tx_hash}, yet the account's sequence is "
+                "still the one before it: the network is ahead of this RPC; outcome unknown"
+            )
+        if current < sequence:
+            return None  # too far ahead of the account: not applied
+        found = self._lookup(tx_hash)
+        return None if found.status == GetTransactionStatus.NOT_FOUND else found
+
+    def _lookup(self, tx_hash: str) -> GetTransactionResponse:
+        """``getTransaction``, whose NOT_FOUND is taken only from an index that has reached
+        every ledger this client read account state at (``getLedgerEntries``' latestLedger):
+        a node behind a load balancer, or an index behind the state, says NOT_FOUND for a
+        transaction that already used its sequence. Waits up to ``poll_timeout_s`` for it
+        to catch up, then the outcome is unknown (LedgerUnavailableError)."""
+        deadline = time.monotonic() + self.poll_timeout_s
+        pause = POLL_START_S
+        while True:
+            found = self.server.get_transaction(tx_hash)
+            if found.status != GetTransactionStatus.NOT_FOUND:
+                return found
+            if int(found.latest_ledger) >= self._state_at:
+                return found
+            if time.monotonic() + pause > deadline:
+                raise LedgerUnavailableError(
+                    f"{self.location}: its transaction index ends at ledger "
+                    f"{found.latest_ledger}, before the account state read at ledger "
+                    f"{self._state_at}: whether {tx_hash} applied is unknown"
+                )
+            time.sleep(pause)
+            pause = min(2 * pause, POLL_CAP_S)
 
     def _read_envelope(self, envelope_xdr: str) -> tuple[str, set[str]]:
         """The envelope's hash (hex) and the assets it names; LedgerError if malformed."""
@@ -453,8 +520,10 @@ class RpcLedger:
             time.sleep(pause)
             pause = min(2 * pause, POLL_CAP_S)
 
-    def _applied(self, found: GetTransactionResponse, envelope_xdr: str) -> SubmitResult:
-        d = _decode(_as_transaction(found))
+    def _applied(
+        self, found: GetTransactionResponse, envelope_xdr: str, tx_hash: str
+    ) -> SubmitResult:
+        d = _decode(self._answer_for(found, tx_hash))
         r = d.record
         return SubmitResult(
             hash=r.hash,
@@ -469,6 +538,23 @@ class RpcLedger:
             inner_tx_code=r.inner_tx_code,
         )
 
+    def _answer_for(self, found: GetTransactionResponse, tx_hash: str) -> RpcTransaction:
+        """getTransaction's answer, if it is the transaction asked for: its envelope must hash
+        (on our network) to ``tx_hash``. Another transaction's envelope and result under our
+        hash (a lie, a mixed-up cache) would make the worker mark an unpaid round paid: a
+        malformed answer (ValueError), outcome unknown."""
+        t = _as_transaction(found)
+        envelope = _from_xdr(stellar_xdr.TransactionEnvelope, t.envelope_xdr)
+        if transaction_of(envelope) is None:
+            raise ValueError("a transaction envelope that is neither v1 nor a fee bump")
+        own = _envelope_hash(envelope, self.network_passphrase)
+        if t.transaction_hash.lower() != tx_hash or own != tx_hash:
+            raise ValueError(
+                f"getTransaction for {tx_hash} answered transaction {t.transaction_hash} whose "
+                f"envelope hashes to {own}"
+            )
+        return t
+
     # ------------------------------------------------------------------ lookups
     @_transport
     def transaction(self, tx_hash: str) -> TxRecord:
@@ -480,14 +566,15 @@ class RpcLedger:
             or any(c not in "0123456789abcdefABCDEF" for c in tx_hash)
         ):
             raise LedgerError(f"invalid transaction hash {tx_hash!r}")
-        found = self.server.get_transaction(tx_hash.lower())
+        self._check_reads()
+        found = self._lookup(tx_hash.lower())
         if found.status == GetTransactionStatus.NOT_FOUND:
             raise NotFoundError(
                 f"transaction {tx_hash} not found in {self.location}'s window (ledgers "
                 f"{found.oldest_ledger}..{found.latest_ledger}); an older one needs Horizon or "
                 "a history archive"
             )
-        return _decode(_as_transaction(found)).record
+        return _decode(self._answer_for(found, tx_hash.lower())).record
 
     # ------------------------------------------------------------------ history scans
     def _scan(self, after: int | None = None) -> Iterator[_Decoded]:
@@ -499,15 +586,37 @@ class RpcLedger:
         if start > window.latest:
             return
         cursor: str | None = None
+        seen: int | None = None  # the TOID of the last transaction read
+        restarts = 3
         while True:
-            if cursor is None:
-                page = self.server.get_transactions(start_ledger=start, limit=SCAN_PAGE)
-            else:
-                page = self.server.get_transactions(cursor=cursor, limit=SCAN_PAGE)
+            try:
+                if cursor is None:
+                    page = self.server.get_transactions(start_ledger=start, limit=SCAN_PAGE)
+                else:
+                    page = self.server.get_transactions(cursor=cursor, limit=SCAN_PAGE)
+            except SorobanRpcErrorResponse:
+                # The window's oldest ledger is pruned at every close: one named a moment ago
+                # (or the cursor's) may be gone. Start again at the new oldest; anything else
+                # is the error it says.
+                asked = start if cursor is None else int(cursor) >> 32
+                window = self.history_window()
+                if restarts == 0 or asked >= window.oldest:
+                    raise
+                restarts -= 1
+                start, cursor = window.oldest, None
+                if seen is not None:  # read again from the start: skip what was read
+                    after, seen = (seen if after is None else max(after, seen)), None
+                continue
             for t in page.transactions:
-                if after is not None and toid(t.ledger, t.application_order) <= after:
-                    continue
-                yield _decode(t)
+                position = toid(int(t.ledger), int(t.application_order))
+                if seen is not None and position <= seen:  # pages must move forward
+                    raise ValueError(
+                        f"getTransactions repeated or reordered transactions (ledger {t.ledger}, "
+                        f"order {t.application_order} after TOID {seen})"
+                    )
+                seen = position
+                if after is None or position > after:
+                    yield _decode(t)
             txs = page.transactions
             if not txs or not page.cursor or page.cursor == cursor:
                 return

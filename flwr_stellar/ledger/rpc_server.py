@@ -4,11 +4,13 @@ SDF deprecates Horizon in favour of Stellar RPC, so ``ledger serve`` speaks both
 ``stellar_sdk.SorobanServer`` and the JS SDK's ``rpc.Server`` work against it unchanged. The
 methods and their fields follow stellar-rpc (``getHealth``, ``getNetwork``, ``getLatestLedger``,
 ``getLedgers``, ``getLedgerEntries``, ``sendTransaction``, ``getTransaction``,
-``getTransactions``, ``getFeeStats``), with its limits (200 keys, page limit 200, default 50)
-and its error codes: -32700 parse error, -32600 invalid request (and, as stellar-rpc, a page
-outside the retention window or over the limit), -32601 method not found, -32602 invalid
-params, -32603 internal error. Every JSON-RPC answer is HTTP 200 (as stellar-rpc's bridge);
-only a wrong content type (415) or HTTP method (405) is answered otherwise, never 413/429/5xx.
+``getTransactions``, ``getFeeStats``), with its limits (200 keys, page limit 200, default 50;
+a batch holds at most 100 requests and one full page of work, 200 ledgers, transactions or
+keys in all: the rest are answered with an error, not run) and its error codes: -32700 parse
+error, -32600 invalid request (and, as stellar-rpc, a page outside the retention window or
+over the limit), -32601 method not found, -32602 invalid params, -32603 internal error.
+Every JSON-RPC answer is HTTP 200 (as stellar-rpc's bridge); only a wrong content type (415)
+or HTTP method (405) is answered otherwise, never 413/429/5xx.
 
 What the embedded ledger cannot produce faithfully is said where it is built (and in
 docs/rpc.md): ``resultMetaXdr`` carries no ledger-entry changes (the store keeps the current
@@ -59,6 +61,12 @@ MAX_PAGE = 200  # stellar-rpc's max-transactions-limit / max-ledgers-limit
 DEFAULT_PAGE = 50  # its default-transactions-limit / default-ledgers-limit
 MAX_KEYS = 200  # its getLedgerEntries maximum
 MAX_BATCH = 100  # requests in one JSON-RPC batch
+# What one batch may make the server build, in page items (ledgers, transactions, keys): one
+# full page. Each request alone is within stellar-rpc's limits, but 100 getLedgers of 200 in
+# one 30 KB POST kept this single-threaded server busy for a minute and a half building a
+# 120 MB answer. The SDKs send no batches; a batch's requests past the budget are answered
+# with an error and not run.
+BATCH_BUDGET = MAX_PAGE
 CLASSIC_FEE_WINDOW = 10  # ledgers in stellar-rpc's classic fee statistics
 SOROBAN_FEE_WINDOW = 50  # and in its Soroban ones
 MAX_TX_SET_SIZE = 1000  # as the Horizon ledger records say
@@ -793,6 +801,26 @@ def _finite(text: str) -> float:
     return value
 
 
+def _cost(request: Any) -> int:
+    """What a request may make the server build, in page items: its page limit (getLedgers,
+    getTransactions), its keys (getLedgerEntries), else 1. Read leniently: a malformed request
+    is refused by its method for little work."""
+    params = request.get("params") if isinstance(request, dict) else None
+    if not isinstance(params, dict):
+        return 1
+    method = request.get("method")
+    if method == "getLedgerEntries":
+        keys = params.get("keys")
+        return max(1, len(keys)) if isinstance(keys, list) else 1
+    if method in ("getLedgers", "getTransactions"):
+        pagination = params.get("pagination")
+        limit = pagination.get("limit") if isinstance(pagination, dict) else None
+        if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit <= MAX_PAGE:
+            return limit
+        return DEFAULT_PAGE
+    return 1
+
+
 def rpc_endpoint(
     ledger: EmbeddedLedger, *, max_body: int, retention_window: int | None = None
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -808,6 +836,10 @@ def rpc_endpoint(
         See :class:`RpcMethods`.
     """
     methods = RpcMethods(ledger, retention_window)
+    over_budget = (
+        f"over the batch's budget of {BATCH_BUDGET} page items (ledgers, transactions, keys): "
+        "not run; send it in a request of its own"
+    )
 
     def one(request: Any, base_url: str) -> dict[str, Any] | None:
         if not isinstance(request, dict):
@@ -874,7 +906,19 @@ def rpc_endpoint(
                 return JSONResponse(
                     _error(None, INVALID_REQUEST, f"a batch holds at most {MAX_BATCH} requests")
                 )
-            answers = [a for a in (one(r, base_url) for r in payload) if a is not None]
+            answers: list[dict[str, Any]] = []
+            spent = 0
+            for request in payload:
+                spent += _cost(request)
+                if spent > BATCH_BUDGET:
+                    rid = request.get("id", _MISSING) if isinstance(request, dict) else None
+                    if rid is not _MISSING:  # a notification past the budget: dropped
+                        shown = rid if _valid_id(rid) else None
+                        answers.append(_error(shown, INVALID_REQUEST, over_budget))
+                    continue
+                answer = one(request, base_url)
+                if answer is not None:
+                    answers.append(answer)
             return JSONResponse(answers) if answers else Response(status_code=204)
         answer = one(payload, base_url)
         return JSONResponse(answer) if answer is not None else Response(status_code=204)

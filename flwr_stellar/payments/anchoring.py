@@ -269,7 +269,9 @@ class Anchorer:
                 outcome = self._resolve_signed(ledger, entry)
                 if outcome in ("settled", "unknown"):
                     return
-                if outcome == "resubmit" and self._handle(entry, self._submit(ledger, entry)):
+                if outcome == "resubmit" and self._handle(
+                    ledger, entry, self._submit(ledger, entry)
+                ):
                     return
                 entry = self._reload(entry)
                 continue
@@ -277,7 +279,7 @@ class Anchorer:
             failpoint("outbox-signed")
             result = self._submit(ledger, entry)
             failpoint("outbox-submitted")
-            if self._handle(entry, result):
+            if self._handle(ledger, entry, result):
                 return
             entry = self._reload(entry)
         # Never guess: an unsettled entry stays journaled and the next start settles it.
@@ -291,19 +293,15 @@ class Anchorer:
     def _resolve_signed(self, ledger: Ledger, entry: Entry) -> str:
         """'settled' (on the ledger), 'resubmit' (may still apply) or 'rebuild' (dead)."""
         assert entry.tx_hash is not None and entry.sequence is not None
-        try:
-            record = ledger.transaction(entry.tx_hash)
-        except NotFoundError:
-            record = None
-        if record is not None:
-            if record.successful:
-                self.outbox.mark_done(entry.id, record.ledger)
-            else:
-                self.outbox.mark_failed(entry.id, ",".join((record.tx_code, *record.op_codes)))
+        if self._found(ledger, entry):
             return "settled"
         current = ledger.load_account(self.treasury.distributor.public_key).sequence
         if current == entry.sequence - 1:
             return "resubmit"
+        # The sequence is used, perhaps by this very envelope, landing between the lookup
+        # above and the read of the sequence: look again, now that the sequence is used.
+        if self._found(ledger, entry):
+            return "settled"
         begins = ledger.history_begins()
         if begins is not None and not history_covers(entry, begins, ledger.network_passphrase):
             log(
@@ -321,6 +319,20 @@ class Anchorer:
             return "unknown"
         self.outbox.reset(entry.id, f"sequence {entry.sequence} consumed by another transaction")
         return "rebuild"
+
+    def _found(self, ledger: Ledger, entry: Entry) -> bool:
+        """Look the entry's transaction up by hash; when it is on the ledger, journal its
+        outcome (done or failed) and say so."""
+        assert entry.tx_hash is not None
+        try:
+            record = ledger.transaction(entry.tx_hash)
+        except NotFoundError:
+            return False
+        if record.successful:
+            self.outbox.mark_done(entry.id, record.ledger)
+        else:
+            self.outbox.mark_failed(entry.id, ",".join((record.tx_code, *record.op_codes)))
+        return True
 
     def _sign(self, ledger: Ledger, entry: Entry) -> Entry:
         distributor = self.treasury.distributor
@@ -391,8 +403,8 @@ class Anchorer:
             if self.pacer is not None:
                 self.pacer.after(ops)
 
-    def _handle(self, entry: Entry, result: SubmitResult | None) -> bool:
-        """True when the entry is settled; False when it must be rebuilt."""
+    def _handle(self, ledger: Ledger, entry: Entry, result: SubmitResult | None) -> bool:
+        """True when the entry is settled; False when it must be looked up or rebuilt."""
         if result is None:
             return False
         if result.successful:
@@ -416,6 +428,20 @@ class Anchorer:
                 result.tx_code,
                 self.fee.per_op,
             )
+        # Rebuilding signs the account's next sequence. While this envelope's own sequence is
+        # unused, that is the same sequence: at most one of the two can ever apply. Once it is
+        # used, a "dead" answer may be wrong (a lying or lagging server, or this envelope
+        # applied earlier): the entry stays signed and is settled by hash first.
+        assert entry.sequence is not None
+        if ledger.load_account(self.treasury.distributor.public_key).sequence != entry.sequence - 1:
+            log(
+                WARNING,
+                "anchoring round %d part %d: %s, but its sequence is used; looking it up",
+                entry.server_round,
+                entry.part,
+                codes,
+            )
+            return False
         self.outbox.reset(entry.id, codes)
         return False
 
