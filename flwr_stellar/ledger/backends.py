@@ -36,10 +36,15 @@ class EmbeddedBackend(LedgerBackend):
         return EmbeddedLedger(db, settings.network_passphrase or DEFAULT_PASSPHRASE)
 
 
-@register_backend("horizon")
-class HorizonBackend(LedgerBackend):
-    """Any Horizon: a ``preset`` network (``custom`` needs ``horizon_url`` and
-    ``network_passphrase``); pubnet moves real money, so it needs ``allow_pubnet``."""
+class NetworkBackend(LedgerBackend):
+    """What the backends for a real network (Horizon, RPC) share: a ``preset``'s per-ledger
+    operation limit, and the settings every network needs (pubnet moves real money, so it needs
+    ``allow_pubnet``; ``custom`` needs ``network_passphrase``) around the one for its URL."""
+
+    @classmethod
+    def url_problem(cls, settings: LedgerSettings) -> Problem:
+        """The check of this backend's URL setting."""
+        raise NotImplementedError
 
     @classmethod
     def problems(cls, settings: LedgerSettings) -> list[Problem]:
@@ -50,11 +55,7 @@ class HorizonBackend(LedgerBackend):
                 settings.preset != "pubnet" or settings.allow_pubnet,
                 "must be True to use pubnet (real money)",
             ),
-            (
-                "horizon_url",
-                not custom or bool(settings.horizon_url),
-                "must be set when preset='custom'",
-            ),
+            cls.url_problem(settings),
             (
                 "network_passphrase",
                 not custom or bool(settings.network_passphrase),
@@ -66,6 +67,20 @@ class HorizonBackend(LedgerBackend):
     def network_ops_per_ledger(cls, settings: LedgerSettings) -> int:
         preset = PRESETS.get(settings.preset)
         return (preset.ops_per_ledger or 0) if preset is not None else 0
+
+
+@register_backend("horizon")
+class HorizonBackend(NetworkBackend):
+    """Any Horizon: a ``preset`` network (``custom`` needs ``horizon_url`` and
+    ``network_passphrase``); pubnet moves real money, so it needs ``allow_pubnet``."""
+
+    @classmethod
+    def url_problem(cls, settings: LedgerSettings) -> Problem:
+        return (
+            "horizon_url",
+            settings.preset != "custom" or bool(settings.horizon_url),
+            "must be set when preset='custom'",
+        )
 
     @classmethod
     def open(cls, settings: LedgerSettings, output_dir: Path) -> Ledger:
@@ -88,41 +103,23 @@ class HorizonBackend(LedgerBackend):
 
 
 @register_backend("rpc")
-class RpcBackend(LedgerBackend):
+class RpcBackend(NetworkBackend):
     """Any Stellar RPC: a ``preset`` network's (``local`` is ``ledger serve``'s ``/rpc``,
     testnet and futurenet SDF's), or ``rpc_url``. SDF runs no public pubnet RPC, so pubnet
     needs ``rpc_url`` (a provider's) and, as it moves real money, ``allow_pubnet``;
     ``custom`` needs ``rpc_url`` and ``network_passphrase``."""
 
     @classmethod
-    def problems(cls, settings: LedgerSettings) -> list[Problem]:
-        custom = settings.preset == "custom"
+    def url_problem(cls, settings: LedgerSettings) -> Problem:
         preset = PRESETS.get(settings.preset)
         has_url = bool(settings.rpc_url) or (preset is not None and preset.rpc_url is not None)
-        return [
-            (
-                "allow_pubnet",
-                settings.preset != "pubnet" or settings.allow_pubnet,
-                "must be True to use pubnet (real money)",
-            ),
-            (
-                "rpc_url",
-                has_url,
-                "must be set when preset='custom'"
-                if custom
-                else f"must be set for preset={settings.preset!r}: {PUBNET_RPC_MISSING}",
-            ),
-            (
-                "network_passphrase",
-                not custom or bool(settings.network_passphrase),
-                "must be set when preset='custom'",
-            ),
-        ]
-
-    @classmethod
-    def network_ops_per_ledger(cls, settings: LedgerSettings) -> int:
-        preset = PRESETS.get(settings.preset)
-        return (preset.ops_per_ledger or 0) if preset is not None else 0
+        return (
+            "rpc_url",
+            has_url,
+            "must be set when preset='custom'"
+            if settings.preset == "custom"
+            else f"must be set for preset={settings.preset!r}: {PUBNET_RPC_MISSING}",
+        )
 
     @classmethod
     def open(cls, settings: LedgerSettings, output_dir: Path) -> Ledger:
