@@ -42,7 +42,7 @@ from flwr_stellar.ledger.horizon_json import (
 )
 from flwr_stellar.ledger.networks import PRESETS as PRESETS  # re-export
 from flwr_stellar.ledger.networks import NetworkPreset as NetworkPreset  # re-export
-from flwr_stellar.ledger.networks import friendbot_fund, refuse_pubnet
+from flwr_stellar.ledger.networks import friendbot_fund, network_preset, refuse_pubnet
 from flwr_stellar.ledger.params import parse_asset
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -103,10 +103,7 @@ class HorizonLedger:
 
     @classmethod
     def preset(cls, name: str, **kw: Any) -> HorizonLedger:
-        try:
-            p = PRESETS[name]
-        except KeyError:
-            raise LedgerError(f"unknown network preset {name!r}; one of {tuple(PRESETS)}") from None
+        p = network_preset(name)
         return cls(p.horizon_url, p.network_passphrase, friendbot_url=p.friendbot_url, **kw)
 
     @property

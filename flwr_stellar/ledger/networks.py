@@ -78,6 +78,14 @@ PRESETS = {
 }
 
 
+def network_preset(name: str) -> NetworkPreset:
+    """The preset called ``name``; a LedgerError naming the known ones otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise LedgerError(f"unknown network preset {name!r}; one of {tuple(PRESETS)}") from None
+
+
 def refuse_pubnet(network_passphrase: str, allow_real_money: bool) -> None:
     """Raise unless pubnet (real money) was allowed explicitly; every client backend calls it.
 

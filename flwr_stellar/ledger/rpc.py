@@ -70,7 +70,7 @@ from flwr_stellar.ledger.base import (
 )
 from flwr_stellar.ledger.embedded.ops.xdr_util import account_id as xdr_account
 from flwr_stellar.ledger.embedded.ops.xdr_util import asset_string, muxed_id, transaction_of
-from flwr_stellar.ledger.networks import PRESETS, friendbot_fund, refuse_pubnet
+from flwr_stellar.ledger.networks import friendbot_fund, network_preset, refuse_pubnet
 from flwr_stellar.ledger.params import parse_asset, parse_uint
 from flwr_stellar.ledger.result_codes import ResultCodes, decode_result
 
@@ -244,10 +244,7 @@ class RpcLedger:
     def preset(cls, name: str, rpc_url: str = "", **kw: Any) -> RpcLedger:
         """The RPC of a network preset (``local``, ``testnet``, ``futurenet``, ``pubnet``);
         ``rpc_url`` overrides the preset's, and is required for pubnet."""
-        try:
-            p = PRESETS[name]
-        except KeyError:
-            raise LedgerError(f"unknown network preset {name!r}; one of {tuple(PRESETS)}") from None
+        p = network_preset(name)
         url = rpc_url or p.rpc_url
         if not url:
             raise LedgerError(PUBNET_RPC_MISSING)
